@@ -1,0 +1,39 @@
+# Each target sets up .venv itself on a fresh machine (only Python and PyPI needed).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-slow bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start an embedded server, generate data, run the baseline benchmark, print the report
+demo: $(STAMP)
+	$(BIN)/python -m bench.server_baseline --vectors 20000 --recovery-vectors 20000 \
+		--out reports/demo
+
+## test: lint, then the default (fast) test suite
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+## test-slow: long durability loops and size-heavy tests
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+## bench: the full server baseline (sizes per the issue: 100k recovery set)
+bench: $(STAMP)
+	$(BIN)/python -m bench.server_baseline --out reports/baseline
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) reports/demo

@@ -1,0 +1,1 @@
+"""Deterministic data: vectors, documents and exact ground truth, all seeded."""

@@ -1,0 +1,6 @@
+"""Test clusters: real AkiDB server processes on free loopback ports, always cleaned up."""
+
+from harness.cluster import Cluster
+from harness.node import Node, NodeError
+
+__all__ = ["Cluster", "Node", "NodeError"]

@@ -1,0 +1,52 @@
+"""``Cluster(nodes=N)``: N independent server processes, started and torn down together."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.node import Node
+from server.client import Client
+
+
+class Cluster:
+    def __init__(self, nodes: int = 1, *, base_dir: str | Path | None = None,
+                 fsync: str = "always", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> None:
+        if nodes < 1:
+            raise ValueError(f"a cluster needs at least one node, got {nodes}")
+        self._owns_dir = base_dir is None
+        self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="akidb-"))
+        self.nodes = [
+            Node(self.base_dir / f"node{i}", name=f"node{i}", fsync=fsync,
+                 extra_args=extra_args, env=env, ready_timeout=ready_timeout)
+            for i in range(nodes)
+        ]
+
+    def start(self) -> Cluster:
+        try:
+            for node in self.nodes:
+                node.start(wait=False)
+            for node in self.nodes:
+                node.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def admin_client(self, index: int = 0, **kwargs: Any) -> Client:
+        return self.nodes[index].admin_client(**kwargs)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        if self._owns_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Transports: REST (Flask) over the one service layer."""

@@ -1,0 +1,90 @@
+"""OpenAPI 3.1 document of the REST API; request schemas come from the pydantic models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from server import __version__, schema
+
+C = "/v1/tenants/{tenant}/databases/{database}/collections/{collection}"
+_ERROR = {"$ref": "#/components/responses/Error"}
+_ERRORS = {str(code): _ERROR for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+
+
+def _params(path: str) -> list[dict[str, Any]]:
+    names = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
+    return [{"name": n, "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+                        if n != "id" else "^[^/\\x00-\\x1f]{1,256}$"}} for n in names]
+
+
+def _op(summary: str, path: str, body: type[BaseModel] | None = None, status: int = 200,
+        public: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": _params(path),
+        "responses": {str(status): {"description": "success", "content": {
+            "application/json": {"schema": {"type": "object"}}}}, **_ERRORS},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+    if public:
+        op["security"] = []
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models = [schema.TenantIn, schema.DatabaseIn, schema.CollectionIn, schema.UpsertIn,
+              schema.SearchIn]
+    components: dict[str, Any] = {}
+    for model in models:
+        js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(js.pop("$defs", {}))
+        components[model.__name__] = js
+    t, d = "/v1/tenants/{tenant}", "/v1/tenants/{tenant}/databases/{database}"
+    paths: dict[str, Any] = {
+        "/health": {"get": _op("Liveness", "/health", public=True)},
+        "/ready": {"get": _op("Readiness: 503 until recovery completes", "/ready", public=True)},
+        "/metrics": {"get": _op("Prometheus metrics", "/metrics", public=True)},
+        "/openapi.json": {"get": _op("This document", "/openapi.json", public=True)},
+        "/v1/tenants": {"post": _op("Create a tenant", "/v1/tenants", schema.TenantIn, 201),
+                        "get": _op("List tenants", "/v1/tenants")},
+        t: {"get": _op("Get a tenant", t), "delete": _op("Delete a tenant and its data", t)},
+        t + "/databases": {
+            "post": _op("Create a database", t + "/databases", schema.DatabaseIn, 201),
+            "get": _op("List databases", t + "/databases")},
+        d: {"get": _op("Get a database", d), "delete": _op("Delete a database", d)},
+        d + "/collections": {
+            "post": _op("Create a collection", d + "/collections", schema.CollectionIn, 201),
+            "get": _op("List collections", d + "/collections")},
+        C: {"get": _op("Get a collection", C), "delete": _op("Delete a collection", C)},
+        C + "/documents": {"post": _op("Upsert documents (acknowledged = durable)",
+                                       C + "/documents", schema.UpsertIn)},
+        C + "/documents/{id}": {"get": _op("Get a document", C + "/documents/{id}"),
+                                "delete": _op("Delete a document", C + "/documents/{id}")},
+        C + "/search": {"post": _op("Vector, text or hybrid search", C + "/search",
+                                    schema.SearchIn)},
+        C + "/snapshots": {"post": _op("Snapshot the index and truncate the log",
+                                       C + "/snapshots", status=201)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "AkiDB reference server", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": {**components, "Error": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                         "properties": {"code": {"type": "string"},
+                                                        "message": {"type": "string"}}}}}},
+            "responses": {"Error": {"description": "error", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,206 @@
+"""REST transport: Flask routes that translate HTTP to ``Service`` calls and back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from server import schema
+from server.api.openapi import openapi_document
+from server.auth.keys import KeyAuthenticator, Principal
+from server.errors import (
+    AkiError,
+    BadRequest,
+    Internal,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from server.metrics import Metrics
+from server.service import Service
+
+log = logging.getLogger("akidb.rest")
+C = "/v1/tenants/<tenant>/databases/<database>/collections/<collection>"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
+               max_body_bytes: int) -> Flask:
+    app = Flask("akidb")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    def principal() -> Principal:
+        return auth.authenticate(request.headers.get("Authorization"))
+
+    def body() -> bytes:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit "
+                                  f"is {max_body_bytes}")
+        data = request.get_data(cache=False)
+        if not data:
+            raise BadRequest("request body is empty; send a JSON object")
+        return data
+
+    def needs_ready() -> None:
+        if not service.ready():
+            raise Unavailable("server is recovering; retry when /ready answers 200")
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        if request.path.startswith("/v1/"):
+            needs_ready()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe(route, request.method, response.status_code, elapsed)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if response.status_code >= 400:
+            log.info("request failed", extra={"request_id": g.get("request_id"),
+                                              "method": request.method, "path": request.path,
+                                              "status": response.status_code,
+                                              "ms": round(elapsed * 1000, 3)})
+        return response
+
+    @app.errorhandler(AkiError)
+    def _aki_error(exc: AkiError) -> Response:
+        return _json(exc.to_dict(), exc.http_status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        mapped: AkiError
+        if exc.code == 404:
+            mapped = NotFound(f"no route {request.method} {request.path}")
+        elif exc.code == 405:
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        elif exc.code == 413:
+            mapped = PayloadTooLarge(f"request body exceeds the limit of {max_body_bytes} bytes")
+        else:
+            mapped = BadRequest(exc.description or str(exc))
+            mapped.http_status = exc.code or 400
+        return _json(mapped.to_dict(), mapped.http_status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        err = Internal(f"internal error (request id {g.get('request_id')}); see server log")
+        return _json(err.to_dict(), 500)
+
+    # -- operational -------------------------------------------------------------------
+    @app.get("/health")
+    def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready")
+    def ready() -> Response:
+        if service.ready():
+            return _json({"status": "ready"})
+        return _json(Unavailable("recovering").to_dict(), 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return _json(openapi_document())
+
+    route: Callable[..., Any] = app.route
+
+    # -- tenants and databases ---------------------------------------------------------
+    @route("/v1/tenants", methods=["POST"])
+    def create_tenant() -> Response:
+        return _json(service.create_tenant(principal(), schema.parse(schema.TenantIn, body())),
+                     201)
+
+    @route("/v1/tenants", methods=["GET"])
+    def list_tenants() -> Response:
+        return _json({"tenants": service.list_tenants(principal())})
+
+    @route("/v1/tenants/<tenant>", methods=["GET"])
+    def get_tenant(tenant: str) -> Response:
+        return _json(service.get_tenant(principal(), tenant))
+
+    @route("/v1/tenants/<tenant>", methods=["DELETE"])
+    def delete_tenant(tenant: str) -> Response:
+        service.delete_tenant(principal(), tenant)
+        return _json({"deleted": tenant})
+
+    @route("/v1/tenants/<tenant>/databases", methods=["POST"])
+    def create_database(tenant: str) -> Response:
+        req = schema.parse(schema.DatabaseIn, body())
+        return _json(service.create_database(principal(), tenant, req), 201)
+
+    @route("/v1/tenants/<tenant>/databases", methods=["GET"])
+    def list_databases(tenant: str) -> Response:
+        return _json({"databases": service.list_databases(principal(), tenant)})
+
+    @route("/v1/tenants/<tenant>/databases/<database>", methods=["GET"])
+    def get_database(tenant: str, database: str) -> Response:
+        return _json(service.get_database(principal(), tenant, database))
+
+    @route("/v1/tenants/<tenant>/databases/<database>", methods=["DELETE"])
+    def delete_database(tenant: str, database: str) -> Response:
+        service.delete_database(principal(), tenant, database)
+        return _json({"deleted": database})
+
+    # -- collections -------------------------------------------------------------------
+    @route("/v1/tenants/<tenant>/databases/<database>/collections", methods=["POST"])
+    def create_collection(tenant: str, database: str) -> Response:
+        req = schema.parse(schema.CollectionIn, body())
+        return _json(service.create_collection(principal(), tenant, database, req), 201)
+
+    @route("/v1/tenants/<tenant>/databases/<database>/collections", methods=["GET"])
+    def list_collections(tenant: str, database: str) -> Response:
+        return _json({"collections": service.list_collections(principal(), tenant, database)})
+
+    @route(C, methods=["GET"])
+    def get_collection(tenant: str, database: str, collection: str) -> Response:
+        return _json(service.get_collection(principal(), tenant, database, collection))
+
+    @route(C, methods=["DELETE"])
+    def delete_collection(tenant: str, database: str, collection: str) -> Response:
+        service.delete_collection(principal(), tenant, database, collection)
+        return _json({"deleted": collection})
+
+    # -- documents, search, snapshots --------------------------------------------------
+    @route(C + "/documents", methods=["POST"])
+    def upsert(tenant: str, database: str, collection: str) -> Response:
+        who = principal()
+        batch = service.batch_from_request(schema.parse(schema.UpsertIn, body()))
+        return _json(service.upsert(who, tenant, database, collection, batch))
+
+    @route(C + "/documents/<doc_id>", methods=["GET"])
+    def get_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
+        return _json(service.get_document(principal(), tenant, database, collection, doc_id))
+
+    @route(C + "/documents/<doc_id>", methods=["DELETE"])
+    def delete_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
+        return _json(service.delete_document(principal(), tenant, database, collection, doc_id))
+
+    @route(C + "/search", methods=["POST"])
+    def search(tenant: str, database: str, collection: str) -> Response:
+        who = principal()
+        req = schema.parse(schema.SearchIn, body())
+        return _json(service.search(who, tenant, database, collection, req))
+
+    @route(C + "/snapshots", methods=["POST"])
+    def snapshot(tenant: str, database: str, collection: str) -> Response:
+        return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
+
+    return app

@@ -1,0 +1,127 @@
+"""Composition root: builds engine, service, auth and REST app, and runs the process.
+
+Start-up order matters to users: the HTTP port opens first (``/health`` answers,
+``/ready`` is 503) while recovery replays the logs in the background; only when
+recovery is done does ``/ready`` turn 200 and ``DIR/server.json`` appear, so a
+harness that waits for that file never talks to a half-recovered server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from waitress.server import create_server
+
+from server import __version__
+from server.api.rest import create_app
+from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
+from server.config import Settings
+from server.engine import Engine
+from server.metrics import Metrics
+from server.service import Service
+
+log = logging.getLogger("akidb.server")
+SERVER_FILE = "server.json"
+LOCK_FILE = "LOCK"
+
+
+class DataDirLocked(Exception):
+    pass
+
+
+class AkiServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_data_dir(settings.data_dir)
+        (settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
+        self.admin_key = load_or_create_admin_key(settings.data_dir)
+        self.engine = Engine(settings)
+        self.service = Service(self.engine, settings.limits)
+        self.metrics = Metrics(self.engine)
+        self.app = create_app(self.service, KeyAuthenticator(self.admin_key), self.metrics,
+                              settings.limits.max_body_bytes)
+        self.http = create_server(
+            self.app, host=settings.host, port=settings.port, threads=settings.threads,
+            max_request_body_size=settings.limits.max_body_bytes + (1 << 20),
+            ident="akidb", clear_untrusted_proxy_headers=True)
+        self.fatal: BaseException | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.settings.host}:{self.http.effective_port}"
+
+    def _recover(self) -> None:
+        try:
+            self.engine.recover()
+            self._write_server_file()
+            log.info("ready", extra={"rest_url": self.rest_url,
+                                     "recovery_seconds": round(self.engine.recovery_seconds or 0,
+                                                               3)})
+        except BaseException as exc:
+            self.fatal = exc
+            log.error("recovery failed: %s", exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _write_server_file(self) -> None:
+        info: dict[str, Any] = {"rest_url": self.rest_url, "grpc_target": None,
+                                "pid": os.getpid(), "version": __version__,
+                                "data_dir": str(self.settings.data_dir),
+                                "started_at": time.time()}
+        path = self.settings.data_dir / SERVER_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, path)
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+
+        def _stop(signum: int, _frame: Any) -> None:
+            if not self._stopping.is_set():
+                self._stopping.set()
+                raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        log.info("listening", extra={"rest_url": self.rest_url, "fsync": self.settings.fsync,
+                                     "data_dir": str(self.settings.data_dir)})
+        threading.Thread(target=self._recover, name="recovery", daemon=True).start()
+        try:
+            self.http.run()
+        except SystemExit:
+            pass
+        finally:
+            self.close()
+        if self.fatal is not None:
+            return 1
+        return 0
+
+    def close(self) -> None:
+        (self.settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
+        try:
+            self.http.close()
+            self.http.task_dispatcher.shutdown(timeout=5)
+        except Exception:
+            log.exception("closing HTTP server")
+        self.engine.close()
+        os.close(self._lock_fd)
+        log.info("stopped")
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirLocked(f"{data_dir} is in use by another akidb server") from None
+    return fd

@@ -1,0 +1,72 @@
+"""The ``akidb`` command: ``serve`` here; each toolkit package adds its own group."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from server import __version__
+from server.config import FSYNC_POLICIES, Settings, env_overrides
+
+# (module, attribute) of the command groups other packages contribute.
+PLUGIN_COMMANDS: list[tuple[str, str]] = []
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="akidb")
+def main() -> None:
+    """AkiDB: reference vector database server and its test & benchmark toolkit."""
+
+
+@main.command()
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for metadata, logs and snapshots (created if missing).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="REST port; 0 picks a free one (see DIR/server.json).")
+@click.option("--fsync", "fsync_policy", type=click.Choice(FSYNC_POLICIES), default=None,
+              help="WAL fsync policy: always (default), batch (group commit) or none.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="HTTP worker threads (default 8).")
+@click.option("--repair", is_flag=True,
+              help="On WAL corruption keep the valid prefix instead of refusing to start.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def serve(data_dir: Path, host: str, port: int, fsync_policy: str | None, threads: int | None,
+          repair: bool, log_level: str) -> None:
+    """Run the reference server until SIGTERM or Ctrl-C."""
+    from server import logs
+    from server.app import AkiServer, DataDirLocked
+
+    logs.configure(log_level)
+    try:
+        overrides = env_overrides()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fsync_policy is not None:
+        overrides["fsync"] = fsync_policy
+    if threads is not None:
+        overrides["threads"] = threads
+    if repair:
+        overrides["repair"] = True
+    try:
+        settings = Settings(data_dir=data_dir.resolve(), host=host, port=port,
+                            **overrides)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        server = AkiServer(settings)
+    except DataDirLocked as exc:
+        click.echo(f"akidb serve: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"akidb serve: cannot start: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(server.serve())
+
+
+for _module, _attr in PLUGIN_COMMANDS:
+    main.add_command(getattr(importlib.import_module(_module), _attr))

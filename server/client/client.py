@@ -1,0 +1,220 @@
+"""``Client``: typed calls for every REST route, over a swappable transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import numpy as np
+
+from server.client.rest import RestTransport
+from server.errors import error_from_response
+
+
+class Transport(Protocol):
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] | None = None
+    text: str | None = None
+    vector: list[float] | None = None
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit] = field(default_factory=list)
+    took_ms: float = 0.0
+
+    @property
+    def ids(self) -> list[str]:
+        return [h.id for h in self.hits]
+
+
+def parse_collection_path(path: str) -> tuple[str, str, str]:
+    """``"TENANT/DB/COLLECTION"`` → its three parts."""
+    parts = path.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"collection must be TENANT/DB/COLLECTION, got {path!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _c(collection: str) -> str:
+    t, d, c = parse_collection_path(collection)
+    return f"/v1/tenants/{quote(t)}/databases/{quote(d)}/collections/{quote(c)}"
+
+
+def _vector(v: Any) -> list[float]:
+    return np.asarray(v, dtype=np.float32).tolist()
+
+
+class Client:
+    """``Client(rest_url, api_key)``; collections are addressed as ``"tenant/db/coll"``."""
+
+    def __init__(self, rest_url: str, api_key: str | None = None, grpc_target: str | None = None,
+                 *, timeout: float = 30.0, transport: Transport | None = None) -> None:
+        self.rest_url = rest_url
+        self.grpc_target = grpc_target
+        self.transport: Transport = transport or RestTransport(rest_url, api_key, timeout)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        data = raw if raw is not None else (None if body is None else
+                                            json.dumps(body).encode())
+        status, payload = self.transport.request(method, path, data)
+        if path in ("/metrics",) and status == 200:
+            return payload.decode()
+        try:
+            decoded = json.loads(payload) if payload else None
+        except ValueError:
+            decoded = payload.decode(errors="replace")
+        if status >= 400:
+            raise error_from_response(status, decoded)
+        return decoded
+
+    # -- operational -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def is_ready(self) -> bool:
+        status, _ = self.transport.request("GET", "/ready")
+        return status == 200
+
+    def metrics(self) -> str:
+        return self._call("GET", "/metrics")
+
+    def openapi(self) -> dict[str, Any]:
+        return self._call("GET", "/openapi.json")
+
+    # -- control plane -----------------------------------------------------------------
+    def create_tenant(self, name: str, quotas: Mapping[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if quotas:
+            body["quotas"] = dict(quotas)
+        return self._call("POST", "/v1/tenants", body)
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/tenants")["tenants"]
+
+    def get_tenant(self, tenant: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/tenants/{quote(tenant)}")
+
+    def delete_tenant(self, tenant: str) -> None:
+        self._call("DELETE", f"/v1/tenants/{quote(tenant)}")
+
+    def create_database(self, tenant: str, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/tenants/{quote(tenant)}/databases", {"name": name})
+
+    def list_databases(self, tenant: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/tenants/{quote(tenant)}/databases")["databases"]
+
+    def delete_database(self, tenant: str, database: str) -> None:
+        self._call("DELETE", f"/v1/tenants/{quote(tenant)}/databases/{quote(database)}")
+
+    def create_collection(self, collection: str, *, dimension: int, metric: str = "cosine",
+                          hnsw: Mapping[str, int] | None = None, create_parents: bool = False
+                          ) -> dict[str, Any]:
+        """Create ``tenant/db/name``; ``create_parents`` also creates a missing tenant/db."""
+        t, d, c = parse_collection_path(collection)
+        if create_parents:
+            self.ensure_database(t, d)
+        body: dict[str, Any] = {"name": c, "dimension": dimension, "metric": metric}
+        if hnsw:
+            body["hnsw"] = dict(hnsw)
+        return self._call("POST", f"/v1/tenants/{quote(t)}/databases/{quote(d)}/collections",
+                          body)
+
+    def ensure_database(self, tenant: str, database: str) -> None:
+        from server.errors import AlreadyExists
+
+        for create in (lambda: self.create_tenant(tenant),
+                       lambda: self.create_database(tenant, database)):
+            try:
+                create()
+            except AlreadyExists:
+                pass
+
+    def get_collection(self, collection: str) -> dict[str, Any]:
+        return self._call("GET", _c(collection))
+
+    def list_collections(self, tenant: str, database: str) -> list[dict[str, Any]]:
+        return self._call(
+            "GET", f"/v1/tenants/{quote(tenant)}/databases/{quote(database)}/collections"
+        )["collections"]
+
+    def delete_collection(self, collection: str) -> None:
+        self._call("DELETE", _c(collection))
+
+    def snapshot(self, collection: str) -> dict[str, Any]:
+        return self._call("POST", _c(collection) + "/snapshots")
+
+    # -- data plane --------------------------------------------------------------------
+    def upsert(self, collection: str, documents: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert documents (``id``, ``vector``, optional ``text``/``payload``)."""
+        docs = []
+        for doc in documents:
+            d = dict(doc)
+            if d.get("vector") is not None:
+                d["vector"] = _vector(d["vector"])
+            docs.append(d)
+        return self._call("POST", _c(collection) + "/documents", {"documents": docs})["upserted"]
+
+    def upsert_arrays(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
+                      payloads: Sequence[Mapping[str, Any]] | None = None,
+                      texts: Sequence[str | None] | None = None) -> int:
+        """Columnar upsert for bulk loaders: ids and an (n, dim) float array."""
+        rows = np.asarray(vectors, dtype=np.float32).tolist()
+        docs: list[dict[str, Any]] = []
+        for i, ext_id in enumerate(ids):
+            d: dict[str, Any] = {"id": ext_id, "vector": rows[i]}
+            if payloads is not None:
+                d["payload"] = payloads[i]
+            if texts is not None and texts[i] is not None:
+                d["text"] = texts[i]
+            docs.append(d)
+        return self._call("POST", _c(collection) + "/documents", {"documents": docs})["upserted"]
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any]:
+        return self._call("GET", _c(collection) + f"/documents/{quote(doc_id, safe='')}")
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        self._call("DELETE", _c(collection) + f"/documents/{quote(doc_id, safe='')}")
+
+    def search(self, collection: str, vector: Any = None, *, k: int = 10, text: str | None = None,
+               mode: str | None = None, filter: Mapping[str, Any] | None = None,
+               ef: int | None = None, include: Sequence[str] = (), alpha: float | None = None
+               ) -> SearchResult:
+        body: dict[str, Any] = {"k": k}
+        if vector is not None:
+            body["vector"] = _vector(vector)
+        for key, value in (("text", text), ("mode", mode), ("filter", filter), ("ef", ef),
+                           ("alpha", alpha)):
+            if value is not None:
+                body[key] = value
+        if include:
+            body["include"] = list(include)
+        out = self._call("POST", _c(collection) + "/search", body)
+        return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        """A raw call (for tests of bad input): returns the decoded body or raises."""
+        return self._call(method, path, body, raw)

@@ -1,0 +1,345 @@
+"""One collection at run time: its log, its index and its id map, kept in step.
+
+Write order (the durability argument): append the record to the collection's
+WAL (fsynced under ``always``) → apply it to SQLite, recording the sequence
+number in the same transaction → insert into the HNSW index → wait for the group
+fsync under ``batch`` → acknowledge. Recovery replays every log record newer
+than what SQLite holds (into SQLite) and newer than the index snapshot (into the
+index), so an acknowledged write is never lost, whichever step a crash cut.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.config import Settings
+from server.errors import NotFound, Unavailable
+from server.index.hnsw import HnswIndex, ShortResult
+from server.query.hybrid import reciprocal_rank_fusion
+from server.storage import snapshot as snapshots
+from server.storage.metadata import CollectionRow, DocumentRow, MetadataStore
+from server.storage.wal import OP_DELETE, OP_UPSERT, WalRecord, WriteAheadLog
+
+log = logging.getLogger("akidb.collection")
+
+# Filtered search: graph candidates fetched per wanted hit before falling back to
+# an exact scan of the matching set (see _filtered_vector_search).
+OVERSAMPLE = 10
+MIN_CANDIDATES = 100
+# Up to this many matching documents, exact search over them beats a filtered graph walk.
+EXACT_SEARCH_MAX = 20000
+
+
+class RecoveryError(Exception):
+    """The collection cannot be brought back without losing acknowledged writes."""
+
+
+@dataclass
+class Hit:
+    label: int
+    ext_id: str
+    score: float
+    document: DocumentRow | None = None
+
+
+@dataclass
+class RecoveryReport:
+    collection: str
+    snapshot_seq: int | None = None
+    sqlite_seq: int = 0
+    replayed_records: int = 0
+    rebuilt_from_sqlite: bool = False
+    truncations: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Collection:
+    def __init__(self, row: CollectionRow, store: MetadataStore, directory: Path,
+                 settings: Settings) -> None:
+        self.row = row
+        self.store = store
+        self.dir = directory
+        self.index = HnswIndex(dimension=row.dimension, metric=row.metric, m=row.m,
+                               ef_construction=row.ef_construction, ef_search=row.ef_search,
+                               threads=settings.index_threads)
+        self.wal = WriteAheadLog(directory / "wal", fsync=settings.fsync,
+                                 segment_bytes=settings.wal_segment_bytes)
+        self.write_lock = threading.Lock()
+        self.labels: dict[str, int] = {}
+        self.ext_ids: dict[int, str] = {}
+        self.next_label = 0
+        self.last_snapshot: snapshots.Snapshot | None = None
+        self.broken: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    # -- recovery ----------------------------------------------------------------------
+    def open(self, *, repair: bool = False) -> RecoveryReport:
+        started = time.perf_counter()
+        report = RecoveryReport(self.row.path)
+        db_seq = self.row.applied_seq
+        wal_report = self.wal.open(min_seq=db_seq, repair=repair)
+        report.truncations = [t.__dict__ for t in wal_report.truncations]
+        report.sqlite_seq = db_seq
+
+        snap = snapshots.load_latest(self.dir / "snapshots")
+        if snap is not None:
+            self.index.load(snap.index_path, deleted=int(snap.meta.get("deleted", 0)))
+            self.next_label = int(snap.meta.get("next_label", 0))
+            index_seq = snap.seq
+            report.snapshot_seq = snap.seq
+            self.last_snapshot = snap
+        else:
+            index_seq = db_seq
+            report.rebuilt_from_sqlite = db_seq > 0
+            for rows in self.store.iter_vectors(self.row.id):
+                labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                self.index.add(labels, vectors.reshape(len(rows), self.row.dimension))
+                self.next_label = max(self.next_label, int(labels.max()) + 1)
+
+        start = min(index_seq, db_seq)
+        first = self.wal.first_seq()
+        if first is not None and first > start + 1:
+            raise RecoveryError(
+                f"{self.row.path}: log starts at record {first} but state is only known up to "
+                f"{start}; records {start + 1}..{first - 1} are missing from {self.wal.dir}")
+        pending: dict[int, np.ndarray] = {}
+        for record in self.wal.replay(start, self.row.dimension):
+            report.replayed_records += 1
+            if record.seq > db_seq:
+                self._apply_store(record)
+            if record.seq > index_seq:
+                if record.op == OP_UPSERT:
+                    for label, vector in zip(record.meta["labels"], record.vectors, strict=True):
+                        pending[label] = vector
+                    self.next_label = max(self.next_label, max(record.meta["labels"]) + 1)
+                else:
+                    self._flush_pending(pending)
+                    self.index.delete(record.meta["labels"])
+        self._flush_pending(pending)
+
+        for label, ext_id in self.store.id_map(self.row.id):
+            self.labels[ext_id] = label
+            self.ext_ids[label] = ext_id
+            self.next_label = max(self.next_label, label + 1)
+        if self.index.count != len(self.labels):
+            raise RecoveryError(
+                f"{self.row.path}: index holds {self.index.count} live vectors but the "
+                f"metadata store {len(self.labels)} documents after replay")
+        self._record_segments()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _flush_pending(self, pending: dict[int, np.ndarray]) -> None:
+        if pending:
+            labels = np.fromiter(pending.keys(), dtype=np.int64, count=len(pending))
+            self.index.add(labels, np.stack(list(pending.values())))
+            pending.clear()
+
+    def _apply_store(self, record: WalRecord) -> None:
+        meta = record.meta
+        if record.op == OP_UPSERT:
+            vectors = record.vectors
+            rows = [
+                (ext_id, label, text, payload, vectors[i].tobytes())
+                for i, (ext_id, label, text, payload) in enumerate(
+                    zip(meta["ids"], meta["labels"], meta["texts"], meta["payloads"],
+                        strict=True))
+            ]
+            self.store.apply_upsert(self.row.id, record.seq, rows)
+        elif record.op == OP_DELETE:
+            self.store.apply_delete(self.row.id, record.seq, meta["ids"])
+
+    # -- writes ------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.broken:
+            raise Unavailable(f"collection {self.row.path} is read-only after a storage "
+                              f"failure ({self.broken}); restart the server to recover")
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str | None],
+               payloads: Sequence[str]) -> int:
+        """Durably upsert validated documents (payloads are canonical JSON strings)."""
+        with self.write_lock:
+            self._check_writable()
+            labels: list[int] = []
+            fresh = 0
+            for ext_id in ids:
+                label = self.labels.get(ext_id)
+                if label is None:
+                    label = self.next_label + fresh
+                    fresh += 1
+                labels.append(label)
+            meta = {"ids": list(ids), "labels": labels, "texts": list(texts),
+                    "payloads": list(payloads)}
+            try:
+                seq, token = self.wal.append(OP_UPSERT, meta, vectors)
+            except OSError as exc:
+                raise Unavailable(f"write-ahead log append failed: {exc}") from None
+            self.next_label += fresh
+            record = WalRecord(seq, OP_UPSERT, meta, vectors)
+            self._apply_logged(record)
+            self.index.add(np.asarray(labels, dtype=np.int64), vectors)
+            for ext_id, label in zip(ids, labels, strict=True):
+                self.labels[ext_id] = label
+                self.ext_ids[label] = ext_id
+        self._wait_durable(token)
+        return len(ids)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        with self.write_lock:
+            self._check_writable()
+            missing = [e for e in ids if e not in self.labels]
+            if missing:
+                raise NotFound(f"document {missing[0]!r} not found in {self.row.path}")
+            labels = [self.labels[e] for e in ids]
+            meta = {"ids": list(ids), "labels": labels}
+            try:
+                seq, token = self.wal.append(OP_DELETE, meta)
+            except OSError as exc:
+                raise Unavailable(f"write-ahead log append failed: {exc}") from None
+            self._apply_logged(WalRecord(seq, OP_DELETE, meta))
+            for ext_id, label in zip(ids, labels, strict=True):
+                del self.labels[ext_id]
+                self.ext_ids.pop(label, None)
+            self.index.delete(labels)
+        self._wait_durable(token)
+        return len(ids)
+
+    def _apply_logged(self, record: WalRecord) -> None:
+        try:
+            self._apply_store(record)
+        except Exception as exc:
+            # The record is in the log, so replay at restart will apply it; until then
+            # memory and SQLite may disagree, so refuse further writes.
+            self.broken = f"applying record {record.seq}: {exc}"
+            log.exception("collection %s: %s", self.row.path, self.broken)
+            raise Unavailable(f"storage failure in {self.row.path}; the write may be "
+                              "applied on restart") from None
+
+    def _wait_durable(self, token: int) -> None:
+        try:
+            self.wal.wait_durable(token)
+        except OSError as exc:
+            self.broken = f"fsync failed: {exc}"
+            raise Unavailable(f"fsync of the write-ahead log failed: {exc}") from None
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, ext_id: str) -> DocumentRow:
+        doc = self.store.get_document(self.row.id, ext_id)
+        if doc is None:
+            raise NotFound(f"document {ext_id!r} not found in {self.row.path}")
+        return doc
+
+    def _hits(self, labels: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        hits = []
+        for label, score in zip(labels, scores, strict=True):
+            ext_id = self.ext_ids.get(int(label))
+            if ext_id is not None:  # deleted between search and lookup
+                hits.append(Hit(int(label), ext_id, float(score)))
+        return hits
+
+    def vector_search(self, vector: np.ndarray, k: int, ef: int | None,
+                      where: tuple[str, list[Any]] | None = None) -> list[Hit]:
+        if where is not None:
+            return self._filtered_vector_search(vector, k, ef, where)
+        try:
+            labels, scores = self.index.search(vector, k, ef)
+        except ShortResult:
+            labels, scores = self.index.exact(vector, self._live_labels(), k)
+        return self._hits(labels, scores)
+
+    def _live_labels(self) -> np.ndarray:
+        return np.fromiter(self.ext_ids.keys(), dtype=np.int64, count=len(self.ext_ids))
+
+    def _filtered_vector_search(self, vector: np.ndarray, k: int, ef: int | None,
+                                where: tuple[str, list[Any]]) -> list[Hit]:
+        """Oversample the graph and post-filter; if the filter is too selective for that,
+        search exactly over the matching set, or walk the graph with a filter for
+        large matching sets. Each step keeps recall close to the unfiltered search."""
+        sql, params = where
+        total = self.index.count
+        wanted = min(total, max(k * OVERSAMPLE, MIN_CANDIDATES))
+        if wanted > 0:
+            try:
+                labels, scores = self.index.search(vector, wanted, max(ef or 0, wanted))
+            except ShortResult:
+                labels, scores = np.empty(0, np.int64), np.empty(0)
+            keep = set(self.store.filter_labels(self.row.id, sql, params, among=labels))
+            hits = [(lab, s) for lab, s in zip(labels, scores, strict=True) if lab in keep]
+            if len(hits) >= k or len(labels) >= total:
+                return self._hits([h[0] for h in hits[:k]], [h[1] for h in hits[:k]])
+        matching = np.asarray(self.store.filter_labels(self.row.id, sql, params), np.int64)
+        if len(matching) <= EXACT_SEARCH_MAX:
+            labels, scores = self.index.exact(vector, matching, k)
+        else:
+            allowed = set(matching.tolist())
+            try:
+                labels, scores = self.index.search(vector, k, ef, filter=allowed.__contains__)
+            except ShortResult:
+                labels, scores = self.index.exact(vector, matching, k)
+        return self._hits(labels, scores)
+
+    def text_search(self, match: str, k: int, where: tuple[str, list[Any]]) -> list[Hit]:
+        rows = self.store.text_search(self.row.id, match, k, where[0], where[1])
+        return self._hits([r[0] for r in rows], [r[1] for r in rows])
+
+    def hybrid_search(self, vector: np.ndarray, match: str, k: int, ef: int | None,
+                      where: tuple[str, list[Any]] | None, alpha: float) -> list[Hit]:
+        depth = max(k * 4, 50)
+        by_vector = self.vector_search(vector, depth, ef, where)
+        by_text = self.text_search(match, depth, where or ("1", []))
+        fused = reciprocal_rank_fusion([h.label for h in by_vector], [h.label for h in by_text],
+                                       alpha=alpha, k=k)
+        return self._hits([f[0] for f in fused], [f[1] for f in fused])
+
+    def attach_documents(self, hits: list[Hit]) -> None:
+        docs = self.store.documents_by_labels(self.row.id, [h.label for h in hits])
+        for hit in hits:
+            hit.document = docs.get(hit.label)
+
+    # -- snapshots ---------------------------------------------------------------------
+    def snapshot(self) -> snapshots.Snapshot:
+        """Save the index at the current log position, then drop the log it covers."""
+        with self.write_lock:
+            seq = self.wal.last_seq
+            snap = snapshots.write(
+                self.dir / "snapshots", seq, self.index.save,
+                {"next_label": self.next_label, "deleted": self.index.deleted,
+                 "count": self.count, "dimension": self.row.dimension,
+                 "metric": self.row.metric})
+            # SQLite must hold everything up to seq on disk before the log is cut.
+            self.store.checkpoint()
+            self.wal.truncate_through(seq)
+            self.store.record_snapshot(self.row.id, seq, str(snap.path),
+                                       snapshots.size_bytes(snap))
+            self._record_segments()
+            self.last_snapshot = snap
+            return snap
+
+    def _record_segments(self) -> None:
+        try:
+            self.store.set_wal_segments(self.row.id, self.wal.segment_info())
+        except Exception as exc:  # bookkeeping only; the files are the truth
+            log.warning("could not record WAL segments of %s: %s", self.row.path, exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"count": self.count, "wal_bytes": self.wal.size_bytes(),
+                "last_seq": self.wal.last_seq,
+                "snapshot_seq": self.last_snapshot.seq if self.last_snapshot else None,
+                "index_capacity": self.index.capacity}
+
+    def close(self) -> None:
+        with self.write_lock:
+            self.wal.close()
+

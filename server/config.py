@@ -1,0 +1,68 @@
+"""Server settings: defaults, overridden by ``AKIDB_*`` environment variables, then flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+FSYNC_POLICIES = ("always", "batch", "none")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits; every entry point rejects larger input before touching state."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_batch: int = 5000
+    max_dimension: int = 4096
+    max_k: int = 1000
+    max_id_length: int = 256
+    max_text_bytes: int = 64 * 1024
+    max_payload_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    fsync: str = "always"
+    threads: int = 8
+    repair: bool = False
+    # hnswlib build threads for one upsert batch; searches are single-threaded each.
+    index_threads: int = 2
+    # WAL segments are sealed and a new one started past this size.
+    wal_segment_bytes: int = 64 * 1024 * 1024
+    # batch policy: how long the group-commit leader waits for more writers.
+    group_commit_window_s: float = 0.002
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {self.fsync!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Read ``AKIDB_FSYNC``, ``AKIDB_THREADS``, ... for the plain scalar settings."""
+    environ = dict(os.environ if environ is None else environ)
+    out: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name in ("data_dir", "limits", "host", "port"):
+            continue
+        raw = environ.get(f"AKIDB_{f.name.upper()}")
+        if raw is None:
+            continue
+        kind = type(getattr(Settings, f.name, "")) if hasattr(Settings, f.name) else str
+        try:
+            if kind is bool:
+                out[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out[f.name] = kind(raw)
+        except ValueError as exc:
+            raise ValueError(f"AKIDB_{f.name.upper()}={raw!r}: {exc}") from None
+    return out

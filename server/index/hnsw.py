@@ -1,0 +1,148 @@
+"""hnswlib index of one collection, safe for concurrent searches and writes.
+
+Labels are the collection's internal integer ids; the external-id mapping lives
+with the collection. Scores returned are "higher is better" for every metric:
+cosine similarity, inner product, and negative L2 distance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from server.index.rwlock import RWLock
+
+# Inserts are applied in chunks so that searches can run between them instead of
+# waiting for a whole large batch (hnswlib forbids search during insert).
+INSERT_CHUNK = 1000
+MIN_CAPACITY = 1024
+
+
+class ShortResult(Exception):
+    """The graph search found fewer than k live neighbours."""
+
+
+class HnswIndex:
+    def __init__(self, *, dimension: int, metric: str, m: int, ef_construction: int,
+                 ef_search: int, threads: int = 2) -> None:
+        self.dimension = dimension
+        self.metric = metric
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.threads = threads
+        self.lock = RWLock()
+        self._index = hnswlib.Index(space=metric, dim=dimension)
+        self._index.init_index(max_elements=MIN_CAPACITY, ef_construction=ef_construction,
+                               M=m, allow_replace_deleted=False)
+        self._index.set_ef(ef_search)
+        self._index.set_num_threads(threads)
+        self._deleted = 0
+
+    # -- size --------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Live (not deleted) elements."""
+        return self._index.element_count - self._deleted
+
+    @property
+    def capacity(self) -> int:
+        return self._index.max_elements
+
+    def _ensure_capacity(self, extra: int) -> None:
+        need = self._index.element_count + extra
+        if need > self._index.max_elements:
+            self._index.resize_index(max(need, self._index.max_elements * 2))
+
+    # -- writes ------------------------------------------------------------------------
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace (same label) vectors; each chunk holds the write lock."""
+        labels = np.asarray(labels, dtype=np.int64)
+        for start in range(0, len(labels), INSERT_CHUNK):
+            chunk_labels = labels[start : start + INSERT_CHUNK]
+            chunk_vectors = vectors[start : start + INSERT_CHUNK]
+            with self.lock.write():
+                self._ensure_capacity(len(chunk_labels))
+                self._index.add_items(chunk_vectors, chunk_labels, num_threads=self.threads)
+
+    @property
+    def deleted(self) -> int:
+        return self._deleted
+
+    def delete(self, labels: list[int]) -> None:
+        with self.lock.write():
+            for label in labels:
+                try:
+                    self._index.mark_deleted(int(label))
+                except RuntimeError:
+                    continue  # already deleted or never added (log replay is idempotent)
+                self._deleted += 1
+
+    # -- reads -------------------------------------------------------------------------
+    def _scores(self, distances: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            return -np.sqrt(np.maximum(distances, 0.0))
+        return 1.0 - distances
+
+    def search(self, vector: np.ndarray, k: int, ef: int | None = None,
+               filter: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (labels, scores); fewer when the index holds fewer live elements."""
+        with self.lock.read():
+            k = min(k, self.count)
+            if k <= 0:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            ef = max(ef or self.ef_search, k)
+            try:
+                # set_ef is a plain store read by each query; concurrent readers with
+                # different ef race benignly (a query may use the other's ef).
+                self._index.set_ef(ef)
+                labels, distances = self._index.knn_query(vector, k=k, filter=filter,
+                                                          num_threads=1)
+            except RuntimeError as exc:
+                # hnswlib raises when it finds fewer than k (heavy deletes or a very
+                # selective filter); the caller falls back to exact search.
+                raise ShortResult(str(exc)) from None
+        return labels[0].astype(np.int64), self._scores(distances[0])
+
+    def exact(self, vector: np.ndarray, labels: np.ndarray, k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among the given labels (for selective filters)."""
+        with self.lock.read():
+            return self._exact_locked(vector, labels, k)
+
+    def _exact_locked(self, vector: np.ndarray, labels: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        if len(labels) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        # get_items raises on deleted labels; callers pass live labels only.
+        stored = np.asarray(self._index.get_items(labels), dtype=np.float32)
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self.metric == "cosine":
+            q = q / (np.linalg.norm(q) or 1.0)
+            scores = stored @ q
+        elif self.metric == "ip":
+            scores = stored @ q
+        else:
+            scores = -np.sqrt(np.maximum(((stored - q) ** 2).sum(axis=1), 0.0))
+        k = min(k, len(labels))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return labels[top], scores[top]
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        with self.lock.read():
+            self._index.save_index(str(path))
+
+    def load(self, path: Path, deleted: int) -> None:
+        """Replace the contents with a saved index (``deleted``: marked-deleted count)."""
+        index = hnswlib.Index(space=self.metric, dim=self.dimension)
+        index.load_index(str(path), max_elements=0)
+        index.set_ef(self.ef_search)
+        index.set_num_threads(self.threads)
+        with self.lock.write():
+            self._index = index
+            self._deleted = deleted

@@ -1,0 +1,56 @@
+"""Prometheus metrics: per-route request counts and latency, index and log sizes, recovery.
+
+Each server owns its registry (not prometheus_client's global one), so several
+servers in one test process never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from server.engine import Engine
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        vectors = GaugeMetricFamily("akidb_collection_vectors", "Live vectors per collection",
+                                    labels=["collection"])
+        wal = GaugeMetricFamily("akidb_wal_bytes", "Write-ahead log bytes per collection",
+                                labels=["collection"])
+        for coll in self.engine.collections():
+            vectors.add_metric([coll.row.path], coll.count)
+            wal.add_metric([coll.row.path], coll.wal.size_bytes())
+        yield vectors
+        yield wal
+        yield GaugeMetricFamily("akidb_ready", "1 once recovery has finished",
+                                value=1.0 if self.engine.ready else 0.0)
+        if self.engine.recovery_seconds is not None:
+            yield GaugeMetricFamily("akidb_recovery_seconds", "Duration of start-up recovery",
+                                    value=self.engine.recovery_seconds)
+
+
+class Metrics:
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("akidb_requests", "HTTP requests", ["route", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("akidb_request_seconds", "HTTP request latency",
+                                 ["route", "method"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.registry.register(_EngineCollector(engine))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Query features over the index: payload filters and hybrid fusion."""

@@ -1,0 +1,88 @@
+"""Request shapes of the API, validated by pydantic in strict mode.
+
+Strict mode keeps "1.5" from passing as a number and ``true`` as 1; unknown
+fields are rejected so a typo ("filters") is an error instead of being ignored.
+These models also generate the request schemas of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.errors import BadRequest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class TenantIn(_Strict):
+    name: str
+    quotas: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatabaseIn(_Strict):
+    name: str
+
+
+class HnswParams(_Strict):
+    m: int = Field(32, ge=2, le=128)
+    ef_construction: int = Field(200, ge=8, le=4096)
+    ef_search: int = Field(64, ge=1, le=4096)
+
+
+class CollectionIn(_Strict):
+    name: str
+    dimension: int = Field(ge=1)
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    hnsw: HnswParams = Field(default_factory=HnswParams)
+
+
+class DocumentIn(_Strict):
+    id: str
+    vector: list[float] | None = None
+    text: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+class UpsertIn(_Strict):
+    documents: list[DocumentIn]
+
+
+class SearchIn(_Strict):
+    vector: list[float] | None = None
+    text: str | None = None
+    k: int = Field(10, ge=1)
+    mode: Literal["vector", "text", "hybrid"] | None = None
+    filter: dict[str, Any] | None = None
+    ef: int | None = Field(None, ge=1, le=4096)
+    include: list[Literal["payload", "vector", "text"]] = Field(default_factory=list)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="hybrid: weight of the vector rank")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
+    """Validate a request body; malformed JSON and schema errors become 400."""
+    try:
+        if isinstance(raw, bytes | str):
+            return model.model_validate_json(raw)
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise BadRequest(f"malformed JSON: {exc.errors()[0]['msg']}") from None
+        raise BadRequest(f"invalid request: {_describe(exc)}",
+                         details=[{"loc": list(e["loc"]), "msg": e["msg"]}
+                                  for e in exc.errors()[:20]]) from None

@@ -1,0 +1,1 @@
+"""Durable state: SQLite metadata, the write-ahead log, and index snapshots."""

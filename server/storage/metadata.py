@@ -1,0 +1,522 @@
+"""SQLite metadata store: tenants → databases → collections → documents.
+
+SQLite runs in WAL journal mode with STRICT tables; document text is indexed by
+FTS5 (external content, kept in sync by triggers). One writer connection is
+shared under a lock; each reader thread has its own connection, so searches
+never wait for a write transaction.
+
+Document writes use ``synchronous=NORMAL``: the project's own write-ahead log is
+what makes an acknowledged write durable, and ``collections.applied_seq`` (updated
+in the same transaction) tells recovery which log records SQLite already holds.
+Control-plane changes commit with ``synchronous=FULL`` because no log covers them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.errors import AlreadyExists, NotFound
+
+MIGRATIONS: list[str] = [
+    # 1: the hierarchy, documents with FTS5, snapshots and WAL segment bookkeeping.
+    """
+    CREATE TABLE tenants (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        quotas TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE databases (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (tenant_id, name)
+    ) STRICT;
+    CREATE TABLE collections (
+        id INTEGER PRIMARY KEY,
+        database_id INTEGER NOT NULL REFERENCES databases(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        metric TEXT NOT NULL CHECK (metric IN ('cosine', 'l2', 'ip')),
+        m INTEGER NOT NULL,
+        ef_construction INTEGER NOT NULL,
+        ef_search INTEGER NOT NULL,
+        applied_seq INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        UNIQUE (database_id, name)
+    ) STRICT;
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        ext_id TEXT NOT NULL,
+        label INTEGER NOT NULL,
+        text TEXT,
+        payload TEXT NOT NULL DEFAULT '{}',
+        vector BLOB,
+        seq INTEGER NOT NULL,
+        UNIQUE (collection_id, ext_id)
+    ) STRICT;
+    CREATE INDEX documents_label ON documents (collection_id, label);
+    CREATE VIRTUAL TABLE documents_fts USING fts5 (
+        text, content='documents', content_rowid='id'
+    );
+    CREATE TRIGGER documents_ai AFTER INSERT ON documents BEGIN
+        INSERT INTO documents_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER documents_ad AFTER DELETE ON documents BEGIN
+        INSERT INTO documents_fts (documents_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER documents_au AFTER UPDATE OF text ON documents BEGIN
+        INSERT INTO documents_fts (documents_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO documents_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE wal_segments (
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        start_seq INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        sealed INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (collection_id, start_seq)
+    ) STRICT;
+    """,
+]
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    id: int
+    tenant: str
+    database: str
+    name: str
+    dimension: int
+    metric: str
+    m: int
+    ef_construction: int
+    ef_search: int
+    applied_seq: int
+    created_at: float
+
+    @property
+    def path(self) -> str:
+        return f"{self.tenant}/{self.database}/{self.name}"
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    ext_id: str
+    label: int
+    text: str | None
+    payload: dict[str, Any]
+    vector: bytes | None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class MetadataStore:
+    """All SQL of the server lives here; callers get plain rows and dataclasses."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write = _connect(path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._write
+            if durable:
+                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                if durable:
+                    conn.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._write.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass
+            self._readers.clear()
+
+    def checkpoint(self) -> None:
+        """Make every committed transaction durable in the main database file."""
+        with self._write_lock:
+            self._write.execute("PRAGMA synchronous=FULL")
+            self._write.execute("PRAGMA wal_checkpoint(FULL)")
+            self._write.execute("PRAGMA synchronous=NORMAL")
+
+    def _migrate(self) -> None:
+        with self._tx(durable=True) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL) STRICT"
+            )
+            current = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path}: schema version {current} is newer than this server "
+                    f"({len(MIGRATIONS)}); upgrade akidb"
+                )
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in _split_sql(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    def schema_version(self) -> int:
+        return self._reader().execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+
+    # -- tenants and databases ---------------------------------------------------------
+    def create_tenant(self, name: str, quotas: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with self._tx(durable=True) as conn:
+                conn.execute(
+                    "INSERT INTO tenants (name, quotas, created_at) VALUES (?, ?, ?)",
+                    (name, json.dumps(quotas), time.time()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"tenant {name!r} already exists") from None
+        return self.get_tenant(name)
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        row = self._reader().execute(
+            "SELECT id, name, quotas, created_at FROM tenants WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"tenant {name!r} not found")
+        return {"id": row[0], "name": row[1], "quotas": json.loads(row[2]), "created_at": row[3]}
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        rows = self._reader().execute("SELECT name FROM tenants ORDER BY name").fetchall()
+        return [self.get_tenant(r[0]) for r in rows]
+
+    def delete_tenant(self, name: str) -> list[int]:
+        """Delete a tenant and everything under it; returns the dropped collection ids."""
+        tenant = self.get_tenant(name)
+        with self._tx(durable=True) as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT c.id FROM collections c JOIN databases d ON d.id = c.database_id"
+                    " WHERE d.tenant_id = ?",
+                    (tenant["id"],),
+                )
+            ]
+            for cid in ids:
+                conn.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
+            conn.execute("DELETE FROM tenants WHERE id = ?", (tenant["id"],))
+        return ids
+
+    def create_database(self, tenant: str, name: str) -> dict[str, Any]:
+        tenant_id = self.get_tenant(tenant)["id"]
+        try:
+            with self._tx(durable=True) as conn:
+                conn.execute(
+                    "INSERT INTO databases (tenant_id, name, created_at) VALUES (?, ?, ?)",
+                    (tenant_id, name, time.time()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"database {tenant}/{name} already exists") from None
+        return self.get_database(tenant, name)
+
+    def get_database(self, tenant: str, name: str) -> dict[str, Any]:
+        row = self._reader().execute(
+            "SELECT d.id, d.name, d.created_at FROM databases d JOIN tenants t"
+            " ON t.id = d.tenant_id WHERE t.name = ? AND d.name = ?",
+            (tenant, name),
+        ).fetchone()
+        if row is None:
+            self.get_tenant(tenant)
+            raise NotFound(f"database {tenant}/{name} not found")
+        return {"id": row[0], "tenant": tenant, "name": row[1], "created_at": row[2]}
+
+    def list_databases(self, tenant: str) -> list[dict[str, Any]]:
+        self.get_tenant(tenant)
+        rows = self._reader().execute(
+            "SELECT d.name FROM databases d JOIN tenants t ON t.id = d.tenant_id"
+            " WHERE t.name = ? ORDER BY d.name",
+            (tenant,),
+        ).fetchall()
+        return [self.get_database(tenant, r[0]) for r in rows]
+
+    def delete_database(self, tenant: str, name: str) -> list[int]:
+        db = self.get_database(tenant, name)
+        with self._tx(durable=True) as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM collections WHERE database_id = ?", (db["id"],)
+                )
+            ]
+            for cid in ids:
+                conn.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
+            conn.execute("DELETE FROM databases WHERE id = ?", (db["id"],))
+        return ids
+
+    # -- collections -------------------------------------------------------------------
+    _COLLECTION_SELECT = (
+        "SELECT c.id, t.name, d.name, c.name, c.dimension, c.metric, c.m, c.ef_construction,"
+        " c.ef_search, c.applied_seq, c.created_at FROM collections c"
+        " JOIN databases d ON d.id = c.database_id JOIN tenants t ON t.id = d.tenant_id"
+    )
+
+    def create_collection(
+        self,
+        tenant: str,
+        database: str,
+        name: str,
+        *,
+        dimension: int,
+        metric: str,
+        m: int,
+        ef_construction: int,
+        ef_search: int,
+    ) -> CollectionRow:
+        db_id = self.get_database(tenant, database)["id"]
+        try:
+            with self._tx(durable=True) as conn:
+                conn.execute(
+                    "INSERT INTO collections (database_id, name, dimension, metric, m,"
+                    " ef_construction, ef_search, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (db_id, name, dimension, metric, m, ef_construction, ef_search, time.time()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"collection {tenant}/{database}/{name} already exists") from None
+        return self.get_collection(tenant, database, name)
+
+    def get_collection(self, tenant: str, database: str, name: str) -> CollectionRow:
+        row = self._reader().execute(
+            self._COLLECTION_SELECT + " WHERE t.name = ? AND d.name = ? AND c.name = ?",
+            (tenant, database, name),
+        ).fetchone()
+        if row is None:
+            self.get_database(tenant, database)
+            raise NotFound(f"collection {tenant}/{database}/{name} not found")
+        return CollectionRow(*row)
+
+    def list_collections(self, tenant: str | None = None, database: str | None = None
+                         ) -> list[CollectionRow]:
+        if tenant is None:
+            rows = self._reader().execute(self._COLLECTION_SELECT + " ORDER BY c.id").fetchall()
+        else:
+            self.get_database(tenant, database or "")
+            rows = self._reader().execute(
+                self._COLLECTION_SELECT + " WHERE t.name = ? AND d.name = ? ORDER BY c.name",
+                (tenant, database),
+            ).fetchall()
+        return [CollectionRow(*r) for r in rows]
+
+    def delete_collection(self, collection_id: int) -> None:
+        with self._tx(durable=True) as conn:
+            conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
+            conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+
+    def collection_ids(self) -> set[int]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM collections")}
+
+    # -- documents ---------------------------------------------------------------------
+    def apply_upsert(
+        self,
+        collection_id: int,
+        seq: int,
+        rows: Sequence[tuple[str, int, str | None, str, bytes]],
+    ) -> None:
+        """Upsert (ext_id, label, text, payload_json, vector_bytes) rows for log record ``seq``."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO documents (collection_id, ext_id, label, text, payload, vector, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (collection_id, ext_id) DO UPDATE SET label = excluded.label,"
+                " text = excluded.text, payload = excluded.payload, vector = excluded.vector,"
+                " seq = excluded.seq",
+                [(collection_id, e, lab, t, p, v, seq) for e, lab, t, p, v in rows],
+            )
+            conn.execute(
+                "UPDATE collections SET applied_seq = ? WHERE id = ?", (seq, collection_id)
+            )
+
+    def apply_delete(self, collection_id: int, seq: int, ext_ids: Iterable[str]) -> None:
+        with self._tx() as conn:
+            conn.executemany(
+                "DELETE FROM documents WHERE collection_id = ? AND ext_id = ?",
+                [(collection_id, e) for e in ext_ids],
+            )
+            conn.execute(
+                "UPDATE collections SET applied_seq = ? WHERE id = ?", (seq, collection_id)
+            )
+
+    def id_map(self, collection_id: int) -> list[tuple[int, str]]:
+        return self._reader().execute(
+            "SELECT label, ext_id FROM documents WHERE collection_id = ?", (collection_id,)
+        ).fetchall()
+
+    def iter_vectors(self, collection_id: int, batch: int = 10000
+                     ) -> Iterator[list[tuple[int, bytes]]]:
+        cur = self._reader().execute(
+            "SELECT label, vector FROM documents WHERE collection_id = ? AND vector IS NOT NULL",
+            (collection_id,),
+        )
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def get_document(self, collection_id: int, ext_id: str) -> DocumentRow | None:
+        row = self._reader().execute(
+            "SELECT ext_id, label, text, payload, vector FROM documents"
+            " WHERE collection_id = ? AND ext_id = ?",
+            (collection_id, ext_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return DocumentRow(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def documents_by_labels(self, collection_id: int, labels: Sequence[int]
+                            ) -> dict[int, DocumentRow]:
+        out: dict[int, DocumentRow] = {}
+        conn = self._reader()
+        for start in range(0, len(labels), 500):
+            chunk = [int(x) for x in labels[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for r in conn.execute(
+                "SELECT ext_id, label, text, payload, vector FROM documents"
+                f" WHERE collection_id = ? AND label IN ({marks})",
+                (collection_id, *chunk),
+            ):
+                out[r[1]] = DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
+        return out
+
+    def filter_labels(self, collection_id: int, where: str, params: Sequence[Any],
+                      among: Sequence[int] | None = None) -> list[int]:
+        """Labels of documents matching a compiled filter (``where`` uses alias ``d``)."""
+        conn = self._reader()
+        sql = f"SELECT d.label FROM documents d WHERE d.collection_id = ? AND ({where})"
+        if among is None:
+            return [r[0] for r in conn.execute(sql, (collection_id, *params))]
+        out: list[int] = []
+        for start in range(0, len(among), 500):
+            chunk = [int(x) for x in among[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                r[0]
+                for r in conn.execute(
+                    sql + f" AND d.label IN ({marks})", (collection_id, *params, *chunk)
+                )
+            )
+        return out
+
+    def text_search(self, collection_id: int, match: str, k: int, where: str,
+                    params: Sequence[Any]) -> list[tuple[int, float]]:
+        """FTS5 BM25 top-k as (label, score); SQLite's bm25() is lower-is-better, so negate."""
+        rows = self._reader().execute(
+            "SELECT d.label, bm25(documents_fts) AS rank FROM documents_fts"
+            " JOIN documents d ON d.id = documents_fts.rowid"
+            f" WHERE documents_fts MATCH ? AND d.collection_id = ? AND ({where})"
+            " ORDER BY rank LIMIT ?",
+            (match, collection_id, *params, k),
+        ).fetchall()
+        return [(r[0], -float(r[1])) for r in rows]
+
+    # -- snapshots and WAL segments ----------------------------------------------------
+    def record_snapshot(self, collection_id: int, seq: int, path: str, size: int) -> int:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO snapshots (collection_id, seq, path, bytes, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (collection_id, seq, path, size, time.time()),
+            )
+            conn.execute(
+                "DELETE FROM snapshots WHERE collection_id = ? AND id != ?",
+                (collection_id, cur.lastrowid),
+            )
+            return int(cur.lastrowid)
+
+    def set_wal_segments(self, collection_id: int,
+                         segments: Sequence[tuple[int, str, bool, int]]) -> None:
+        """Replace the bookkeeping rows of a collection's log segments."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM wal_segments WHERE collection_id = ?", (collection_id,))
+            conn.executemany(
+                "INSERT INTO wal_segments (collection_id, start_seq, path, sealed, bytes)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(collection_id, s, p, int(sealed), b) for s, p, sealed, b in segments],
+            )
+
+    def metadata_query(self, collection_id: int, where: str, params: Sequence[Any],
+                       limit: int) -> list[str]:
+        """External ids of documents matching a filter, without vector search."""
+        return [
+            r[0]
+            for r in self._reader().execute(
+                f"SELECT d.ext_id FROM documents d WHERE d.collection_id = ? AND ({where})"
+                " ORDER BY d.id LIMIT ?",
+                (collection_id, *params, limit),
+            )
+        ]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buf: list[str] = []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        candidate = "\n".join(buf).strip()
+        if candidate.endswith(";") and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            buf = []
+    if "".join(buf).strip():
+        statements.append("\n".join(buf))
+    return statements
