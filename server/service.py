@@ -150,18 +150,16 @@ class Service:
     # -- documents ---------------------------------------------------------------------
     def batch_from_request(self, req: schema.UpsertIn) -> UpsertBatch:
         docs = req.documents
-        vectors = None
-        if docs and all(d.vector is not None for d in docs):
-            lengths = {len(d.vector) for d in docs}  # type: ignore[arg-type]
-            if len(lengths) == 1:
-                vectors = np.asarray([d.vector for d in docs], dtype=np.float32)
-        if vectors is None:
-            for i, d in enumerate(docs):
-                if d.vector is None:
-                    raise Unprocessable(f"documents[{i}] (id {d.id!r}) has no vector; this "
-                                        "collection has no embedding model to make one")
-            raise Unprocessable("documents have vectors of different lengths: "
-                                f"{sorted({len(d.vector) for d in docs})}")  # type: ignore
+        if not docs:
+            raise BadRequest("documents must not be empty")
+        for i, d in enumerate(docs):
+            if d.vector is None:
+                raise Unprocessable(f"documents[{i}] (id {d.id!r}) has no vector; this "
+                                    "collection has no embedding model to make one")
+        lengths = sorted({len(d.vector) for d in docs})  # type: ignore[arg-type]
+        if len(lengths) > 1:
+            raise Unprocessable(f"documents have vectors of different lengths: {lengths}")
+        vectors = np.asarray([d.vector for d in docs], dtype=np.float32)
         return UpsertBatch([d.id for d in docs], vectors, [d.text for d in docs],
                            [d.payload or {} for d in docs])
 

@@ -1,0 +1,86 @@
+"""Filters: validation errors, and the SQL form agreeing with the Python reference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.errors import BadRequest
+from server.query import filters
+from server.storage.metadata import MetadataStore
+from tests.strategies import filters as filter_docs
+from tests.strategies import payloads
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = MetadataStore(tmp_path_factory.mktemp("meta") / "m.db")
+    s.create_tenant("t", {})
+    s.create_database("t", "d")
+    row = s.create_collection("t", "d", "c", dimension=2, metric="l2", m=8,
+                              ef_construction=16, ef_search=16)
+    yield s, row.id
+    s.close()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(docs=st.lists(payloads(), min_size=1, max_size=25), flt=filter_docs)
+def test_sql_filter_equals_python_reference(store, docs, flt):
+    s, cid = store
+    s.apply_delete(cid, 1, [f"d{i}" for i in range(100)])
+    rows = [(f"d{i}", i, None, json.dumps(p), np.zeros(2, np.float32).tobytes())
+            for i, p in enumerate(docs)]
+    s.apply_upsert(cid, 2, rows)
+    node = filters.parse(flt)
+    sql, params = filters.to_sql(node)
+    got = sorted(s.filter_labels(cid, sql, params))
+    want = [i for i, p in enumerate(docs) if filters.matches(node, p)]
+    assert got == want, (flt, docs)
+
+
+def test_semantics_on_a_worked_example():
+    docs = {
+        "a": {"cat": "books", "price": 3, "tags": ["x", "y"]},
+        "b": {"cat": "toys", "price": 7.5, "flag": True},
+        "c": {"cat": "books", "price": "3"},
+        "d": {"n": 1},
+    }
+
+    def ids(flt):
+        node = filters.parse(flt)
+        return sorted(k for k, p in docs.items() if filters.matches(node, p))
+
+    assert ids({"cat": "books"}) == ["a", "c"]
+    assert ids({"price": {"$gte": 3, "$lt": 8}}) == ["a", "b"]  # "3" is not a number
+    assert ids({"tags": "x"}) == ["a"]
+    assert ids({"cat": {"$ne": "books"}}) == ["b", "d"]  # missing field matches $ne
+    assert ids({"flag": {"$exists": True}}) == ["b"]
+    assert ids({"$or": [{"tags": {"$in": ["y"]}}, {"n": 1}]}) == ["a", "d"]
+    assert ids({"flag": 1}) == []  # true is not 1
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({}, "non-empty object"),
+    ([], "non-empty object"),
+    ({"$and": {}}, "non-empty list"),
+    ({"$not": [{"a": 1}]}, "unknown operator"),
+    ({"a": {"$regex": "x"}}, "unknown operator"),
+    ({"a": {"$gt": "x"}}, "takes a number"),
+    ({"a": {"$gt": True}}, "takes a number"),
+    ({"a": {"$in": []}}, "non-empty list"),
+    ({"a": [1, 2]}, "use {\"$in\""),
+    ({"a": {"$exists": 1}}, "true or false"),
+    ({"a b": 1}, "invalid field path"),
+    ({"a'); DROP TABLE documents; --": 1}, "invalid field path"),
+    ({"a": None}, "expected a string, number or boolean"),
+    ({"a": {"$eq": {"b": 1}}}, "expected a string, number or boolean"),
+])
+def test_invalid_filters_are_rejected_with_the_place(bad, fragment):
+    with pytest.raises(BadRequest) as info:
+        filters.parse(bad)
+    assert fragment in str(info.value)
