@@ -327,6 +327,12 @@ class Collection:
             self.last_snapshot = snap
             return snap
 
+    def needs_snapshot(self, min_wal_bytes: int, ratio: float) -> bool:
+        """Is replaying this log at restart now costlier than the policy allows?"""
+        wal = self.wal.size_bytes()
+        index_bytes = self.count * (self.row.dimension * 4 + self.row.m * 8)
+        return wal > max(min_wal_bytes, ratio * index_bytes)
+
     def _record_segments(self) -> None:
         try:
             self.store.set_wal_segments(self.row.id, self.wal.segment_info())

@@ -36,6 +36,11 @@ class Settings:
     wal_segment_bytes: int = 64 * 1024 * 1024
     # batch policy: how long the group-commit leader waits for more writers.
     group_commit_window_s: float = 0.002
+    # Automatic snapshots bound recovery time: a collection is snapshotted once its log
+    # exceeds max(snapshot_wal_bytes, snapshot_wal_ratio x its index size). 0 disables.
+    snapshot_wal_bytes: int = 32 * 1024 * 1024
+    snapshot_wal_ratio: float = 0.25
+    snapshot_check_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -36,6 +36,8 @@ class Engine:
         self.ready = False
         self.recovery_seconds: float | None = None
         self.recovery_reports: list[RecoveryReport] = []
+        self._stop = threading.Event()
+        self._snapshotter: threading.Thread | None = None
 
     def _collection_dir(self, collection_id: int) -> Path:
         return self.data_dir / "collections" / str(collection_id)
@@ -61,7 +63,25 @@ class Engine:
                     shutil.rmtree(leftover, ignore_errors=True)
         self.recovery_seconds = time.perf_counter() - started
         self.ready = True
+        if self.settings.snapshot_wal_bytes > 0:
+            self._snapshotter = threading.Thread(target=self._snapshot_loop, name="snapshotter",
+                                                 daemon=True)
+            self._snapshotter.start()
         return self.recovery_reports
+
+    def _snapshot_loop(self) -> None:
+        s = self.settings
+        while not self._stop.wait(s.snapshot_check_s):
+            for coll in self.collections():
+                try:
+                    if coll.needs_snapshot(s.snapshot_wal_bytes, s.snapshot_wal_ratio):
+                        started = time.perf_counter()
+                        snap = coll.snapshot()
+                        log.info("automatic snapshot of %s at seq %d in %.2fs", coll.row.path,
+                                 snap.seq, time.perf_counter() - started)
+                except Exception:
+                    if coll.row.id in self._collections:  # not just dropped under us
+                        log.exception("automatic snapshot of %s failed", coll.row.path)
 
     def _register(self, coll: Collection) -> None:
         with self._lock:
@@ -105,6 +125,9 @@ class Engine:
                 shutil.rmtree(coll.dir, ignore_errors=True)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._snapshotter is not None:
+            self._snapshotter.join(timeout=60)
         with self._lock:
             for coll in self._collections.values():
                 try:

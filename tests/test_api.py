@@ -200,3 +200,19 @@ def test_error_format_for_unknown_routes_and_methods(client):
     assert "no route" in str(info.value)
     status, body = client.transport.request("PUT", "/v1/tenants")
     assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def test_text_index_follows_updates_and_deletes(client: Client, tenant: str):
+    path = f"{tenant}/db/fts"
+    client.create_collection(path, dimension=2, metric="l2")
+    client.upsert(path, [{"id": "a", "vector": [1, 0], "text": "red apple"},
+                         {"id": "b", "vector": [0, 1]}])
+    assert client.search(path, text="apple", k=5).ids == ["a"]
+    client.upsert(path, [{"id": "a", "vector": [1, 0], "text": "green pear"},
+                         {"id": "b", "vector": [0, 1], "text": "yellow apple"}])
+    assert client.search(path, text="apple", k=5).ids == ["b"]
+    assert client.search(path, text="pear", k=5).ids == ["a"]
+    client.upsert(path, [{"id": "a", "vector": [1, 0]}])
+    assert client.search(path, text="pear", k=5).ids == []
+    client.delete(path, "b")
+    assert client.search(path, text="apple", k=5).ids == []

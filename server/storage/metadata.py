@@ -69,15 +69,17 @@ MIGRATIONS: list[str] = [
     CREATE VIRTUAL TABLE documents_fts USING fts5 (
         text, content='documents', content_rowid='id'
     );
-    CREATE TRIGGER documents_ai AFTER INSERT ON documents BEGIN
+    CREATE TRIGGER documents_ai AFTER INSERT ON documents WHEN new.text IS NOT NULL BEGIN
         INSERT INTO documents_fts (rowid, text) VALUES (new.id, new.text);
     END;
-    CREATE TRIGGER documents_ad AFTER DELETE ON documents BEGIN
+    CREATE TRIGGER documents_ad AFTER DELETE ON documents WHEN old.text IS NOT NULL BEGIN
         INSERT INTO documents_fts (documents_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
-    CREATE TRIGGER documents_au AFTER UPDATE OF text ON documents BEGIN
-        INSERT INTO documents_fts (documents_fts, rowid, text) VALUES ('delete', old.id, old.text);
-        INSERT INTO documents_fts (rowid, text) VALUES (new.id, new.text);
+    CREATE TRIGGER documents_au AFTER UPDATE OF text ON documents
+    WHEN old.text IS NOT new.text BEGIN
+        INSERT INTO documents_fts (documents_fts, rowid, text)
+            SELECT 'delete', old.id, old.text WHERE old.text IS NOT NULL;
+        INSERT INTO documents_fts (rowid, text) SELECT new.id, new.text WHERE new.text IS NOT NULL;
     END;
     CREATE TABLE snapshots (
         id INTEGER PRIMARY KEY,

@@ -1,0 +1,1 @@
+"""Benchmarks: scenarios against real servers, results as JSON with an environment fingerprint."""

@@ -1,0 +1,214 @@
+"""Server baseline: the reference server against raw hnswlib, measured in one run.
+
+Figures (ratios, because absolute times on a shared 2-core machine are noisy):
+- REST ingest throughput (batches of 500, fsync=batch) ÷ raw hnswlib ``add_items``
+  with the same parameters and batches (target ≥ 0.7×);
+- single-client REST search latency vs raw ``knn_query``: P50/P99 and the added
+  P50 (target ≤ 1.5 ms);
+- recovery time after kill -9 with a snapshot plus a WAL of single-document
+  records (target ≤ 10 s for 100k × 384 + 10k records);
+- memory per 1M vectors, extrapolated from the server's RSS growth.
+
+Run: ``python -m bench.server_baseline [--vectors N] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+
+from bench.environment import fingerprint, rss_bytes
+from datagen import vectors
+from harness import Node
+
+M, EF_CONSTRUCTION, EF_SEARCH, THREADS = 32, 200, 64, 2
+
+
+def _pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples) * 1000.0, q))
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def raw_hnswlib(base: np.ndarray, queries: np.ndarray, batch: int) -> dict[str, Any]:
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=M, ef_construction=EF_CONSTRUCTION)
+    index.set_num_threads(THREADS)
+    started = time.perf_counter()
+    for s in range(0, len(base), batch):
+        index.add_items(base[s : s + batch], np.arange(s, min(s + batch, len(base))))
+    ingest_s = time.perf_counter() - started
+    index.set_ef(EF_SEARCH)
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        index.knn_query(q, k=10, num_threads=1)
+        lat.append(time.perf_counter() - t)
+    return {"ingest_per_s": len(base) / ingest_s, "search_p50_ms": _pct(lat, 50),
+            "search_p99_ms": _pct(lat, 99)}
+
+
+def server_ingest_and_search(node: Node, base: np.ndarray, queries: np.ndarray, batch: int,
+                             clients: int) -> dict[str, Any]:
+    """Ingest with ``clients`` concurrent loaders (so request encoding and parsing overlap
+    indexing, as with any loaded server), then single-client search latency."""
+    path = "bench/db/ingest"
+    with node.admin_client(timeout=300) as client:
+        client.create_collection(path, dimension=base.shape[1], metric="cosine",
+                                 create_parents=True,
+                                 hnsw={"m": M, "ef_construction": EF_CONSTRUCTION,
+                                       "ef_search": EF_SEARCH})
+        ids = [str(i) for i in range(len(base))]
+        starts = list(range(0, len(base), batch))
+        half = len(starts) // 2
+        rss = {}
+
+        def load(part: list[int]) -> None:
+            with node.admin_client(timeout=300) as loader:
+                for s in part:
+                    loader.upsert_arrays(path, ids[s : s + batch], base[s : s + batch])
+
+        started = time.perf_counter()
+        for phase, part in (("half", starts[:half]), ("end", starts[half:])):
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(load, [part[i::clients] for i in range(clients)]))
+            rss[phase] = rss_bytes(node.pid)
+        ingest_s = time.perf_counter() - started
+        for q in queries[:50]:
+            client.search(path, q, k=10)
+        lat = []
+        for q in queries:
+            t = time.perf_counter()
+            client.search(path, q, k=10)
+            lat.append(time.perf_counter() - t)
+        client.delete_collection(path)
+    second_half = len(base) - half * batch
+    return {"ingest_per_s": len(base) / ingest_s, "ingest_clients": clients,
+            "search_p50_ms": _pct(lat, 50), "search_p99_ms": _pct(lat, 99),
+            # RSS slope over the second half: allocator warm-up and fixed costs excluded.
+            "rss_bytes_per_vector": (rss["end"] - rss["half"]) / second_half}
+
+
+def recovery(node: Node, n: int, wal_records: int, dim: int) -> dict[str, Any]:
+    path = "bench/db/recovery"
+    base = vectors.clustered(n + wal_records, dim, seed=7)
+    with node.admin_client(timeout=300) as client:
+        client.create_collection(path, dimension=dim, metric="cosine", create_parents=True)
+        for s in range(0, n, 1000):
+            client.upsert_arrays(path, [str(i) for i in range(s, min(s + 1000, n))],
+                                 base[s : min(s + 1000, n)])
+        snap = client.snapshot(path)
+        _progress(f"snapshot at seq {snap['seq']}; writing {wal_records} single-record WAL")
+        for i in range(n, n + wal_records):
+            client.upsert_arrays(path, [str(i)], base[i : i + 1])
+        wal_bytes = client.get_collection(path)["wal_bytes"]
+    node.kill()
+    started = time.perf_counter()
+    node.start()
+    ready_s = time.perf_counter() - started
+    with node.admin_client() as client:
+        count = client.get_collection(path)["count"]
+        metrics = client.metrics()
+    server_s = next(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith("akidb_recovery_seconds "))
+    if count != n + wal_records:
+        raise SystemExit(f"recovery lost documents: {count} != {n + wal_records}")
+    return {"vectors": n, "wal_records": wal_records, "wal_bytes": wal_bytes,
+            "restart_to_ready_s": ready_s, "server_recovery_s": server_s, "count_after": count}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vectors", type=int, default=50000, help="ingest/search set size")
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--ingest-clients", type=int, default=2)
+    ap.add_argument("--recovery-vectors", type=int, default=100000)
+    ap.add_argument("--wal-records", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("reports/baseline"))
+    args = ap.parse_args(argv)
+    if min(args.vectors, args.dim, args.queries, args.batch, args.ingest_clients) < 1:
+        ap.error("sizes must be positive")
+
+    print(f"server baseline: {args.vectors} x {args.dim} clustered vectors, "
+          f"M={M} efC={EF_CONSTRUCTION} ef={EF_SEARCH}", flush=True)
+    base = vectors.clustered(args.vectors, args.dim, seed=args.seed)
+    queries = vectors.queries(args.queries, args.dim, seed=args.seed)
+    _progress("raw hnswlib")
+    raw = raw_hnswlib(base, queries, args.batch)
+    node = Node(fsync="batch")
+    try:
+        node.start()
+        _progress("server ingest + search (REST, fsync=batch)")
+        srv = server_ingest_and_search(node, base, queries, args.batch, args.ingest_clients)
+        _progress(f"recovery: {args.recovery_vectors} vectors + {args.wal_records} WAL records")
+        rec = recovery(node, args.recovery_vectors, args.wal_records, args.dim)
+    finally:
+        node.close()
+
+    result = {
+        "benchmark": "server_baseline",
+        "params": vars(args) | {"out": str(args.out), "m": M, "ef_construction": EF_CONSTRUCTION,
+                                "ef_search": EF_SEARCH, "index_threads": THREADS},
+        "environment": fingerprint(),
+        "raw_hnswlib": raw,
+        "server": srv,
+        "recovery": rec,
+        "ratios": {
+            "ingest_server_over_raw": srv["ingest_per_s"] / raw["ingest_per_s"],
+            "search_p50_added_ms": srv["search_p50_ms"] - raw["search_p50_ms"],
+            "search_p99_added_ms": srv["search_p99_ms"] - raw["search_p99_ms"],
+        },
+        "memory_per_1m_vectors_gib": srv["rss_bytes_per_vector"] * 1e6 / 2**30,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "server_baseline.json").write_text(json.dumps(result, indent=2))
+    report = render(result)
+    (args.out / "server_baseline.md").write_text(report)
+    print(report)
+    print(f"report: {args.out / 'server_baseline.md'} (JSON: {args.out / 'server_baseline.json'})")
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    raw, srv, rec, ratios = r["raw_hnswlib"], r["server"], r["recovery"], r["ratios"]
+    p = r["params"]
+    return "\n".join([
+        f"# Server baseline ({p['vectors']} x {p['dim']}, M={p['m']}, efC={p['ef_construction']},"
+        f" ef={p['ef_search']})",
+        "",
+        "| figure | raw hnswlib | server (REST) | ratio / added | target |",
+        "|---|---|---|---|---|",
+        f"| ingest vectors/s (batches of {p['batch']}, fsync=batch,"
+        f" {srv['ingest_clients']} clients) | {raw['ingest_per_s']:.0f} |"
+        f" {srv['ingest_per_s']:.0f} | {ratios['ingest_server_over_raw']:.2f}x | >= 0.7x |",
+        f"| search P50 ms (top-10, 1 client) | {raw['search_p50_ms']:.3f} |"
+        f" {srv['search_p50_ms']:.3f} | +{ratios['search_p50_added_ms']:.3f} ms | <= +1.5 ms |",
+        f"| search P99 ms | {raw['search_p99_ms']:.3f} | {srv['search_p99_ms']:.3f} |"
+        f" +{ratios['search_p99_added_ms']:.3f} ms | |",
+        f"| recovery after kill -9: {rec['vectors']} vectors snapshot + {rec['wal_records']}"
+        f" WAL records | | {rec['restart_to_ready_s']:.2f} s to ready"
+        f" ({rec['server_recovery_s']:.2f} s replay) | | <= 10 s |",
+        f"| memory per 1M vectors ({p['dim']}-d, RSS slope) | | "
+        f"{r['memory_per_1m_vectors_gib']:.2f} GiB | | < 5 GB (512-d) |",
+        "",
+        f"Environment: {r['environment']['cpu']}, {r['environment']['cores']} cores, "
+        f"Python {r['environment']['python']}, git {r['environment']['git_sha']}",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
