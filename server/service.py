@@ -250,18 +250,20 @@ class Service:
                 raise Unprocessable("a zero query vector has no direction for cosine")
         if mode in ("text", "hybrid") and not req.text:
             raise BadRequest(f"mode {mode!r} needs a text")
-        where = filters.to_sql(filters.parse(req.filter)) if req.filter is not None else None
+        flt = filters.parse(req.filter) if req.filter is not None else None
 
         if mode == "vector":
-            hits = coll.vector_search(vector, req.k, req.ef, where)
+            hits = coll.vector_search(vector, req.k, req.ef, flt)
         else:
+            # Text ranking runs in SQLite (FTS5), so the filter goes along as SQL there.
+            where = filters.to_sql(flt) if flt is not None else ("1", [])
             match = fts_query(req.text or "")
             if not match:
-                hits = [] if mode == "text" else coll.vector_search(vector, req.k, req.ef, where)
+                hits = [] if mode == "text" else coll.vector_search(vector, req.k, req.ef, flt)
             elif mode == "text":
-                hits = coll.text_search(match, req.k, where or ("1", []))
+                hits = coll.text_search(match, req.k, where)
             else:
-                hits = coll.hybrid_search(vector, match, req.k, req.ef, where, req.alpha)
+                hits = coll.hybrid_search(vector, match, req.k, req.ef, flt, where, req.alpha)
         if req.include:
             coll.attach_documents(hits)
         return {"results": [_hit_dict(h, req.include) for h in hits],

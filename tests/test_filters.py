@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.errors import BadRequest
+from server.index.payload import PayloadIndex
 from server.query import filters
 from server.storage.metadata import MetadataStore
 from tests.strategies import filters as filter_docs
@@ -30,17 +31,23 @@ def store(tmp_path_factory):
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(payloads(), min_size=1, max_size=25), flt=filter_docs)
-def test_sql_filter_equals_python_reference(store, docs, flt):
+def test_sql_and_payload_index_equal_the_python_reference(store, docs, flt):
     s, cid = store
     s.apply_delete(cid, 1, [f"d{i}" for i in range(100)])
-    rows = [(f"d{i}", i, None, json.dumps(p), np.zeros(2, np.float32).tobytes())
+    rows = [(f"d{i}", i, "common words", json.dumps(p), np.zeros(2, np.float32).tobytes())
             for i, p in enumerate(docs)]
     s.apply_upsert(cid, 2, rows)
     node = filters.parse(flt)
-    sql, params = filters.to_sql(node)
-    got = sorted(s.filter_labels(cid, sql, params))
     want = [i for i, p in enumerate(docs) if filters.matches(node, p)]
-    assert got == want, (flt, docs)
+    # SQL form: the filter as text search applies it inside SQLite.
+    sql, params = filters.to_sql(node)
+    assert sorted(label for label, _ in s.text_search(cid, '"common"', 1000, sql, params)) == want
+    # In-memory payload index, after a round of updates and deletes to exercise removal.
+    index = PayloadIndex()
+    index.put([(i, {"junk": i, "tags": ["a", i]}) for i in range(len(docs) + 3)])
+    index.put(list(enumerate(json.loads(json.dumps(p)) for p in docs)))
+    index.remove([len(docs), len(docs) + 1, len(docs) + 2])
+    assert sorted(index.evaluate(node)) == want, (flt, docs)
 
 
 def test_semantics_on_a_worked_example():

@@ -107,31 +107,6 @@ class HnswIndex:
                 raise ShortResult(str(exc)) from None
         return labels[0].astype(np.int64), self._scores(distances[0])
 
-    def exact(self, vector: np.ndarray, labels: np.ndarray, k: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k among the given labels (for selective filters)."""
-        with self.lock.read():
-            return self._exact_locked(vector, labels, k)
-
-    def _exact_locked(self, vector: np.ndarray, labels: np.ndarray, k: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        if len(labels) == 0:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        # get_items raises on deleted labels; callers pass live labels only.
-        stored = np.asarray(self._index.get_items(labels), dtype=np.float32)
-        q = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if self.metric == "cosine":
-            q = q / (np.linalg.norm(q) or 1.0)
-            scores = stored @ q
-        elif self.metric == "ip":
-            scores = stored @ q
-        else:
-            scores = -np.sqrt(np.maximum(((stored - q) ** 2).sum(axis=1), 0.0))
-        k = min(k, len(labels))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return labels[top], scores[top]
-
     # -- persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:
         with self.lock.read():

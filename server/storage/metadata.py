@@ -401,9 +401,11 @@ class MetadataStore:
                 "UPDATE collections SET applied_seq = ? WHERE id = ?", (seq, collection_id)
             )
 
-    def id_map(self, collection_id: int) -> list[tuple[int, str]]:
+    def id_map(self, collection_id: int) -> list[tuple[int, str, str]]:
+        """(label, external id, payload JSON) of every document, for recovery."""
         return self._reader().execute(
-            "SELECT label, ext_id FROM documents WHERE collection_id = ?", (collection_id,)
+            "SELECT label, ext_id, payload FROM documents WHERE collection_id = ?",
+            (collection_id,),
         ).fetchall()
 
     def iter_vectors(self, collection_id: int, batch: int = 10000
@@ -438,25 +440,6 @@ class MetadataStore:
                 (collection_id, *chunk),
             ):
                 out[r[1]] = DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
-        return out
-
-    def filter_labels(self, collection_id: int, where: str, params: Sequence[Any],
-                      among: Sequence[int] | None = None) -> list[int]:
-        """Labels of documents matching a compiled filter (``where`` uses alias ``d``)."""
-        conn = self._reader()
-        sql = f"SELECT d.label FROM documents d WHERE d.collection_id = ? AND ({where})"
-        if among is None:
-            return [r[0] for r in conn.execute(sql, (collection_id, *params))]
-        out: list[int] = []
-        for start in range(0, len(among), 500):
-            chunk = [int(x) for x in among[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            out.extend(
-                r[0]
-                for r in conn.execute(
-                    sql + f" AND d.label IN ({marks})", (collection_id, *params, *chunk)
-                )
-            )
         return out
 
     def text_search(self, collection_id: int, match: str, k: int, where: str,
@@ -495,18 +478,6 @@ class MetadataStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 [(collection_id, s, p, int(sealed), b) for s, p, sealed, b in segments],
             )
-
-    def metadata_query(self, collection_id: int, where: str, params: Sequence[Any],
-                       limit: int) -> list[str]:
-        """External ids of documents matching a filter, without vector search."""
-        return [
-            r[0]
-            for r in self._reader().execute(
-                f"SELECT d.ext_id FROM documents d WHERE d.collection_id = ? AND ({where})"
-                " ORDER BY d.id LIMIT ?",
-                (collection_id, *params, limit),
-            )
-        ]
 
 
 def _split_sql(script: str) -> list[str]:
