@@ -14,14 +14,15 @@ from server.client import Client
 class Cluster:
     def __init__(self, nodes: int = 1, *, base_dir: str | Path | None = None,
                  fsync: str = "always", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> None:
+                 env: dict[str, str] | None = None, ready_timeout: float = 30.0,
+                 detach: bool = False) -> None:
         if nodes < 1:
             raise ValueError(f"a cluster needs at least one node, got {nodes}")
         self._owns_dir = base_dir is None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="akidb-"))
         self.nodes = [
             Node(self.base_dir / f"node{i}", name=f"node{i}", fsync=fsync,
-                 extra_args=extra_args, env=env, ready_timeout=ready_timeout)
+                 extra_args=extra_args, env=env, ready_timeout=ready_timeout, detach=detach)
             for i in range(nodes)
         ]
 
@@ -39,10 +40,12 @@ class Cluster:
     def admin_client(self, index: int = 0, **kwargs: Any) -> Client:
         return self.nodes[index].admin_client(**kwargs)
 
-    def close(self) -> None:
+    def close(self, keep_data: bool = False) -> None:
+        """Stop every node; remove the base dir if we created it (unless ``keep_data``)."""
         for node in self.nodes:
+            node._owns_dir = node._owns_dir and not keep_data
             node.close()
-        if self._owns_dir:
+        if self._owns_dir and not keep_data:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:

@@ -22,11 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from server.client import Client
+from server.config import PARENT_PID_ENV
 
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 _live: weakref.WeakSet[Node] = weakref.WeakSet()
 _live_lock = threading.Lock()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Kernel start time of a process (clock ticks since boot): with the pid, it tells
+    "the process we started" apart from a later one that reused the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 class NodeError(RuntimeError):
@@ -46,8 +57,10 @@ atexit.register(_cleanup_all)
 class Node:
     def __init__(self, data_dir: str | Path | None = None, *, name: str = "node0",
                  fsync: str = "always", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT_S
-                 ) -> None:
+                 env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT_S,
+                 detach: bool = False) -> None:
+        """``detach``: the process outlives this Python process (``akidb cluster up``);
+        otherwise it is tied to it — stopped at exit, and it stops itself if we die."""
         self.name = name
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(
@@ -60,6 +73,8 @@ class Node:
         self.log_path = self.data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self.detach = detach
+        self.start_time: int | None = None
         self._log_fh: Any = None
 
     # -- addresses ---------------------------------------------------------------------
@@ -93,11 +108,15 @@ class Node:
         (self.data_dir / "server.json").unlink(missing_ok=True)
         self._log_fh = open(self.log_path, "ab")
         env = {**os.environ, **self.env}
+        if not self.detach:
+            env[PARENT_PID_ENV] = str(os.getpid())
         self.process = subprocess.Popen(self.command(), stdout=self._log_fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env=env, start_new_session=True)
-        with _live_lock:
-            _live.add(self)
+        self.start_time = process_start_time(self.process.pid)
+        if not self.detach:
+            with _live_lock:
+                _live.add(self)
         if wait:
             self.wait_ready()
         return self

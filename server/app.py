@@ -23,7 +23,7 @@ from waitress.server import create_server
 from server import __version__
 from server.api.rest import create_app
 from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
-from server.config import Settings
+from server.config import PARENT_PID_ENV, Settings
 from server.engine import Engine
 from server.metrics import Metrics
 from server.service import Service
@@ -95,6 +95,10 @@ class AkiServer:
         log.info("listening", extra={"rest_url": self.rest_url, "fsync": self.settings.fsync,
                                      "data_dir": str(self.settings.data_dir)})
         threading.Thread(target=self._recover, name="recovery", daemon=True).start()
+        parent = os.environ.get(PARENT_PID_ENV)
+        if parent:
+            threading.Thread(target=self._exit_with_parent, args=(int(parent),),
+                             name="parent-watch", daemon=True).start()
         try:
             self.http.run()
         except SystemExit:
@@ -104,6 +108,15 @@ class AkiServer:
         if self.fatal is not None:
             return 1
         return 0
+
+    def _exit_with_parent(self, parent_pid: int) -> None:
+        """Test harnesses set AKIDB_PARENT_PID: if that process dies without stopping us
+        (kill -9 of a test runner), we stop ourselves rather than linger as an orphan."""
+        while not self._stopping.wait(0.5):
+            if os.getppid() != parent_pid:
+                log.warning("parent process %d is gone; shutting down", parent_pid)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     def close(self) -> None:
         (self.settings.data_dir / SERVER_FILE).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from server import __version__
 from server.config import FSYNC_POLICIES, Settings, env_overrides
 
 # (module, attribute) of the command groups other packages contribute.
-PLUGIN_COMMANDS: list[tuple[str, str]] = []
+PLUGIN_COMMANDS: list[tuple[str, str]] = [("harness.cli", "cluster")]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

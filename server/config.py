@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 FSYNC_POLICIES = ("always", "batch", "none")
+# Set by test harnesses: the server stops itself when this process is gone.
+PARENT_PID_ENV = "AKIDB_PARENT_PID"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,128 @@
+"""``akidb cluster up|status|down``: test clusters that outlive the command that started them.
+
+``up`` writes ``DIR/cluster.json`` with each node's pid and kernel start time;
+``down`` stops exactly those processes — a pid reused by another program since
+then has a different start time and is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.cluster import Cluster
+from harness.node import NodeError, process_start_time
+from server.client import Client
+
+CLUSTER_FILE = "cluster.json"
+DEFAULT_DIR = Path("akidb-cluster")
+
+
+def _read(directory: Path) -> dict[str, Any]:
+    path = directory / CLUSTER_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise click.UsageError(f"no cluster at {directory} ({path} not found); "
+                               "start one with `akidb cluster up`") from None
+    except ValueError as exc:
+        raise click.UsageError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _ours(node: dict[str, Any]) -> bool:
+    """Is the process behind this record still the one ``up`` started?"""
+    return process_start_time(node["pid"]) == node["start_time"]
+
+
+@click.group()
+def cluster() -> None:
+    """Start, inspect and stop local test clusters."""
+
+
+@cluster.command()
+@click.option("--nodes", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where node data dirs, logs and cluster.json go.")
+@click.option("--fsync", default="always", show_default=True,
+              type=click.Choice(["always", "batch", "none"]))
+@click.option("--timeout", default=30.0, show_default=True, help="Ready wait per node (s).")
+def up(nodes: int, directory: Path, fsync: str, timeout: float) -> None:
+    """Start NODES servers on free loopback ports and print their endpoints and keys."""
+    if (directory / CLUSTER_FILE).exists():
+        existing = _read(directory)
+        if any(_ours(n) for n in existing["nodes"]):
+            raise click.UsageError(f"a cluster is already running from {directory}; "
+                                   "`akidb cluster down` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    c = Cluster(nodes=nodes, base_dir=directory.resolve(), fsync=fsync, ready_timeout=timeout,
+                detach=True)
+    try:
+        c.start()
+    except NodeError as exc:
+        click.echo(f"akidb cluster up: {exc}", err=True)
+        sys.exit(1)
+    record = {"created_at": time.time(), "nodes": [
+        {"name": n.name, "pid": n.pid, "start_time": n.start_time, "data_dir": str(n.data_dir),
+         "rest_url": n.rest_url, "grpc_target": n.grpc_target, "log": str(n.log_path)}
+        for n in c.nodes]}
+    tmp = directory / (CLUSTER_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, directory / CLUSTER_FILE)
+    click.echo(f"cluster of {nodes} ready in {time.perf_counter() - started:.2f}s "
+               f"({directory / CLUSTER_FILE})")
+    for n in c.nodes:
+        click.echo(f"{n.name}  {n.rest_url}  pid {n.pid}  api key {n.admin_key}")
+
+
+@cluster.command()
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def status(directory: Path) -> None:
+    """Show each node's process and readiness; exit 1 if any node is down."""
+    record = _read(directory)
+    healthy = True
+    for n in record["nodes"]:
+        if not _ours(n):
+            state = "stopped"
+        else:
+            client = Client(n["rest_url"], timeout=2.0)
+            try:
+                state = "ready" if client.is_ready() else "recovering"
+            except Exception:
+                state = "unreachable"
+            finally:
+                client.close()
+        healthy &= state == "ready"
+        click.echo(f"{n['name']}  {n['rest_url']}  pid {n['pid']}  {state}")
+    sys.exit(0 if healthy else 1)
+
+
+@cluster.command()
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--grace", default=10.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL.")
+def down(directory: Path, grace: float) -> None:
+    """Stop the cluster's processes (and only those); data dirs are kept."""
+    record = _read(directory)
+    targets = [n for n in record["nodes"] if _ours(n)]
+    for n in targets:
+        os.killpg(n["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for n in targets:
+        while _ours(n) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _ours(n):
+            os.killpg(n["pid"], signal.SIGKILL)
+        click.echo(f"{n['name']}  pid {n['pid']}  stopped")
+    (directory / CLUSTER_FILE).unlink()
+    click.echo(f"cluster at {directory} is down ({len(targets)} processes stopped)")

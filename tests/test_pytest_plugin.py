@@ -1,0 +1,104 @@
+"""The pytest plugin as a user sees it, run in a separate pytest (pytester)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = """
+def test_uses_the_cluster(akidb_cluster, akidb_client):
+    akidb_client.create_collection("t/d/c", dimension=2, create_parents=True)
+    akidb_client.upsert("t/d/c", [{"id": "a", "vector": [1, 0]}])
+    assert akidb_client.search("t/d/c", [1, 0], k=1).ids == ["a"]
+    assert len(akidb_cluster.nodes) == 2
+
+def test_that_fails(akidb_client):
+    assert akidb_client.health() == {"status": "broken"}
+"""
+
+
+def _server_pids_under(root: Path) -> list[int]:
+    """Live akidb server processes whose data dir lies under ``root``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        text = " ".join(a.decode(errors="replace") for a in args)
+        if "server serve" in text and str(root) in text and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def isolated_tmp(tmp_path, monkeypatch):
+    """A TMPDIR of our own, so leftovers of the inner run are visible."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(root))
+    return root
+
+
+def test_failing_user_test_leaves_no_process_or_dir(pytester, isolated_tmp):
+    pytester.makepyfile(USER_TESTS)
+    result = pytester.runpytest_subprocess("--akidb-nodes", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    assert _server_pids_under(isolated_tmp) == []
+    assert list(isolated_tmp.iterdir()) == []
+
+
+def test_keep_failed_keeps_data_and_logs(pytester, isolated_tmp):
+    pytester.makepyfile(USER_TESTS)
+    result = pytester.runpytest_subprocess("--akidb-nodes", "2", "--akidb-keep-failed", "-s")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*kept data and logs*"])
+    kept = [p for p in isolated_tmp.iterdir() if p.name.startswith("akidb-")]
+    assert len(kept) == 1 and (kept[0] / "node0" / "server.log").exists()
+    assert _server_pids_under(isolated_tmp) == []
+
+
+def test_external_server_option(pytester, shared_cluster):
+    node = shared_cluster.nodes[0]
+    pytester.makepyfile("""
+        def test_external(akidb_client):
+            assert akidb_client.is_ready()
+            akidb_client.list_tenants()
+    """)
+    result = pytester.runpytest_subprocess("--akidb-url", node.rest_url,
+                                           "--akidb-api-key", node.admin_key)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_or_killed_runner_leaves_no_server(pytester, isolated_tmp, sig):
+    pytester.makepyfile("""
+        import time
+        def test_long(akidb_client):
+            time.sleep(60)
+    """)
+    runner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", str(pytester.path)],
+                              cwd=pytester.path, env=os.environ.copy(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(isolated_tmp.glob("akidb-*/node0/server.json")):
+        assert time.monotonic() < deadline and runner.poll() is None, "server never started"
+        time.sleep(0.05)
+    assert _server_pids_under(isolated_tmp)
+    runner.send_signal(sig)  # Ctrl-C, or a runner killed outright
+    runner.wait(30)
+    deadline = time.monotonic() + 10
+    while _server_pids_under(isolated_tmp) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _server_pids_under(isolated_tmp) == []
+    if sig == signal.SIGINT:  # teardown ran: the temp dirs are gone too
+        assert list(isolated_tmp.iterdir()) == []
