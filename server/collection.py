@@ -78,7 +78,7 @@ class Collection:
         self.wal = WriteAheadLog(directory / "wal", fsync=settings.fsync,
                                  segment_bytes=settings.wal_segment_bytes)
         self.payloads = PayloadIndex()
-        self.flat = FlatVectors(row.dimension, row.metric)
+        self.flat = FlatVectors(row.dimension, row.metric, self._exact_vectors)
         self.write_lock = threading.Lock()
         self.labels: dict[str, int] = {}
         self.ext_ids: dict[int, str] = {}
@@ -275,6 +275,12 @@ class Collection:
         except ShortResult:
             labels, scores = self.flat.exact(vector, self._live_labels(), k)
         return self._hits(labels, scores)
+
+    def _exact_vectors(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = self.store.vectors_by_labels(self.row.id, labels.tolist())
+        present = np.asarray([x for x in labels.tolist() if x in found], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(found[x] for x in present.tolist()), np.float32)
+        return present, vectors.reshape(len(present), self.row.dimension)
 
     def _live_labels(self) -> np.ndarray:
         return np.fromiter(self.ext_ids.keys(), dtype=np.int64, count=len(self.ext_ids))

@@ -71,7 +71,8 @@ class PayloadIndex:
                             entries.append((path, key))
                             if key[0] == "n":
                                 self._sorted.pop(path, None)
-                self._doc[label] = entries
+                if entries:
+                    self._doc[label] = entries
                 self.live.add(label)
 
     def remove(self, labels: list[int]) -> None:
@@ -80,11 +81,8 @@ class PayloadIndex:
                 self._remove(label)
 
     def _remove(self, label: int) -> None:
-        entries = self._doc.pop(label, None)
-        if entries is None:
-            return
         self.live.discard(label)
-        for path, key in entries:
+        for path, key in self._doc.pop(label, ()):
             if key is None:
                 self._present[path].discard(label)
             else:

@@ -442,6 +442,19 @@ class MetadataStore:
                 out[r[1]] = DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
         return out
 
+    def vectors_by_labels(self, collection_id: int, labels: Sequence[int]) -> dict[int, bytes]:
+        """Exact vector blobs by label (labels deleted meanwhile are simply absent)."""
+        found: dict[int, bytes] = {}
+        conn = self._reader()
+        for start in range(0, len(labels), 500):
+            chunk = [int(x) for x in labels[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(
+                "SELECT label, vector FROM documents"
+                f" WHERE collection_id = ? AND label IN ({marks})",
+                (collection_id, *chunk)).fetchall())
+        return found
+
     def text_search(self, collection_id: int, match: str, k: int, where: str,
                     params: Sequence[Any]) -> list[tuple[int, float]]:
         """FTS5 BM25 top-k as (label, score); SQLite's bm25() is lower-is-better, so negate."""

@@ -1,0 +1,50 @@
+"""Time from ``Cluster(nodes=N)`` to every node ready, and each node's resident memory.
+
+Run: ``python -m bench.cluster_startup [--nodes 3] [--repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from bench.environment import fingerprint, rss_bytes
+from harness import Cluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("reports/cluster_startup"))
+    args = ap.parse_args(argv)
+    if args.nodes < 1 or args.repeat < 1:
+        ap.error("--nodes and --repeat must be positive")
+    runs = []
+    for i in range(args.repeat):
+        started = time.perf_counter()
+        with Cluster(nodes=args.nodes) as cluster:
+            ready_s = time.perf_counter() - started
+            rss = [rss_bytes(n.pid) / 2**20 for n in cluster.nodes]
+        runs.append({"ready_s": ready_s, "rss_mib": rss})
+        print(f"run {i + 1}: {args.nodes} nodes ready in {ready_s:.2f}s; RSS per node "
+              + ", ".join(f"{r:.0f} MiB" for r in rss), flush=True)
+    single_started = time.perf_counter()
+    with Cluster(nodes=1):
+        single_s = time.perf_counter() - single_started
+    result = {"benchmark": "cluster_startup", "params": {**vars(args), "out": str(args.out)},
+              "environment": fingerprint(), "runs": runs,
+              "median_ready_s": statistics.median(r["ready_s"] for r in runs),
+              "single_node_ready_s": single_s}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cluster_startup.json").write_text(json.dumps(result, indent=2))
+    print(f"median {args.nodes}-node ready: {result['median_ready_s']:.2f}s; one node: "
+          f"{single_s:.2f}s (target: a node ready in <= 1.5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
