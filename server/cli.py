@@ -11,11 +11,27 @@ import click
 from server import __version__
 from server.config import FSYNC_POLICIES, Settings, env_overrides
 
-# (module, attribute) of the command groups other packages contribute.
-PLUGIN_COMMANDS: list[tuple[str, str]] = [("harness.cli", "cluster")]
+# Command groups other packages contribute, imported only when used so that
+# `akidb serve` does not pay for Faker, h5py and friends at start-up.
+PLUGIN_COMMANDS: dict[str, str] = {
+    "cluster": "harness.cli:cluster",
+    "datagen": "datagen.cli:datagen",
+    "fixtures": "fixtures.cli:fixtures",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *PLUGIN_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in PLUGIN_COMMANDS:
+            module, attr = PLUGIN_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="akidb")
 def main() -> None:
     """AkiDB: reference vector database server and its test & benchmark toolkit."""
@@ -67,6 +83,3 @@ def serve(data_dir: Path, host: str, port: int, fsync_policy: str | None, thread
         sys.exit(1)
     sys.exit(server.serve())
 
-
-for _module, _attr in PLUGIN_COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))

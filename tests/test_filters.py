@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datagen.strategies import filters as filter_docs
+from datagen.strategies import payloads
 from server.errors import BadRequest
 from server.index.payload import PayloadIndex
 from server.query import filters
 from server.storage.metadata import MetadataStore
-from tests.strategies import filters as filter_docs
-from tests.strategies import payloads
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from datagen import vectors
 from datagen.groundtruth import exact_knn, recall_at_k
+from datagen.strategies import filters as filter_docs
+from datagen.strategies import payloads
 from server.client import Client
 from server.query import filters
-from tests.strategies import filters as filter_docs
-from tests.strategies import payloads
 
 N, DIM, NQ = 20000, 384, 200
 CATEGORIES = 100  # category c holds 1% of the docs; "c < 10" selects 10%
