@@ -100,7 +100,7 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------
     def command(self) -> list[str]:
         return [sys.executable, "-m", "server", "serve", "--data-dir", str(self.data_dir),
-                "--port", "0", "--fsync", self.fsync, *self.extra_args]
+                "--port", "0", "--grpc-port", "0", "--fsync", self.fsync, *self.extra_args]
 
     def start(self, wait: bool = True) -> Node:
         if self.is_running():

@@ -21,6 +21,7 @@ from typing import Any
 from waitress.server import create_server
 
 from server import __version__
+from server.api.grpc import create_grpc_server
 from server.api.rest import create_app
 from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
 from server.config import PARENT_PID_ENV, Settings
@@ -53,12 +54,19 @@ class AkiServer:
             self.app, host=settings.host, port=settings.port, threads=settings.threads,
             max_request_body_size=settings.limits.max_body_bytes + (1 << 20),
             ident="akidb", clear_untrusted_proxy_headers=True)
+        self.auth = KeyAuthenticator(self.admin_key)
+        self.grpc, self.grpc_port = create_grpc_server(self.service, self.auth, self.metrics,
+                                                       settings)
         self.fatal: BaseException | None = None
         self._stopping = threading.Event()
 
     @property
     def rest_url(self) -> str:
         return f"http://{self.settings.host}:{self.http.effective_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.settings.host}:{self.grpc_port}"
 
     def _recover(self) -> None:
         try:
@@ -73,7 +81,7 @@ class AkiServer:
             os.kill(os.getpid(), signal.SIGTERM)
 
     def _write_server_file(self) -> None:
-        info: dict[str, Any] = {"rest_url": self.rest_url, "grpc_target": None,
+        info: dict[str, Any] = {"rest_url": self.rest_url, "grpc_target": self.grpc_target,
                                 "pid": os.getpid(), "version": __version__,
                                 "data_dir": str(self.settings.data_dir),
                                 "started_at": time.time()}
@@ -92,7 +100,9 @@ class AkiServer:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("listening", extra={"rest_url": self.rest_url, "fsync": self.settings.fsync,
+        self.grpc.start()
+        log.info("listening", extra={"rest_url": self.rest_url, "grpc_target": self.grpc_target,
+                                     "fsync": self.settings.fsync,
                                      "data_dir": str(self.settings.data_dir)})
         threading.Thread(target=self._recover, name="recovery", daemon=True).start()
         parent = os.environ.get(PARENT_PID_ENV)
@@ -121,6 +131,7 @@ class AkiServer:
     def close(self) -> None:
         (self.settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
         try:
+            self.grpc.stop(grace=2).wait(5)
             self.http.close()
             self.http.task_dispatcher.shutdown(timeout=5)
         except Exception:

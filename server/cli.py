@@ -43,6 +43,8 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="REST port; 0 picks a free one (see DIR/server.json).")
+@click.option("--grpc-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="gRPC data-plane port; 0 picks a free one (see DIR/server.json).")
 @click.option("--fsync", "fsync_policy", type=click.Choice(FSYNC_POLICIES), default=None,
               help="WAL fsync policy: always (default), batch (group commit) or none.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
@@ -51,8 +53,8 @@ def main() -> None:
               help="On WAL corruption keep the valid prefix instead of refusing to start.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def serve(data_dir: Path, host: str, port: int, fsync_policy: str | None, threads: int | None,
-          repair: bool, log_level: str) -> None:
+def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
+          threads: int | None, repair: bool, log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
     from server import logs
     from server.app import AkiServer, DataDirLocked
@@ -70,7 +72,7 @@ def serve(data_dir: Path, host: str, port: int, fsync_policy: str | None, thread
         overrides["repair"] = True
     try:
         settings = Settings(data_dir=data_dir.resolve(), host=host, port=port,
-                            **overrides)  # type: ignore[arg-type]
+                            grpc_port=grpc_port, **overrides)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -29,6 +29,8 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
+    grpc_port: int = 0
+    grpc_threads: int = 8
     fsync: str = "always"
     threads: int = 8
     repair: bool = False
@@ -59,7 +61,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, object]:
     environ = dict(os.environ if environ is None else environ)
     out: dict[str, object] = {}
     for f in fields(Settings):
-        if f.name in ("data_dir", "limits", "host", "port"):
+        if f.name in ("data_dir", "limits", "host", "port", "grpc_port"):
             continue
         raw = environ.get(f"AKIDB_{f.name.upper()}")
         if raw is None:

@@ -16,6 +16,7 @@ class AkiError(Exception):
 
     code = "internal"
     http_status = 500
+    grpc_status = "INTERNAL"  # a grpc.StatusCode name; kept as text so no grpc import
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -32,36 +33,43 @@ class AkiError(Exception):
 class BadRequest(AkiError):
     code = "bad_request"
     http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class Unauthenticated(AkiError):
     code = "unauthenticated"
     http_status = 401
+    grpc_status = "UNAUTHENTICATED"
 
 
 class PermissionDenied(AkiError):
     code = "permission_denied"
     http_status = 403
+    grpc_status = "PERMISSION_DENIED"
 
 
 class NotFound(AkiError):
     code = "not_found"
     http_status = 404
+    grpc_status = "NOT_FOUND"
 
 
 class MethodNotAllowed(AkiError):
     code = "method_not_allowed"
     http_status = 405
+    grpc_status = "UNIMPLEMENTED"
 
 
 class AlreadyExists(AkiError):
     code = "already_exists"
     http_status = 409
+    grpc_status = "ALREADY_EXISTS"
 
 
 class PayloadTooLarge(AkiError):
     code = "payload_too_large"
     http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class Unprocessable(AkiError):
@@ -69,21 +77,25 @@ class Unprocessable(AkiError):
 
     code = "unprocessable"
     http_status = 422
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class QuotaExceeded(AkiError):
     code = "quota_exceeded"
     http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(AkiError):
     code = "unavailable"
     http_status = 503
+    grpc_status = "UNAVAILABLE"
 
 
 class Internal(AkiError):
     code = "internal"
     http_status = 500
+    grpc_status = "INTERNAL"
 
 
 class TransportError(AkiError):
@@ -95,6 +107,7 @@ class TransportError(AkiError):
 
     code = "transport_error"
     http_status = 0
+    grpc_status = "UNAVAILABLE"
 
 
 ERRORS_BY_CODE: dict[str, type[AkiError]] = {
@@ -117,6 +130,14 @@ ERRORS_BY_CODE: dict[str, type[AkiError]] = {
 _BY_STATUS: dict[int, type[AkiError]] = {
     cls.http_status: cls for cls in ERRORS_BY_CODE.values()
 }
+# For gRPC the exact class travels in trailing metadata; this table is the fallback.
+_BY_GRPC: dict[str, type[AkiError]] = {
+    "INVALID_ARGUMENT": BadRequest, "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied, "NOT_FOUND": NotFound,
+    "ALREADY_EXISTS": AlreadyExists, "RESOURCE_EXHAUSTED": PayloadTooLarge,
+    "UNAVAILABLE": Unavailable, "DEADLINE_EXCEEDED": Unavailable, "INTERNAL": Internal,
+}
+GRPC_ERROR_CODE_KEY = "akidb-error-code"
 
 
 def error_from_response(status: int, body: Any) -> AkiError:
@@ -130,3 +151,9 @@ def error_from_response(status: int, body: Any) -> AkiError:
         exc = cls(f"HTTP {status}: {str(body)[:200]}")
     exc.http_status = status
     return exc
+
+
+def error_from_grpc(status_name: str, message: str, code: str | None) -> AkiError:
+    """Rebuild the typed error from a gRPC status (client side)."""
+    cls = ERRORS_BY_CODE.get(code or "") or _BY_GRPC.get(status_name, AkiError)
+    return cls(message)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -11,7 +12,8 @@ import numpy as np
 import orjson
 
 from server.client.rest import RestTransport
-from server.errors import error_from_response
+from server.client.results import Hit, SearchResult
+from server.errors import TransportError, Unavailable, error_from_response
 
 
 class Transport(Protocol):
@@ -19,25 +21,6 @@ class Transport(Protocol):
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any] | None = None
-    text: str | None = None
-    vector: list[float] | None = None
-
-
-@dataclass
-class SearchResult:
-    hits: list[Hit] = field(default_factory=list)
-    took_ms: float = 0.0
-
-    @property
-    def ids(self) -> list[str]:
-        return [h.id for h in self.hits]
 
 
 def parse_collection_path(path: str) -> tuple[str, str, str]:
@@ -63,16 +46,46 @@ def _vector(v: Any) -> np.ndarray:
 
 
 class Client:
-    """``Client(rest_url, api_key)``; collections are addressed as ``"tenant/db/coll"``."""
+    """``Client(rest_url, api_key, grpc_target)``; collections are ``"tenant/db/coll"``.
+
+    ``data_plane="grpc"`` sends upserts, searches, gets and deletes over gRPC (packed
+    float32) and everything else over REST. Idempotent calls (reads and searches)
+    are retried ``retries`` times on transport errors and 503, with exponential
+    backoff and full jitter; writes never are, so a failed write stays visible.
+    """
 
     def __init__(self, rest_url: str, api_key: str | None = None, grpc_target: str | None = None,
-                 *, timeout: float = 30.0, transport: Transport | None = None) -> None:
+                 *, timeout: float = 30.0, transport: Transport | None = None,
+                 data_plane: str = "rest", retries: int = 2, backoff_s: float = 0.05) -> None:
+        if data_plane not in ("rest", "grpc"):
+            raise ValueError(f"data_plane must be 'rest' or 'grpc', got {data_plane!r}")
+        if data_plane == "grpc" and not grpc_target:
+            raise ValueError("data_plane='grpc' needs grpc_target (see server.json)")
         self.rest_url = rest_url
         self.grpc_target = grpc_target
         self.transport: Transport = transport or RestTransport(rest_url, api_key, timeout)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.grpc = None
+        if data_plane == "grpc":
+            from server.client.grpc import GrpcDataPlane
+
+            self.grpc = GrpcDataPlane(grpc_target, api_key, timeout)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.transport.close()
+        if self.grpc is not None:
+            self.grpc.close()
+
+    def _idempotent(self, fn: Callable[[], Any]) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except (TransportError, Unavailable):
+                if attempt == self.retries:
+                    raise
+                time.sleep(random.uniform(0, self.backoff_s * 2**attempt))
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> Client:
         return self
@@ -97,7 +110,7 @@ class Client:
 
     # -- operational -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health")
+        return self._idempotent(lambda: self._call("GET", "/health"))
 
     def is_ready(self) -> bool:
         status, _ = self.transport.request("GET", "/ready")
@@ -118,7 +131,7 @@ class Client:
         return self._call("POST", "/v1/tenants", body)
 
     def list_tenants(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/v1/tenants")["tenants"]
+        return self._idempotent(lambda: self._call("GET", "/v1/tenants"))["tenants"]
 
     def get_tenant(self, tenant: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/tenants/{quote(tenant)}")
@@ -159,7 +172,7 @@ class Client:
                 pass
 
     def get_collection(self, collection: str) -> dict[str, Any]:
-        return self._call("GET", _c(collection))
+        return self._idempotent(lambda: self._call("GET", _c(collection)))
 
     def list_collections(self, tenant: str, database: str) -> list[dict[str, Any]]:
         return self._call(
@@ -175,6 +188,8 @@ class Client:
     # -- data plane --------------------------------------------------------------------
     def upsert(self, collection: str, documents: Iterable[Mapping[str, Any]]) -> int:
         """Upsert documents (``id``, ``vector``, optional ``text``/``payload``)."""
+        if self.grpc is not None:
+            return self.grpc.upsert_documents(collection, documents)
         docs = []
         for doc in documents:
             d = dict(doc)
@@ -187,6 +202,8 @@ class Client:
                       payloads: Sequence[Mapping[str, Any]] | None = None,
                       texts: Sequence[str | None] | None = None) -> int:
         """Columnar upsert for bulk loaders: ids and an (n, dim) float array."""
+        if self.grpc is not None:
+            return self.grpc.upsert_stream(collection, [(ids, vectors, payloads, texts)])
         rows = np.ascontiguousarray(vectors, dtype=np.float32)
         docs: list[dict[str, Any]] = []
         for i, ext_id in enumerate(ids):
@@ -198,16 +215,36 @@ class Client:
             docs.append(d)
         return self._call("POST", _c(collection) + "/documents", {"documents": docs})["upserted"]
 
+    def upsert_stream(self, collection: str,
+                      batches: Iterable[tuple[Sequence[str], np.ndarray,
+                                              Sequence[Mapping[str, Any]] | None,
+                                              Sequence[str | None] | None]]) -> int:
+        """Upsert many (ids, vectors, payloads, texts) batches: one gRPC stream, or one
+        REST request per batch. Each batch is applied whole."""
+        if self.grpc is not None:
+            return self.grpc.upsert_stream(collection, batches)
+        return sum(self.upsert_arrays(collection, *batch) for batch in batches)
+
     def get(self, collection: str, doc_id: str) -> dict[str, Any]:
-        return self._call("GET", _c(collection) + f"/documents/{quote(doc_id, safe='')}")
+        if self.grpc is not None:
+            return self._idempotent(lambda: self.grpc.get(collection, doc_id))
+        path = _c(collection) + f"/documents/{quote(doc_id, safe='')}"
+        return self._idempotent(lambda: self._call("GET", path))
 
     def delete(self, collection: str, doc_id: str) -> None:
+        if self.grpc is not None:
+            self.grpc.delete(collection, doc_id)
+            return
         self._call("DELETE", _c(collection) + f"/documents/{quote(doc_id, safe='')}")
 
     def search(self, collection: str, vector: Any = None, *, k: int = 10, text: str | None = None,
                mode: str | None = None, filter: Mapping[str, Any] | None = None,
                ef: int | None = None, include: Sequence[str] = (), alpha: float | None = None
                ) -> SearchResult:
+        if self.grpc is not None:
+            grpc = self.grpc
+            return self._idempotent(lambda: grpc.search(collection, vector, k, text, mode,
+                                                        filter, ef, include, alpha))
         body: dict[str, Any] = {"k": k}
         if vector is not None:
             body["vector"] = _vector(vector)
@@ -217,7 +254,7 @@ class Client:
                 body[key] = value
         if include:
             body["include"] = list(include)
-        out = self._call("POST", _c(collection) + "/search", body)
+        out = self._idempotent(lambda: self._call("POST", _c(collection) + "/search", body))
         return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
 
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:

@@ -1,0 +1,216 @@
+"""gRPC transport: ``akidb.v1.DataPlane`` translated onto the same ``Service`` as REST.
+
+Vectors arrive as packed float32 bytes and go to the service as numpy arrays
+without a detour through Python floats; errors leave as gRPC status codes, with
+the exact error class in the ``akidb-error-code`` trailing metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import numpy as np
+import orjson
+
+from server import schema
+from server.auth.keys import KeyAuthenticator, Principal
+from server.config import Settings
+from server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal, Unprocessable
+from server.metrics import Metrics
+from server.proto.akidb.v1 import dataplane_pb2 as pb
+from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from server.service import Service, UpsertBatch
+
+log = logging.getLogger("akidb.grpc")
+
+
+def _collection(path: str) -> tuple[str, str, str]:
+    parts = path.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise BadRequest(f"collection must be 'tenant/database/collection', got {path!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _json_object(raw: str, where: str) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _vectors(docs: Any) -> np.ndarray:
+    lengths = {len(d.vector) for d in docs}
+    if 0 in lengths:
+        i = next(i for i, d in enumerate(docs) if not d.vector)
+        raise Unprocessable(f"documents[{i}] (id {docs[i].id!r}) has no vector; this "
+                            "collection has no embedding model to make one")
+    if len(lengths) > 1:
+        raise Unprocessable(f"documents have vectors of different lengths (bytes): "
+                            f"{sorted(lengths)}")
+    size = lengths.pop()
+    if size % 4:
+        raise BadRequest(f"vector bytes must be packed float32 (a multiple of 4), got {size}")
+    return np.frombuffer(b"".join(d.vector for d in docs), dtype="<f4").reshape(
+        len(docs), size // 4)
+
+
+class DataPlaneServicer(pb_grpc.DataPlaneServicer):
+    def __init__(self, service: Service, auth: KeyAuthenticator, metrics: Metrics) -> None:
+        self.service = service
+        self.auth = auth
+        self.metrics = metrics
+
+    def _principal(self, context: grpc.ServicerContext) -> Principal:
+        metadata = dict(context.invocation_metadata())
+        return self.auth.authenticate(metadata.get("authorization"))
+
+    def Upsert(self, request_iterator: Iterator[pb.UpsertRequest],  # noqa: N802
+               context: grpc.ServicerContext) -> pb.UpsertResponse:
+        principal = self._principal(context)
+        path: str | None = None
+        upserted = batches = 0
+        for request in request_iterator:
+            if request.collection:
+                if path is not None and request.collection != path:
+                    raise BadRequest(f"one stream writes one collection: {path!r}, then "
+                                     f"{request.collection!r}")
+                path = request.collection
+            if path is None:
+                raise BadRequest("the first UpsertRequest of a stream must name the collection")
+            docs = request.documents
+            if not docs:
+                raise BadRequest(f"batch {batches} of the stream has no documents")
+            batch = UpsertBatch(
+                [d.id for d in docs], _vectors(docs),
+                [d.text if d.HasField("text") else None for d in docs],
+                [_json_object(d.payload_json, f"documents[{i}].payload_json") or {}
+                 for i, d in enumerate(docs)])
+            upserted += self.service.upsert(principal, *_collection(path), batch)["upserted"]
+            batches += 1
+        return pb.UpsertResponse(upserted=upserted, batches=batches)
+
+    def Search(self, request: pb.SearchRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> pb.SearchResponse:
+        principal = self._principal(context)
+        body: dict[str, Any] = {"k": request.k or 10, "include": list(request.include)}
+        if request.HasField("text"):
+            body["text"] = request.text
+        if request.mode:
+            body["mode"] = request.mode
+        if request.HasField("ef"):
+            body["ef"] = request.ef
+        if request.HasField("alpha"):
+            body["alpha"] = request.alpha
+        flt = _json_object(request.filter_json, "filter_json")
+        if flt is not None:
+            body["filter"] = flt
+        vector = None
+        if request.vector:
+            if len(request.vector) % 4:
+                raise BadRequest("vector bytes must be packed float32 (a multiple of 4)")
+            vector = np.frombuffer(request.vector, dtype="<f4")
+        out = self.service.search(principal, *_collection(request.collection),
+                                  schema.parse(schema.SearchIn, body), vector=vector)
+        return pb.SearchResponse(results=[_hit(h) for h in out["results"]],
+                                 took_ms=out["took_ms"])
+
+    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext  # noqa: N802
+            ) -> pb.GetResponse:
+        doc = self.service.get_document(self._principal(context),
+                                        *_collection(request.collection), request.id)
+        return pb.GetResponse(id=doc["id"], text=doc["text"],
+                              payload_json=orjson.dumps(doc["payload"]).decode(),
+                              vector=np.asarray(doc["vector"] or [], "<f4").tobytes())
+
+    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext  # noqa: N802
+               ) -> pb.DeleteResponse:
+        out = self.service.delete_document(self._principal(context),
+                                           *_collection(request.collection), request.id)
+        return pb.DeleteResponse(deleted=out["deleted"])
+
+
+def _hit(h: dict[str, Any]) -> pb.Hit:
+    hit = pb.Hit(id=h["id"], score=h["score"] if h["score"] is not None else float("nan"))
+    if "payload" in h:
+        hit.payload_json = orjson.dumps(h["payload"]).decode()
+    if h.get("vector") is not None:
+        hit.vector = np.asarray(h["vector"], "<f4").tobytes()
+    if h.get("text") is not None:
+        hit.text = h["text"]
+    return hit
+
+
+class _ErrorsAndMetrics(grpc.ServerInterceptor):
+    """Every handler: typed errors → status + trailing code, and per-method metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=self._wrap(handler.stream_unary, method))
+        return handler
+
+    def _wrap(self, fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            status = "OK"
+            try:
+                return fn(request, context)
+            except AkiError as exc:
+                status = exc.grpc_status
+                _abort(context, exc)
+            except grpc.RpcError:
+                status = "CANCELLED"
+                raise
+            except Exception:
+                status = "INTERNAL"
+                log.exception("unhandled error in %s", method)
+                _abort(context, Internal(f"internal error in {method}; see server log"))
+            finally:
+                self.metrics.observe(method, "GRPC", status, time.perf_counter() - started)
+
+        return wrapper
+
+
+def _abort(context: grpc.ServicerContext, exc: AkiError) -> None:
+    context.set_trailing_metadata(((GRPC_ERROR_CODE_KEY, exc.code),))
+    context.abort(getattr(grpc.StatusCode, exc.grpc_status), exc.message)
+
+
+def create_grpc_server(service: Service, auth: KeyAuthenticator, metrics: Metrics,
+                       settings: Settings) -> tuple[grpc.Server, int]:
+    """A started-later gRPC server bound to ``settings.grpc_port``; returns (server, port)."""
+    limit = settings.limits.max_body_bytes
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
+        interceptors=[_ErrorsAndMetrics(metrics)],
+        options=[("grpc.max_receive_message_length", limit),
+                 ("grpc.max_send_message_length", limit),
+                 ("grpc.keepalive_time_ms", 30_000),
+                 ("grpc.keepalive_timeout_ms", 10_000),
+                 ("grpc.keepalive_permit_without_calls", 1),
+                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000)])
+    pb_grpc.add_DataPlaneServicer_to_server(DataPlaneServicer(service, auth, metrics), server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {settings.host}:{settings.grpc_port}")
+    return server, port

@@ -1,0 +1,152 @@
+"""The gRPC data plane: generated code, parity with REST, bad input, cut-off streams."""
+
+from __future__ import annotations
+
+import filecmp
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from server.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated, Unprocessable
+from server.proto import generate
+from server.proto.akidb.v1 import dataplane_pb2 as pb
+from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+
+DIM = 8
+
+
+def test_generated_code_is_up_to_date(tmp_path):
+    generate.generate(tmp_path)
+    fresh = tmp_path / "server" / "proto" / "akidb" / "v1"
+    committed = generate.ROOT / "server" / "proto" / "akidb" / "v1"
+    for name in ("dataplane_pb2.py", "dataplane_pb2.pyi", "dataplane_pb2_grpc.py"):
+        assert filecmp.cmp(fresh / name, committed / name, shallow=False), \
+            f"{name} is stale: run python -m server.proto.generate"
+
+
+@pytest.fixture
+def clients(shared_cluster):
+    node = shared_cluster.nodes[0]
+    rest = node.admin_client()
+    grpc_client = node.admin_client(data_plane="grpc")
+    yield rest, grpc_client
+    rest.close()
+    grpc_client.close()
+
+
+def _ops(client, path):
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((60, DIM)).astype(np.float32)
+    client.upsert_arrays(path, [f"d{i}" for i in range(30)], vecs[:30],
+                         payloads=[{"i": i, "odd": bool(i % 2)} for i in range(30)],
+                         texts=[f"text number {i}" for i in range(30)])
+    client.upsert_stream(path, [([f"d{i}" for i in range(30, 45)], vecs[30:45], None, None),
+                                ([f"d{i}" for i in range(45, 60)], vecs[45:60], None, None)])
+    client.upsert(path, [{"id": "d3", "vector": vecs[59], "payload": {"moved": 1}}])
+    client.delete(path, "d7")
+    return vecs
+
+
+def _state(client, path, vecs):
+    docs = {}
+    for i in range(60):
+        try:
+            docs[f"d{i}"] = client.get(path, f"d{i}")
+        except NotFound:
+            docs[f"d{i}"] = None
+    searches = [client.search(path, q, k=5, include=["payload"]) for q in vecs[:10]]
+    filtered = [client.search(path, q, k=5, filter={"odd": True}) for q in vecs[:5]]
+    text = client.search(path, vecs[0], text="number 12", k=5, mode="hybrid")
+    return docs, searches, filtered, text
+
+
+def test_rest_and_grpc_give_identical_state_and_results(clients, tenant):
+    rest, over_grpc = clients
+    rest.create_collection(f"{tenant}/db/r", dimension=DIM, metric="cosine")
+    rest.create_collection(f"{tenant}/db/g", dimension=DIM, metric="cosine")
+    vecs = _ops(rest, f"{tenant}/db/r")
+    _ops(over_grpc, f"{tenant}/db/g")
+    r_docs, r_search, r_filtered, r_text = _state(rest, f"{tenant}/db/r", vecs)
+    g_docs, g_search, g_filtered, g_text = _state(over_grpc, f"{tenant}/db/g", vecs)
+    assert r_docs == g_docs and r_docs["d7"] is None and r_docs["d3"]["payload"] == {"moved": 1}
+    for a, b in zip(r_search + r_filtered + [r_text], g_search + g_filtered + [g_text],
+                    strict=True):
+        assert a.ids == b.ids
+        assert [h.payload for h in a.hits] == [h.payload for h in b.hits]
+        assert np.allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
+    assert rest.get_collection(f"{tenant}/db/r")["count"] == 59
+    assert rest.get_collection(f"{tenant}/db/g")["count"] == 59
+
+
+def test_bad_input_over_grpc_gets_status_codes_and_changes_nothing(clients, tenant):
+    rest, over_grpc = clients
+    path = f"{tenant}/db/bad"
+    rest.create_collection(path, dimension=DIM, metric="l2")
+    rest.upsert(path, [{"id": "keep", "vector": np.ones(DIM), "payload": {"a": 1}}])
+    before = rest.get(path, "keep")
+    cases = [
+        (lambda: over_grpc.upsert_arrays(path, ["x"], np.ones((1, DIM + 1))), Unprocessable,
+         "dimension"),
+        (lambda: over_grpc.upsert_arrays(path, ["x"], np.full((1, DIM), np.nan)), Unprocessable,
+         "NaN"),
+        (lambda: over_grpc.upsert(path, [{"id": "x"}]), Unprocessable, "no vector"),
+        (lambda: over_grpc.upsert_arrays(f"{tenant}/db/nope", ["x"], np.ones((1, DIM))),
+         NotFound, "not found"),
+        (lambda: over_grpc.search(path, np.ones(DIM), filter={"a": {"$regex": 1}}), BadRequest,
+         "unknown operator"),
+        (lambda: over_grpc.search(path, np.ones(DIM + 2)), Unprocessable, "dimension"),
+        (lambda: over_grpc.upsert_arrays(path, ["big"], np.ones((1, 17_000_000))),
+         PayloadTooLarge, ""),
+    ]
+    for call, error, fragment in cases:
+        with pytest.raises(error) as info:
+            call()
+        assert fragment in str(info.value)
+    assert rest.get(path, "keep") == before
+    assert rest.get_collection(path)["count"] == 1
+    channel = grpc.insecure_channel(over_grpc.grpc_target)
+    stub = pb_grpc.DataPlaneStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(collection=path, vector=np.ones(DIM, "<f4").tobytes()),
+                    metadata=(("authorization", "Bearer wrong"),))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(collection=path, vector=b"\x00\x01\x02"),
+                    metadata=over_grpc.grpc.metadata)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    channel.close()
+    with pytest.raises(Unauthenticated):
+        from server.client import Client
+
+        Client(over_grpc.rest_url, "wrong", over_grpc.grpc_target, data_plane="grpc").search(
+            path, np.ones(DIM))
+
+
+def test_a_stream_cut_off_mid_way_applies_only_whole_batches(clients, tenant):
+    rest, over_grpc = clients
+    path = f"{tenant}/db/cut"
+    rest.create_collection(path, dimension=DIM, metric="l2")
+    size = 50
+    sent = threading.Event()
+
+    def requests():
+        for b in range(3):
+            vecs = np.random.default_rng(b).standard_normal((size, DIM)).astype("<f4")
+            docs = [pb.Document(id=f"b{b}-{i}", vector=vecs[i].tobytes()) for i in range(size)]
+            yield pb.UpsertRequest(collection=path if b == 0 else "", documents=docs)
+        sent.set()
+        time.sleep(1.0)  # the server applies what it received ...
+        raise ConnectionAbortedError("client dies mid-stream")  # ... then the stream breaks
+
+    stub = pb_grpc.DataPlaneStub(over_grpc.grpc.channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upsert(requests(), metadata=over_grpc.grpc.metadata, timeout=10)
+    assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+    assert sent.is_set()
+    count = rest.get_collection(path)["count"]
+    assert count % size == 0, f"a partial batch was applied: {count} documents"
+    for b in range(count // size):
+        rest.get(path, f"b{b}-{size - 1}")
