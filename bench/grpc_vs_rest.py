@@ -1,0 +1,116 @@
+"""gRPC vs REST on the same server, measured in one run.
+
+- single-client search latency P50/P99 on one collection (target: gRPC P50 ≤ 0.6x REST);
+- streaming ingest over one gRPC stream vs REST batch requests from one client
+  (target ≥ 1.5x) and vs raw hnswlib ``add_items`` with the same batches (≥ 0.8x).
+
+Run: ``python -m bench.grpc_vs_rest [--vectors N] [--dim D]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+
+from bench.environment import fingerprint
+from datagen import vectors
+from harness import Node
+
+M, EF_CONSTRUCTION = 32, 200
+
+
+def _latency(search: Any, queries: np.ndarray) -> tuple[float, float]:
+    for q in queries[:50]:
+        search(q)
+    samples = []
+    for q in queries:
+        t = time.perf_counter()
+        search(q)
+        samples.append(time.perf_counter() - t)
+    ms = np.asarray(samples) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vectors", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=Path("reports/grpc"))
+    args = ap.parse_args(argv)
+    base = vectors.clustered(args.vectors, args.dim, seed=0)
+    queries = vectors.queries(args.queries, args.dim, seed=0)
+    ids = [str(i) for i in range(args.vectors)]
+    batches = [(ids[s : s + args.batch], base[s : s + args.batch], None, None)
+               for s in range(0, args.vectors, args.batch)]
+
+    index = hnswlib.Index(space="cosine", dim=args.dim)
+    index.init_index(max_elements=args.vectors, M=M, ef_construction=EF_CONSTRUCTION)
+    index.set_num_threads(2)
+    started = time.perf_counter()
+    for s in range(0, args.vectors, args.batch):
+        index.add_items(base[s : s + args.batch], np.arange(s, min(s + args.batch, args.vectors)))
+    raw = args.vectors / (time.perf_counter() - started)
+    del index
+
+    node = Node(fsync="batch")
+    result: dict[str, Any] = {}
+    try:
+        node.start()
+        rest = node.admin_client(timeout=300)
+        over_grpc = node.admin_client(timeout=300, data_plane="grpc")
+        for name in ("rest", "grpc"):
+            rest.create_collection(f"bench/db/{name}", dimension=args.dim, create_parents=True,
+                                   hnsw={"m": M, "ef_construction": EF_CONSTRUCTION})
+        started = time.perf_counter()
+        for batch in batches:
+            rest.upsert_arrays("bench/db/rest", *batch)
+        rest_rate = args.vectors / (time.perf_counter() - started)
+        started = time.perf_counter()
+        over_grpc.upsert_stream("bench/db/grpc", batches)
+        grpc_rate = args.vectors / (time.perf_counter() - started)
+        rest_p50, rest_p99 = _latency(lambda q: rest.search("bench/db/grpc", q, k=10), queries)
+        grpc_p50, grpc_p99 = _latency(lambda q: over_grpc.search("bench/db/grpc", q, k=10),
+                                      queries)
+        result = {
+            "raw_hnswlib_ingest_per_s": raw, "rest_batch_ingest_per_s": rest_rate,
+            "grpc_stream_ingest_per_s": grpc_rate,
+            "rest_search_p50_ms": rest_p50, "rest_search_p99_ms": rest_p99,
+            "grpc_search_p50_ms": grpc_p50, "grpc_search_p99_ms": grpc_p99,
+        }
+        rest.close()
+        over_grpc.close()
+    finally:
+        node.close()
+    lines = [
+        f"# gRPC vs REST ({args.vectors} x {args.dim}, batches of {args.batch}, fsync=batch)",
+        "",
+        "| figure | REST | gRPC | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| search P50 ms (1 client, top-10) | {rest_p50:.3f} | {grpc_p50:.3f} |"
+        f" {grpc_p50 / rest_p50:.2f}x | <= 0.6x |",
+        f"| search P99 ms | {rest_p99:.3f} | {grpc_p99:.3f} | {grpc_p99 / rest_p99:.2f}x | |",
+        f"| ingest vectors/s (1 client) | {rest_rate:.0f} | {grpc_rate:.0f} |"
+        f" {grpc_rate / rest_rate:.2f}x | >= 1.5x |",
+        f"| gRPC stream ingest ÷ raw hnswlib ({raw:.0f}/s) | | |"
+        f" {grpc_rate / raw:.2f}x | >= 0.8x |",
+    ]
+    report = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "grpc_vs_rest.json").write_text(json.dumps(
+        {"benchmark": "grpc_vs_rest", "params": {**vars(args), "out": str(args.out)},
+         "environment": fingerprint(), "results": result}, indent=2))
+    (args.out / "grpc_vs_rest.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
