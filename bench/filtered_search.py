@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import hnswlib
 import numpy as np
 
 from bench.environment import fingerprint
+from bench.timing import percentile, timed_calls
 from datagen import vectors
 from datagen.groundtruth import exact_knn, recall_at_k
 from harness import Node
@@ -35,13 +35,9 @@ FILTERS = {  # payload cat = row % 100
 
 
 def _time(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray
-           ) -> tuple[float, list[list[int]]]:
-    out, lat = [], []
-    for q in queries:
-        t = time.perf_counter()
-        out.append(fn(q))
-        lat.append(time.perf_counter() - t)
-    return float(np.percentile(lat, 50) * 1000), out
+          ) -> tuple[float, list[list[int]]]:
+    ms, found = timed_calls(fn, queries)
+    return percentile(ms, 50), found
 
 
 def main(argv: list[str] | None = None) -> int:

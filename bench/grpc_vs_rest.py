@@ -19,6 +19,7 @@ import hnswlib
 import numpy as np
 
 from bench.environment import fingerprint
+from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
 
@@ -26,15 +27,8 @@ M, EF_CONSTRUCTION = 32, 200
 
 
 def _latency(search: Any, queries: np.ndarray) -> tuple[float, float]:
-    for q in queries[:50]:
-        search(q)
-    samples = []
-    for q in queries:
-        t = time.perf_counter()
-        search(q)
-        samples.append(time.perf_counter() - t)
-    ms = np.asarray(samples) * 1000
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    ms, _ = timed_calls(search, queries, warmup=50)
+    return percentile(ms, 50), percentile(ms, 99)
 
 
 def main(argv: list[str] | None = None) -> int:

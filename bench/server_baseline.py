@@ -26,14 +26,11 @@ import hnswlib
 import numpy as np
 
 from bench.environment import fingerprint, rss_bytes
+from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
 
 M, EF_CONSTRUCTION, EF_SEARCH, THREADS = 32, 200, 64, 2
-
-
-def _pct(samples: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(samples) * 1000.0, q))
 
 
 def _progress(message: str) -> None:
@@ -49,13 +46,9 @@ def raw_hnswlib(base: np.ndarray, queries: np.ndarray, batch: int) -> dict[str, 
         index.add_items(base[s : s + batch], np.arange(s, min(s + batch, len(base))))
     ingest_s = time.perf_counter() - started
     index.set_ef(EF_SEARCH)
-    lat = []
-    for q in queries:
-        t = time.perf_counter()
-        index.knn_query(q, k=10, num_threads=1)
-        lat.append(time.perf_counter() - t)
-    return {"ingest_per_s": len(base) / ingest_s, "search_p50_ms": _pct(lat, 50),
-            "search_p99_ms": _pct(lat, 99)}
+    lat, _ = timed_calls(lambda q: index.knn_query(q, k=10, num_threads=1), queries)
+    return {"ingest_per_s": len(base) / ingest_s, "search_p50_ms": percentile(lat, 50),
+            "search_p99_ms": percentile(lat, 99)}
 
 
 def server_ingest_and_search(node: Node, base: np.ndarray, queries: np.ndarray, batch: int,
@@ -84,17 +77,11 @@ def server_ingest_and_search(node: Node, base: np.ndarray, queries: np.ndarray, 
                 list(pool.map(load, [part[i::clients] for i in range(clients)]))
             rss[phase] = rss_bytes(node.pid)
         ingest_s = time.perf_counter() - started
-        for q in queries[:50]:
-            client.search(path, q, k=10)
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            client.search(path, q, k=10)
-            lat.append(time.perf_counter() - t)
+        lat, _ = timed_calls(lambda q: client.search(path, q, k=10), queries, warmup=50)
         client.delete_collection(path)
     second_half = len(base) - half * batch
     return {"ingest_per_s": len(base) / ingest_s, "ingest_clients": clients,
-            "search_p50_ms": _pct(lat, 50), "search_p99_ms": _pct(lat, 99),
+            "search_p50_ms": percentile(lat, 50), "search_p99_ms": percentile(lat, 99),
             # RSS slope over the second half: allocator warm-up and fixed costs excluded.
             "rss_bytes_per_vector": (rss["end"] - rss["half"]) / second_half}
 

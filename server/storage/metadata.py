@@ -427,33 +427,26 @@ class MetadataStore:
             return None
         return DocumentRow(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
-    def documents_by_labels(self, collection_id: int, labels: Sequence[int]
-                            ) -> dict[int, DocumentRow]:
-        out: dict[int, DocumentRow] = {}
+    def _rows_by_labels(self, collection_id: int, labels: Sequence[int], columns: str
+                        ) -> Iterator[tuple[Any, ...]]:
+        """Rows for many labels, in chunks that stay under SQLite's parameter limit."""
         conn = self._reader()
         for start in range(0, len(labels), 500):
             chunk = [int(x) for x in labels[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            for r in conn.execute(
-                "SELECT ext_id, label, text, payload, vector FROM documents"
-                f" WHERE collection_id = ? AND label IN ({marks})",
-                (collection_id, *chunk),
-            ):
-                out[r[1]] = DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
-        return out
+            yield from conn.execute(
+                f"SELECT {columns} FROM documents WHERE collection_id = ? AND label IN ({marks})",
+                (collection_id, *chunk))
+
+    def documents_by_labels(self, collection_id: int, labels: Sequence[int]
+                            ) -> dict[int, DocumentRow]:
+        return {r[1]: DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
+                for r in self._rows_by_labels(collection_id, labels,
+                                              "ext_id, label, text, payload, vector")}
 
     def vectors_by_labels(self, collection_id: int, labels: Sequence[int]) -> dict[int, bytes]:
         """Exact vector blobs by label (labels deleted meanwhile are simply absent)."""
-        found: dict[int, bytes] = {}
-        conn = self._reader()
-        for start in range(0, len(labels), 500):
-            chunk = [int(x) for x in labels[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            found.update(conn.execute(
-                "SELECT label, vector FROM documents"
-                f" WHERE collection_id = ? AND label IN ({marks})",
-                (collection_id, *chunk)).fetchall())
-        return found
+        return dict(self._rows_by_labels(collection_id, labels, "label, vector"))  # type: ignore
 
     def text_search(self, collection_id: int, match: str, k: int, where: str,
                     params: Sequence[Any]) -> list[tuple[int, float]]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.storage.fsync import fsync_path
+
 log = logging.getLogger("akidb.snapshot")
 
 INDEX_FILE = "index.bin"
@@ -43,14 +45,6 @@ def _crc32_file(path: Path) -> int:
     return crc
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(directory: Path, seq: int, save_index: Any, meta: dict[str, Any]) -> Snapshot:
     """Write a snapshot at ``seq``; ``save_index(path)`` writes the index file."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -64,12 +58,12 @@ def write(directory: Path, seq: int, save_index: Any, meta: dict[str, Any]) -> S
                      index_bytes=(tmp / INDEX_FILE).stat().st_size)
     (tmp / META_FILE).write_text(json.dumps(full_meta))
     for name in (INDEX_FILE, META_FILE):
-        _fsync_path(tmp / name)
-    _fsync_path(tmp)
+        fsync_path(tmp / name)
+    fsync_path(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_path(directory)
+    fsync_path(directory)
     for old in directory.iterdir():
         if old != final:
             shutil.rmtree(old, ignore_errors=True)

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from server.storage.fsync import fsync_path
+
 log = logging.getLogger("akidb.wal")
 
 FRAME = struct.Struct("<II")
@@ -234,7 +236,7 @@ class WriteAheadLog:
         self._fh = open(path, "ab", buffering=0)
         self._segment = path
         if created and self.fsync != "none":
-            _fsync_dir(self.dir)
+            fsync_path(self.dir)
 
     def append(self, op: int, meta: dict[str, Any], vectors: np.ndarray | None = None
                ) -> tuple[int, int]:
@@ -296,7 +298,7 @@ class WriteAheadLog:
                 if _segment_start(nxt) - 1 <= seq:
                     path.unlink()
             if self.fsync != "none":
-                _fsync_dir(self.dir)
+                fsync_path(self.dir)
 
     def segment_info(self) -> list[tuple[int, str, bool, int]]:
         """(start_seq, path, sealed, bytes) for the metadata bookkeeping table."""
@@ -323,11 +325,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
