@@ -46,15 +46,15 @@ class AkiServer:
         (settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
         self.admin_key = load_or_create_admin_key(settings.data_dir)
         self.engine = Engine(settings)
-        self.service = Service(self.engine, settings.limits)
+        self.auth = KeyAuthenticator(self.admin_key, self.engine.store)
+        self.service = Service(self.engine, settings.limits, self.auth)
         self.metrics = Metrics(self.engine)
-        self.app = create_app(self.service, KeyAuthenticator(self.admin_key), self.metrics,
+        self.app = create_app(self.service, self.auth, self.metrics,
                               settings.limits.max_body_bytes)
         self.http = create_server(
             self.app, host=settings.host, port=settings.port, threads=settings.threads,
             max_request_body_size=settings.limits.max_body_bytes + (1 << 20),
             ident="akidb", clear_untrusted_proxy_headers=True)
-        self.auth = KeyAuthenticator(self.admin_key)
         self.grpc, self.grpc_port = create_grpc_server(self.service, self.auth, self.metrics,
                                                        settings)
         self.fatal: BaseException | None = None

@@ -23,6 +23,15 @@ class TenantIn(_Strict):
     quotas: dict[str, Any] = Field(default_factory=dict)
 
 
+class UserIn(_Strict):
+    name: str
+    role: Literal["admin", "developer", "viewer", "auditor"]
+
+
+class PoliciesIn(_Strict):
+    policies: str = Field(max_length=1_000_000)
+
+
 class DatabaseIn(_Strict):
     name: str
 

@@ -19,11 +19,19 @@ from typing import Any
 import numpy as np
 
 from server import schema
-from server.auth.keys import Principal
+from server.auth.cedar import Authorizer, role_policies
+from server.auth.keys import KeyAuthenticator, Principal, new_key
+from server.auth.quotas import RateLimiter, parse_quotas
 from server.collection import Collection, Hit
 from server.config import Limits
 from server.engine import Engine
-from server.errors import BadRequest, PayloadTooLarge, PermissionDenied, Unprocessable
+from server.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    QuotaExceeded,
+    Unprocessable,
+)
 from server.query import filters
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -56,16 +64,43 @@ def fts_query(text: str) -> str:
 
 
 class Service:
-    def __init__(self, engine: Engine, limits: Limits) -> None:
+    def __init__(self, engine: Engine, limits: Limits, auth: KeyAuthenticator) -> None:
         self.engine = engine
         self.store = engine.store
         self.limits = limits
+        self.auth = auth
+        self.authz = Authorizer(self.store)
+        self.rate = RateLimiter()
+        self._quotas: dict[str, dict[str, Any]] = {}
 
-    # -- authorization -----------------------------------------------------------------
-    def _authorize(self, principal: Principal, action: str, tenant: str | None = None) -> None:
+    # -- authorization, quotas and audit ----------------------------------------------
+    def _require_admin(self, principal: Principal, what: str) -> None:
         if not principal.is_admin:
-            raise PermissionDenied(f"{principal.name} may not {action}"
-                                   + (f" in tenant {tenant!r}" if tenant else ""))
+            self.store.audit(principal.tenant, principal.name, what, "*", "deny")
+            raise PermissionDenied(f"{principal.name} may not {what}: global admins only")
+
+    def _authorize(self, principal: Principal, action: str, tenant: str,
+                   database: str | None = None, collection: str | None = None) -> None:
+        """Cedar decision for one call, then the tenant's request-rate quota."""
+        check_name("tenant", tenant)
+        resource = "/".join(x for x in (tenant, database, collection) if x)
+        if not self.authz.is_allowed(principal, action, tenant, database, collection):
+            self.store.audit(principal.tenant or tenant, principal.name, action, resource,
+                             "deny")
+            raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
+                                   f"{action} {resource}")
+        self.rate.take(tenant, self._tenant_quotas(tenant))
+
+    def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
+        quotas = self._quotas.get(tenant)
+        if quotas is None:
+            quotas = self.store.get_tenant(tenant)["quotas"]
+            self._quotas[tenant] = quotas
+        return quotas
+
+    def _audit_admin(self, principal: Principal, action: str, tenant: str, resource: str,
+                     detail: str | None = None) -> None:
+        self.store.audit(tenant, principal.name, action, resource, "allow", detail)
 
     # -- status ------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -73,46 +108,107 @@ class Service:
 
     # -- tenants -----------------------------------------------------------------------
     def create_tenant(self, principal: Principal, req: schema.TenantIn) -> dict[str, Any]:
-        self._authorize(principal, "create tenants")
-        return _public(self.store.create_tenant(check_name("tenant", req.name), req.quotas))
+        self._require_admin(principal, "create tenants")
+        quotas = parse_quotas(req.quotas)
+        out = _public(self.store.create_tenant(check_name("tenant", req.name), quotas))
+        self._audit_admin(principal, "create_tenant", req.name, req.name)
+        return out
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
-        self._authorize(principal, "list tenants")
-        return [_public(t) for t in self.store.list_tenants()]
+        if principal.is_admin:
+            return [_public(t) for t in self.store.list_tenants()]
+        return [self.get_tenant(principal, principal.tenant or "")]
 
     def get_tenant(self, principal: Principal, tenant: str) -> dict[str, Any]:
-        self._authorize(principal, "read tenants", tenant)
-        return _public(self.store.get_tenant(check_name("tenant", tenant)))
+        self._authorize(principal, "read", tenant)
+        return _public(self.store.get_tenant(tenant))
 
     def delete_tenant(self, principal: Principal, tenant: str) -> None:
-        self._authorize(principal, "delete tenants", tenant)
+        self._require_admin(principal, "delete tenants")
         self.engine.drop_collections(self.store.delete_tenant(check_name("tenant", tenant)))
+        self.authz.invalidate(tenant)
+        self.rate.forget(tenant)
+        self._quotas.pop(tenant, None)
+        self._audit_admin(principal, "delete_tenant", tenant, tenant)
+
+    # -- users, keys and policies ------------------------------------------------------
+    def create_user(self, principal: Principal, tenant: str, req: schema.UserIn
+                    ) -> dict[str, Any]:
+        self._authorize(principal, "admin", tenant)
+        key = new_key()
+        user = self.store.create_user(tenant, check_name("user", req.name), req.role,
+                                      key.key_id, key.salt, key.hash)
+        self._audit_admin(principal, "create_user", tenant, f"{tenant}/{req.name}", req.role)
+        return {**user, "key_id": key.key_id, "api_key": key.secret_key}
+
+    def list_users(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
+        self._authorize(principal, "admin", tenant)
+        return self.store.list_users(tenant)
+
+    def delete_user(self, principal: Principal, tenant: str, user: str) -> None:
+        self._authorize(principal, "admin", tenant)
+        self.auth.forget(self.store.delete_user(tenant, user))
+        self._audit_admin(principal, "delete_user", tenant, f"{tenant}/{user}")
+
+    def create_key(self, principal: Principal, tenant: str, user: str) -> dict[str, Any]:
+        self._authorize(principal, "admin", tenant)
+        key = new_key()
+        self.store.add_key(tenant, user, key.key_id, key.salt, key.hash)
+        self._audit_admin(principal, "create_key", tenant, f"{tenant}/{user}", key.key_id)
+        return {"key_id": key.key_id, "api_key": key.secret_key}
+
+    def revoke_key(self, principal: Principal, tenant: str, user: str, key_id: str) -> None:
+        self._authorize(principal, "admin", tenant)
+        self.auth.forget(self.store.revoke_keys(tenant, user, key_id))
+        self._audit_admin(principal, "revoke_key", tenant, f"{tenant}/{user}", key_id)
+
+    def put_policies(self, principal: Principal, tenant: str, req: schema.PoliciesIn) -> None:
+        self._authorize(principal, "admin", tenant)
+        self.authz.validate(tenant, req.policies)  # a bad set never replaces the old one
+        self.store.set_policies(tenant, req.policies)
+        self.authz.invalidate(tenant)
+        self._audit_admin(principal, "put_policies", tenant, tenant,
+                          f"{len(req.policies)} characters")
+
+    def get_policies(self, principal: Principal, tenant: str) -> dict[str, Any]:
+        self._authorize(principal, "read", tenant)
+        return {"policies": self.store.get_policies(tenant), "builtin": role_policies(tenant)}
+
+    def audit_log(self, principal: Principal, tenant: str, limit: int = 100
+                  ) -> list[dict[str, Any]]:
+        self._authorize(principal, "audit", tenant)
+        return self.store.read_audit(tenant, max(1, min(limit, 10000)))
 
     # -- databases ---------------------------------------------------------------------
     def create_database(self, principal: Principal, tenant: str, req: schema.DatabaseIn
                         ) -> dict[str, Any]:
-        self._authorize(principal, "create databases", tenant)
-        return _public(self.store.create_database(check_name("tenant", tenant),
-                                                  check_name("database", req.name)))
+        self._authorize(principal, "admin", tenant)
+        out = _public(self.store.create_database(tenant, check_name("database", req.name)))
+        self._audit_admin(principal, "create_database", tenant, f"{tenant}/{req.name}")
+        return out
 
     def list_databases(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        self._authorize(principal, "list databases", tenant)
-        return [_public(d) for d in self.store.list_databases(check_name("tenant", tenant))]
+        self._authorize(principal, "read", tenant)
+        return [_public(d) for d in self.store.list_databases(tenant)]
 
     def get_database(self, principal: Principal, tenant: str, database: str) -> dict[str, Any]:
-        self._authorize(principal, "read databases", tenant)
-        return _public(self.store.get_database(check_name("tenant", tenant),
-                                               check_name("database", database)))
+        self._authorize(principal, "read", tenant, check_name("database", database))
+        return _public(self.store.get_database(tenant, database))
 
     def delete_database(self, principal: Principal, tenant: str, database: str) -> None:
-        self._authorize(principal, "delete databases", tenant)
-        self.engine.drop_collections(self.store.delete_database(
-            check_name("tenant", tenant), check_name("database", database)))
+        self._authorize(principal, "admin", tenant, check_name("database", database))
+        self.engine.drop_collections(self.store.delete_database(tenant, database))
+        self._audit_admin(principal, "delete_database", tenant, f"{tenant}/{database}")
 
     # -- collections -------------------------------------------------------------------
     def create_collection(self, principal: Principal, tenant: str, database: str,
                           req: schema.CollectionIn) -> dict[str, Any]:
-        self._authorize(principal, "create collections", tenant)
+        self._authorize(principal, "admin", tenant, check_name("database", database))
+        max_collections = self._tenant_quotas(tenant).get("max_collections")
+        if max_collections is not None and sum(
+                c.row.tenant == tenant for c in self.engine.collections()) >= max_collections:
+            raise QuotaExceeded(f"tenant {tenant!r} already has its quota of {max_collections} "
+                                "collections")
         if req.dimension > self.limits.max_dimension:
             raise Unprocessable(f"dimension {req.dimension} exceeds the limit of "
                                 f"{self.limits.max_dimension}")
@@ -120,6 +216,7 @@ class Service:
             check_name("tenant", tenant), check_name("database", database),
             check_name("collection", req.name), dimension=req.dimension, metric=req.metric,
             m=req.hnsw.m, ef_construction=req.hnsw.ef_construction, ef_search=req.hnsw.ef_search)
+        self._audit_admin(principal, "create_collection", tenant, coll.row.path)
         return _collection_info(coll)
 
     def _collection(self, tenant: str, database: str, name: str) -> Collection:
@@ -129,23 +226,23 @@ class Service:
 
     def get_collection(self, principal: Principal, tenant: str, database: str, name: str
                        ) -> dict[str, Any]:
-        self._authorize(principal, "read collections", tenant)
+        self._authorize(principal, "read", tenant, database, name)
         return _collection_info(self._collection(tenant, database, name))
 
     def list_collections(self, principal: Principal, tenant: str, database: str
                          ) -> list[dict[str, Any]]:
-        self._authorize(principal, "list collections", tenant)
-        rows = self.store.list_collections(check_name("tenant", tenant),
-                                           check_name("database", database))
+        self._authorize(principal, "read", tenant, check_name("database", database))
+        rows = self.store.list_collections(tenant, database)
         return [_collection_info(self.engine.collection(r.tenant, r.database, r.name))
                 for r in rows]
 
     def delete_collection(self, principal: Principal, tenant: str, database: str, name: str
                           ) -> None:
-        self._authorize(principal, "delete collections", tenant)
+        self._authorize(principal, "admin", tenant, database, name)
         coll = self._collection(tenant, database, name)
         self.store.delete_collection(coll.row.id)
         self.engine.drop_collections([coll.row.id])
+        self._audit_admin(principal, "delete_collection", tenant, coll.row.path)
 
     # -- documents ---------------------------------------------------------------------
     def batch_from_request(self, req: schema.UpsertIn) -> UpsertBatch:
@@ -165,7 +262,7 @@ class Service:
 
     def upsert(self, principal: Principal, tenant: str, database: str, name: str,
                batch: UpsertBatch) -> dict[str, Any]:
-        self._authorize(principal, "write documents", tenant)
+        self._authorize(principal, "write", tenant, database, name)
         coll = self._collection(tenant, database, name)
         lim = self.limits
         n = len(batch.ids)
@@ -208,19 +305,26 @@ class Service:
             if text is not None and len(text.encode()) > lim.max_text_bytes:
                 raise PayloadTooLarge(f"documents[{i}].text is over {lim.max_text_bytes} bytes")
             payloads.append(encoded)
+        max_vectors = self._tenant_quotas(tenant).get("max_vectors")
+        if max_vectors is not None:
+            current = sum(c.count for c in self.engine.collections() if c.row.tenant == tenant)
+            fresh = sum(ext_id not in coll.labels for ext_id in batch.ids)
+            if current + fresh > max_vectors:
+                raise QuotaExceeded(f"tenant {tenant!r} holds {current} vectors; {fresh} more "
+                                    f"would exceed its quota of {max_vectors} (batch rejected)")
         upserted = coll.upsert(batch.ids, np.ascontiguousarray(vectors), batch.texts, payloads)
         return {"upserted": upserted}
 
     def get_document(self, principal: Principal, tenant: str, database: str, name: str,
                      ext_id: str) -> dict[str, Any]:
-        self._authorize(principal, "read documents", tenant)
+        self._authorize(principal, "read", tenant, database, name)
         doc = self._collection(tenant, database, name).get(ext_id)
         return {"id": doc.ext_id, "text": doc.text, "payload": doc.payload,
                 "vector": _vector_list(doc.vector)}
 
     def delete_document(self, principal: Principal, tenant: str, database: str, name: str,
                         ext_id: str) -> dict[str, Any]:
-        self._authorize(principal, "write documents", tenant)
+        self._authorize(principal, "write", tenant, database, name)
         return {"deleted": self._collection(tenant, database, name).delete([ext_id])}
 
     # -- search ------------------------------------------------------------------------
@@ -228,7 +332,7 @@ class Service:
                req: schema.SearchIn, vector: np.ndarray | None = None) -> dict[str, Any]:
         """``vector`` may be passed pre-decoded (packed float32 transports)."""
         started = time.perf_counter()
-        self._authorize(principal, "search", tenant)
+        self._authorize(principal, "search", tenant, database, name)
         coll = self._collection(tenant, database, name)
         if req.k > self.limits.max_k:
             raise Unprocessable(f"k={req.k} exceeds the limit of {self.limits.max_k}")
@@ -272,9 +376,10 @@ class Service:
     # -- snapshots ---------------------------------------------------------------------
     def create_snapshot(self, principal: Principal, tenant: str, database: str, name: str
                         ) -> dict[str, Any]:
-        self._authorize(principal, "create snapshots", tenant)
+        self._authorize(principal, "admin", tenant, database, name)
         coll = self._collection(tenant, database, name)
         snap = coll.snapshot()
+        self._audit_admin(principal, "snapshot", tenant, coll.row.path, str(snap.seq))
         return {"id": snap.path.name, "seq": snap.seq, "count": snap.meta["count"],
                 "bytes": snap.meta["index_bytes"], "created_at": snap.meta["created_at"]}
 

@@ -40,7 +40,7 @@ def _op(summary: str, path: str, body: type[BaseModel] | None = None, status: in
 @cache
 def openapi_document() -> dict[str, Any]:
     models = [schema.TenantIn, schema.DatabaseIn, schema.CollectionIn, schema.UpsertIn,
-              schema.SearchIn]
+              schema.SearchIn, schema.UserIn, schema.PoliciesIn]
     components: dict[str, Any] = {}
     for model in models:
         js = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -55,6 +55,20 @@ def openapi_document() -> dict[str, Any]:
         "/v1/tenants": {"post": _op("Create a tenant", "/v1/tenants", schema.TenantIn, 201),
                         "get": _op("List tenants", "/v1/tenants")},
         t: {"get": _op("Get a tenant", t), "delete": _op("Delete a tenant and its data", t)},
+        t + "/users": {"post": _op("Create a user; its API key is shown once", t + "/users",
+                                   schema.UserIn, 201),
+                       "get": _op("List users", t + "/users")},
+        t + "/users/{user}": {"delete": _op("Delete a user and revoke its keys",
+                                            t + "/users/{user}")},
+        t + "/users/{user}/keys": {"post": _op("Create another API key", t + "/users/{user}/keys",
+                                               status=201)},
+        t + "/users/{user}/keys/{key_id}": {"delete": _op("Revoke an API key",
+                                                          t + "/users/{user}/keys/{key_id}")},
+        t + "/policies": {"put": _op("Replace the tenant's custom Cedar policies",
+                                     t + "/policies", schema.PoliciesIn),
+                          "get": _op("The tenant's custom and built-in policies",
+                                     t + "/policies")},
+        t + "/audit": {"get": _op("Audit log of denials and admin actions", t + "/audit")},
         t + "/databases": {
             "post": _op("Create a database", t + "/databases", schema.DatabaseIn, 201),
             "get": _op("List databases", t + "/databases")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -78,7 +79,10 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
 
     @app.errorhandler(AkiError)
     def _aki_error(exc: AkiError) -> Response:
-        return _json(exc.to_dict(), exc.http_status)
+        response = _json(exc.to_dict(), exc.http_status)
+        if isinstance(exc.details, dict) and "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after"])))
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -139,6 +143,48 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     def delete_tenant(tenant: str) -> Response:
         service.delete_tenant(principal(), tenant)
         return _json({"deleted": tenant})
+
+    @route("/v1/tenants/<tenant>/users", methods=["POST"])
+    def create_user(tenant: str) -> Response:
+        who = principal()
+        return _json(service.create_user(who, tenant, schema.parse(schema.UserIn, body())), 201)
+
+    @route("/v1/tenants/<tenant>/users", methods=["GET"])
+    def list_users(tenant: str) -> Response:
+        return _json({"users": service.list_users(principal(), tenant)})
+
+    @route("/v1/tenants/<tenant>/users/<user>", methods=["DELETE"])
+    def delete_user(tenant: str, user: str) -> Response:
+        service.delete_user(principal(), tenant, user)
+        return _json({"deleted": user})
+
+    @route("/v1/tenants/<tenant>/users/<user>/keys", methods=["POST"])
+    def create_key(tenant: str, user: str) -> Response:
+        return _json(service.create_key(principal(), tenant, user), 201)
+
+    @route("/v1/tenants/<tenant>/users/<user>/keys/<key_id>", methods=["DELETE"])
+    def revoke_key(tenant: str, user: str, key_id: str) -> Response:
+        service.revoke_key(principal(), tenant, user, key_id)
+        return _json({"revoked": key_id})
+
+    @route("/v1/tenants/<tenant>/policies", methods=["PUT"])
+    def put_policies(tenant: str) -> Response:
+        who = principal()
+        service.put_policies(who, tenant, schema.parse(schema.PoliciesIn, body()))
+        return _json(service.get_policies(who, tenant))
+
+    @route("/v1/tenants/<tenant>/policies", methods=["GET"])
+    def get_policies(tenant: str) -> Response:
+        return _json(service.get_policies(principal(), tenant))
+
+    @route("/v1/tenants/<tenant>/audit", methods=["GET"])
+    def audit_log(tenant: str) -> Response:
+        who = principal()
+        try:
+            limit = int(request.args.get("limit", "100"))
+        except ValueError:
+            raise BadRequest("limit must be an integer") from None
+        return _json({"entries": service.audit_log(who, tenant, limit)})
 
     @route("/v1/tenants/<tenant>/databases", methods=["POST"])
     def create_database(tenant: str) -> Response:

@@ -1,28 +1,60 @@
-"""The admin API key: created on first start, kept only in ``DIR/admin.key`` (mode 0600)."""
+"""API keys: the global admin key, and per-user keys stored only as salted hashes.
+
+A user key reads ``akidb_<key id>_<secret>``: the id (48 bits, hex) finds the
+stored row, the secret (192 bits) is checked against ``sha256(salt + secret)`` in
+constant time. Keys are random, so a fast hash is enough (there is nothing to
+brute-force); the salt keeps equal secrets from producing equal rows.
+The admin key lives only in ``DIR/admin.key`` (mode 0600) or ``AKIDB_ADMIN_KEY``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import Unauthenticated
+from server.storage.metadata import MetadataStore
 
 ADMIN_KEY_FILE = "admin.key"
 ENV_ADMIN_KEY = "AKIDB_ADMIN_KEY"
+ROLES = ("admin", "developer", "viewer", "auditor")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling; only the global admin exists until users and roles arrive."""
+    """Who is calling: the global admin, or a user with one role in one tenant."""
 
     name: str
     is_admin: bool
+    tenant: str | None = None
+    role: str | None = None
 
 
 ADMIN = Principal("admin", True)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key_id: str
+    salt: bytes
+    hash: bytes
+    secret_key: str  # shown to the user once, never stored
+
+
+def new_key() -> NewKey:
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(24)
+    salt = os.urandom(16)
+    return NewKey(key_id, salt, _hash(salt, secret), f"akidb_{key_id}_{secret}")
+
+
+def _hash(salt: bytes, secret: str) -> bytes:
+    return hashlib.sha256(salt + secret.encode()).digest()
 
 
 def load_or_create_admin_key(data_dir: Path, environ: dict[str, str] | None = None) -> str:
@@ -35,7 +67,7 @@ def load_or_create_admin_key(data_dir: Path, environ: dict[str, str] | None = No
         if not key:
             raise ValueError(f"{path} is empty; delete it to create a new admin key")
         return key
-    key = "akidb_" + secrets.token_urlsafe(32)
+    key = "akidb_admin_" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
@@ -45,17 +77,46 @@ def load_or_create_admin_key(data_dir: Path, environ: dict[str, str] | None = No
 
 
 class KeyAuthenticator:
-    """Maps a bearer token to a principal, comparing in constant time."""
+    """Bearer token → principal. Verified user keys are cached by id; revocation
+    drops them from the cache (``forget``) before the revoke call returns."""
 
-    def __init__(self, admin_key: str) -> None:
+    def __init__(self, admin_key: str, store: MetadataStore | None = None) -> None:
         self._admin = admin_key.encode()
+        self._store = store
+        self._cache: dict[str, tuple[bytes, Principal]] = {}
+        self._lock = threading.Lock()
 
     def authenticate(self, header: str | None) -> Principal:
         if not header:
             raise Unauthenticated("missing Authorization header; send 'Bearer <api key>'")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization header must be 'Bearer <api key>'")
-        if hmac.compare_digest(token.strip().encode(), self._admin):
+        if hmac.compare_digest(token.encode(), self._admin):
             return ADMIN
-        raise Unauthenticated("unknown API key")
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "akidb" or self._store is None:
+            raise Unauthenticated("unknown API key")
+        key_id, secret = parts[1], parts[2]
+        cached = self._cache.get(key_id)
+        if cached is not None:
+            digest, principal = cached
+            salt = digest[:16]
+            if hmac.compare_digest(_hash(salt, secret), digest[16:]):
+                return principal
+            raise Unauthenticated("unknown API key")
+        row = self._store.lookup_key(key_id)
+        if row is None or not hmac.compare_digest(_hash(row.salt, secret), row.hash):
+            raise Unauthenticated("unknown API key")
+        if row.revoked:
+            raise Unauthenticated(f"API key {key_id} has been revoked")
+        principal = Principal(f"{row.tenant}/{row.user}", False, row.tenant, row.role)
+        with self._lock:
+            self._cache[key_id] = (row.salt + row.hash, principal)
+        return principal
+
+    def forget(self, key_ids: list[str]) -> None:
+        with self._lock:
+            for key_id in key_ids:
+                self._cache.pop(key_id, None)

@@ -139,6 +139,35 @@ class Client:
     def delete_tenant(self, tenant: str) -> None:
         self._call("DELETE", f"/v1/tenants/{quote(tenant)}")
 
+    def create_user(self, tenant: str, name: str, role: str) -> dict[str, Any]:
+        """Create a user; the returned ``api_key`` is shown only this once."""
+        return self._call("POST", f"/v1/tenants/{quote(tenant)}/users",
+                          {"name": name, "role": role})
+
+    def list_users(self, tenant: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/tenants/{quote(tenant)}/users")["users"]
+
+    def delete_user(self, tenant: str, user: str) -> None:
+        self._call("DELETE", f"/v1/tenants/{quote(tenant)}/users/{quote(user)}")
+
+    def create_key(self, tenant: str, user: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/tenants/{quote(tenant)}/users/{quote(user)}/keys")
+
+    def revoke_key(self, tenant: str, user: str, key_id: str) -> None:
+        self._call("DELETE",
+                   f"/v1/tenants/{quote(tenant)}/users/{quote(user)}/keys/{quote(key_id)}")
+
+    def put_policies(self, tenant: str, policies: str) -> dict[str, Any]:
+        return self._call("PUT", f"/v1/tenants/{quote(tenant)}/policies",
+                          {"policies": policies})
+
+    def get_policies(self, tenant: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/tenants/{quote(tenant)}/policies")
+
+    def audit_log(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/tenants/{quote(tenant)}/audit?limit={int(limit)}")[
+            "entries"]
+
     def create_database(self, tenant: str, name: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/tenants/{quote(tenant)}/databases", {"name": name})
 

@@ -98,7 +98,55 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (collection_id, start_seq)
     ) STRICT;
     """,
+    # 2: users, hashed API keys, per-tenant Cedar policies, and the audit log.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'viewer', 'auditor')),
+        created_at REAL NOT NULL,
+        UNIQUE (tenant_id, name)
+    ) STRICT;
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        salt BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    ) STRICT;
+    CREATE TABLE tenant_policies (
+        tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+        policies TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        tenant TEXT,
+        principal TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        detail TEXT
+    ) STRICT;
+    CREATE INDEX audit_log_tenant ON audit_log (tenant, id);
+    """,
 ]
+
+
+@dataclass(frozen=True)
+class UserKey:
+    """What an API key id resolves to."""
+
+    key_id: str
+    user: str
+    tenant: str
+    role: str
+    salt: bytes
+    hash: bytes
+    revoked: bool
 
 
 @dataclass(frozen=True)
@@ -308,6 +356,107 @@ class MetadataStore:
                 conn.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
             conn.execute("DELETE FROM databases WHERE id = ?", (db["id"],))
         return ids
+
+    # -- users, keys, policies, audit ---------------------------------------------------
+    def create_user(self, tenant: str, name: str, role: str, key_id: str, salt: bytes,
+                    key_hash: bytes) -> dict[str, Any]:
+        tenant_id = self.get_tenant(tenant)["id"]
+        now = time.time()
+        try:
+            with self._tx(durable=True) as conn:
+                cur = conn.execute(
+                    "INSERT INTO users (tenant_id, name, role, created_at) VALUES (?, ?, ?, ?)",
+                    (tenant_id, name, role, now))
+                conn.execute(
+                    "INSERT INTO api_keys (key_id, user_id, salt, hash, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (key_id, cur.lastrowid, salt, key_hash, now))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"user {name!r} already exists in tenant {tenant!r}") from None
+        return {"id": int(cur.lastrowid), "name": name, "role": role, "tenant": tenant}
+
+    def list_users(self, tenant: str) -> list[dict[str, Any]]:
+        tenant_id = self.get_tenant(tenant)["id"]
+        rows = self._reader().execute(
+            "SELECT u.id, u.name, u.role, u.created_at, COUNT(k.key_id) FROM users u"
+            " LEFT JOIN api_keys k ON k.user_id = u.id AND k.revoked_at IS NULL"
+            " WHERE u.tenant_id = ? GROUP BY u.id ORDER BY u.name", (tenant_id,)).fetchall()
+        return [{"id": r[0], "name": r[1], "role": r[2], "created_at": r[3], "active_keys": r[4]}
+                for r in rows]
+
+    def _user_id(self, tenant: str, user: str) -> int:
+        row = self._reader().execute(
+            "SELECT u.id FROM users u JOIN tenants t ON t.id = u.tenant_id"
+            " WHERE t.name = ? AND u.name = ?", (tenant, user)).fetchone()
+        if row is None:
+            self.get_tenant(tenant)
+            raise NotFound(f"user {user!r} not found in tenant {tenant!r}")
+        return int(row[0])
+
+    def add_key(self, tenant: str, user: str, key_id: str, salt: bytes, key_hash: bytes) -> None:
+        user_id = self._user_id(tenant, user)
+        with self._tx(durable=True) as conn:
+            conn.execute("INSERT INTO api_keys (key_id, user_id, salt, hash, created_at)"
+                         " VALUES (?, ?, ?, ?, ?)", (key_id, user_id, salt, key_hash, time.time()))
+
+    def revoke_keys(self, tenant: str, user: str, key_id: str | None = None) -> list[str]:
+        """Revoke one key of a user, or all of them; returns the revoked key ids."""
+        user_id = self._user_id(tenant, user)
+        with self._tx(durable=True) as conn:
+            sql = "SELECT key_id FROM api_keys WHERE user_id = ? AND revoked_at IS NULL"
+            params: tuple[Any, ...] = (user_id,)
+            if key_id is not None:
+                sql += " AND key_id = ?"
+                params += (key_id,)
+            ids = [r[0] for r in conn.execute(sql, params)]
+            if key_id is not None and not ids:
+                raise NotFound(f"no active key {key_id!r} for user {user!r}")
+            conn.executemany("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?",
+                             [(time.time(), k) for k in ids])
+        return ids
+
+    def delete_user(self, tenant: str, user: str) -> list[str]:
+        revoked = self.revoke_keys(tenant, user)
+        with self._tx(durable=True) as conn:
+            conn.execute("DELETE FROM users WHERE id = ?", (self._user_id(tenant, user),))
+        return revoked
+
+    def lookup_key(self, key_id: str) -> UserKey | None:
+        row = self._reader().execute(
+            "SELECT k.key_id, u.name, t.name, u.role, k.salt, k.hash, k.revoked_at"
+            " FROM api_keys k JOIN users u ON u.id = k.user_id JOIN tenants t"
+            " ON t.id = u.tenant_id WHERE k.key_id = ?", (key_id,)).fetchone()
+        if row is None:
+            return None
+        return UserKey(row[0], row[1], row[2], row[3], row[4], row[5], row[6] is not None)
+
+    def set_policies(self, tenant: str, policies: str) -> None:
+        tenant_id = self.get_tenant(tenant)["id"]
+        with self._tx(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO tenant_policies (tenant_id, policies, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant_id) DO UPDATE SET policies = excluded.policies,"
+                " updated_at = excluded.updated_at", (tenant_id, policies, time.time()))
+
+    def get_policies(self, tenant: str) -> str:
+        tenant_id = self.get_tenant(tenant)["id"]
+        row = self._reader().execute(
+            "SELECT policies FROM tenant_policies WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        return row[0] if row else ""
+
+    def audit(self, tenant: str | None, principal: str, action: str, resource: str,
+              decision: str, detail: str | None = None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO audit_log (ts, tenant, principal, action, resource, decision,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), tenant, principal, action, resource, decision, detail))
+
+    def read_audit(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._reader().execute(
+            "SELECT ts, principal, action, resource, decision, detail FROM audit_log"
+            " WHERE tenant = ? ORDER BY id DESC LIMIT ?", (tenant, limit)).fetchall()
+        return [dict(zip(("ts", "principal", "action", "resource", "decision", "detail"), r,
+                         strict=True)) for r in rows]
 
     # -- collections -------------------------------------------------------------------
     _COLLECTION_SELECT = (
