@@ -81,7 +81,8 @@ class Service:
 
     def _authorize(self, principal: Principal, action: str, tenant: str,
                    database: str | None = None, collection: str | None = None) -> None:
-        """Cedar decision for one call, then the tenant's request-rate quota."""
+        """Cedar decision for one call, then the tenant's request-rate quota (which binds
+        the tenant's own users, not the global operator managing it)."""
         check_name("tenant", tenant)
         resource = "/".join(x for x in (tenant, database, collection) if x)
         if not self.authz.is_allowed(principal, action, tenant, database, collection):
@@ -89,7 +90,8 @@ class Service:
                              "deny")
             raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
                                    f"{action} {resource}")
-        self.rate.take(tenant, self._tenant_quotas(tenant))
+        if not principal.is_admin:
+            self.rate.take(tenant, self._tenant_quotas(tenant))
 
     def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
         quotas = self._quotas.get(tenant)
