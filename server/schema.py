@@ -13,18 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.errors import BadRequest
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class TenantIn(_Strict):
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     quotas: dict[str, Any] = Field(default_factory=dict)
 
 
 class UserIn(_Strict):
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     role: Literal["admin", "developer", "viewer", "auditor"]
 
 
@@ -33,7 +35,7 @@ class PoliciesIn(_Strict):
 
 
 class DatabaseIn(_Strict):
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
 
 
 class HnswParams(_Strict):
@@ -43,7 +45,7 @@ class HnswParams(_Strict):
 
 
 class CollectionIn(_Strict):
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     dimension: int = Field(ge=1)
     metric: Literal["cosine", "l2", "ip"] = "cosine"
     hnsw: HnswParams = Field(default_factory=HnswParams)

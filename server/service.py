@@ -34,7 +34,7 @@ from server.errors import (
 )
 from server.query import filters
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(schema.NAME_PATTERN)
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 

@@ -50,7 +50,10 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/health": {"get": _op("Liveness", "/health", public=True)},
         "/ready": {"get": _op("Readiness: 503 until recovery completes", "/ready", public=True)},
-        "/metrics": {"get": _op("Prometheus metrics", "/metrics", public=True)},
+        "/metrics": {"get": {**_op("Prometheus metrics", "/metrics", public=True),
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {
+                                                       "schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": _op("This document", "/openapi.json", public=True)},
         "/v1/tenants": {"post": _op("Create a tenant", "/v1/tenants", schema.TenantIn, 201),
                         "get": _op("List tenants", "/v1/tenants")},

@@ -91,6 +91,10 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             mapped = NotFound(f"no route {request.method} {request.path}")
         elif exc.code == 405:
             mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+            response = _json(mapped.to_dict(), 405)
+            allowed = getattr(exc, "valid_methods", None) or []
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+            return response
         elif exc.code == 413:
             mapped = PayloadTooLarge(f"request body exceeds the limit of {max_body_bytes} bytes")
         else:

@@ -52,7 +52,7 @@ def role_policies(tenant: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _entities(principal: Principal, tenant: str, database: str | None,
+def entities_for(principal: Principal, tenant: str, database: str | None,
               collection: str | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     role = {"type": "AkiDB::Role", "id": f"{tenant}/{principal.role}"}
     entities: list[dict[str, Any]] = [
@@ -110,7 +110,7 @@ class Authorizer:
             return True
         if principal.tenant != tenant:
             return False  # tenant isolation, whatever the policies say
-        entities, resource = _entities(principal, tenant, database, collection)
+        entities, resource = entities_for(principal, tenant, database, collection)
         request = {"principal": {"type": "AkiDB::User", "id": principal.name},
                    "action": {"type": "AkiDB::Action", "id": action},
                    "resource": resource, "context": {}}
