@@ -17,6 +17,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "cluster": "harness.cli:cluster",
     "datagen": "datagen.cli:datagen",
     "fixtures": "fixtures.cli:fixtures",
+    "chaos": "chaos.cli:chaos",
 }
 
 

@@ -45,7 +45,9 @@ def _ops(client, path):
                          texts=[f"text number {i}" for i in range(30)])
     client.upsert_stream(path, [([f"d{i}" for i in range(30, 45)], vecs[30:45], None, None),
                                 ([f"d{i}" for i in range(45, 60)], vecs[45:60], None, None)])
-    client.upsert(path, [{"id": "d3", "vector": vecs[59], "payload": {"moved": 1}}])
+    # A vector of its own: an exact tie with another document would make the order of
+    # the two depend on the graph walk rather than on the transport.
+    client.upsert(path, [{"id": "d3", "vector": vecs[59] + 0.5, "payload": {"moved": 1}}])
     client.delete(path, "d7")
     return vecs
 

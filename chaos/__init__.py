@@ -1,0 +1,1 @@
+"""Fault injection: a Toxiproxy-compatible network proxy (more injectors to come)."""
