@@ -15,10 +15,15 @@ class Cluster:
     def __init__(self, nodes: int = 1, *, base_dir: str | Path | None = None,
                  fsync: str = "always", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, ready_timeout: float = 30.0,
-                 detach: bool = False) -> None:
+                 detach: bool = False, fault_proxy: bool = False) -> None:
+        """``fault_proxy``: put a Toxiproxy-API proxy in front of each node's REST port;
+        ``node.proxy`` is then its toxiproxy-python proxy and ``node.proxy_url`` the
+        address to send traffic through."""
         if nodes < 1:
             raise ValueError(f"a cluster needs at least one node, got {nodes}")
         self._owns_dir = base_dir is None
+        self._fault_proxy = fault_proxy
+        self.toxiproxy_endpoint = None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="akidb-"))
         self.nodes = [
             Node(self.base_dir / f"node{i}", name=f"node{i}", fsync=fsync,
@@ -32,6 +37,14 @@ class Cluster:
                 node.start(wait=False)
             for node in self.nodes:
                 node.wait_ready()
+            if self._fault_proxy:
+                from chaos.endpoint import ToxiproxyEndpoint
+
+                self.toxiproxy_endpoint = ToxiproxyEndpoint().start()
+                api = self.toxiproxy_endpoint.toxiproxy()
+                for node in self.nodes:
+                    node.proxy = api.create(upstream=node.rest_url.removeprefix("http://"),
+                                            name=f"{node.name}-rest")
         except BaseException:
             self.close()
             raise
@@ -42,6 +55,9 @@ class Cluster:
 
     def close(self, keep_data: bool = False) -> None:
         """Stop every node; remove the base dir if we created it (unless ``keep_data``)."""
+        if self.toxiproxy_endpoint is not None:
+            self.toxiproxy_endpoint.close()
+            self.toxiproxy_endpoint = None
         for node in self.nodes:
             node._owns_dir = node._owns_dir and not keep_data
             node.close()

@@ -75,12 +75,20 @@ class Node:
         self.info: dict[str, Any] = {}
         self.detach = detach
         self.start_time: int | None = None
+        self.proxy: Any = None  # a toxiproxy-python Proxy when the cluster has a fault proxy
         self._log_fh: Any = None
 
     # -- addresses ---------------------------------------------------------------------
     @property
     def rest_url(self) -> str:
         return self.info["rest_url"]
+
+    @property
+    def proxy_url(self) -> str:
+        """The REST address through the fault proxy (``Cluster(fault_proxy=True)``)."""
+        if self.proxy is None:
+            raise NodeError(f"{self.name} has no fault proxy; use Cluster(fault_proxy=True)")
+        return f"http://{self.proxy.listen}"
 
     @property
     def grpc_target(self) -> str | None:

@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="scope of the akidb_cluster fixture (default session)")
     group.addoption("--akidb-keep-failed", action="store_true",
                     help="keep data dirs and logs of clusters used by failed tests")
+    group.addoption("--akidb-fault-proxy", action="store_true",
+                    help="put a Toxiproxy-API proxy in front of each node (node.proxy)")
     group.addoption("--akidb-url", default=None,
                     help="use this running server instead of starting one")
     group.addoption("--akidb-api-key", default=None, help="API key for --akidb-url")
@@ -77,7 +79,8 @@ def akidb_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | External
         return
     config.stash[_FAILED] = False
     cluster = Cluster(nodes=config.getoption("--akidb-nodes"),
-                      fsync=config.getoption("--akidb-fsync"))
+                      fsync=config.getoption("--akidb-fsync"),
+                      fault_proxy=config.getoption("--akidb-fault-proxy"))
     cluster.start()
     try:
         yield cluster

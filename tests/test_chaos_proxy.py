@@ -141,3 +141,23 @@ def test_cli_serves_the_api():
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_cluster_with_fault_proxies_partitions_one_node():
+    from harness import Cluster
+
+    with Cluster(nodes=2, fault_proxy=True) as cluster:
+        assert cluster.toxiproxy_endpoint.kind in ("akidb-chaos", "toxiproxy-server")
+        a, b = cluster.nodes
+        through_a = Client(a.proxy_url, a.admin_key, timeout=1, retries=0)
+        through_b = Client(b.proxy_url, b.admin_key, timeout=1, retries=0)
+        assert through_a.health() == through_b.health() == {"status": "ok"}
+        with a.proxy.down():  # a full partition of node0 only
+            with pytest.raises(TransportError):
+                through_a.health()
+            assert through_b.health() == {"status": "ok"}
+        assert through_a.health() == {"status": "ok"}
+        api_port = cluster.toxiproxy_endpoint.port
+    assert cluster.toxiproxy_endpoint is None
+    with socket.socket() as sock:  # the proxy API is gone with the cluster
+        assert sock.connect_ex(("127.0.0.1", api_port)) != 0
