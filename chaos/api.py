@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response, request
+from waitress import wasyncore
 from waitress.server import create_server
 
 from chaos.proxy import ProxyError, ProxyServer
@@ -157,7 +158,11 @@ class ChaosProxy:
         return self
 
     def close(self) -> None:
-        self.http.close()
+        self.http.task_dispatcher.shutdown(timeout=5)
+        # Closing every channel (not just the listener) lets the accept loop end now.
+        wasyncore.close_all(self.http._map)
+        if self._thread is not None:
+            self._thread.join(5)
         self.server.close()
 
     def __enter__(self) -> ChaosProxy:

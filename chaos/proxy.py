@@ -66,8 +66,10 @@ class Proxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._connections):
+        tasks = list(self._connections)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.enabled = False
 
     async def _accept(self, client_r: asyncio.StreamReader,
@@ -83,13 +85,17 @@ class Proxy:
             self._connections.discard(task)
             return
         chosen: dict[str, bool] = {}  # toxicity is rolled once per connection and toxic
+        pumps = [asyncio.ensure_future(self._pump(client_r, upstream_w, "upstream", chosen,
+                                                  client_w)),
+                 asyncio.ensure_future(self._pump(upstream_r, client_w, "downstream", chosen,
+                                                  client_w))]
         try:
-            await asyncio.gather(
-                self._pump(client_r, upstream_w, "upstream", chosen, client_w),
-                self._pump(upstream_r, client_w, "downstream", chosen, client_w))
-        except (asyncio.CancelledError, CloseConnection, ConnectionError):
-            pass
+            # The connection ends when either direction ends (close, reset or error).
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
             for writer in (client_w, upstream_w):
                 writer.close()
             self._connections.discard(task)
