@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -33,3 +35,34 @@ def proxy(host: str, port: int) -> None:
         pass
     finally:
         server.close()
+
+
+@chaos.command(name="run")
+@click.argument("experiment")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for result.json and result.md (default reports/chaos/NAME).")
+def run_experiment(experiment: str, out: Path | None) -> None:
+    """Run EXPERIMENT (a TOML file or a built-in name); exit 1 if its hypothesis fails."""
+    from chaos import experiment as experiments
+
+    try:
+        exp = experiments.load(experiment)
+    except experiments.ExperimentError as exc:
+        raise click.UsageError(str(exc)) from None
+    out = out or Path("reports") / "chaos" / Path(experiment).stem
+    click.echo(f"running {exp.name!r}: {len(exp.method)} actions over "
+               f"{exp.workload.duration_s}s ...", err=True)
+    result = experiments.run(exp, out)
+    click.echo(experiments.render(result))
+    click.echo(f"result: {out / 'result.json'}", err=True)
+    sys.exit(0 if result["passed"] else 1)
+
+
+@chaos.command(name="list")
+def list_experiments() -> None:
+    """The built-in experiments."""
+    from chaos import experiment as experiments
+
+    for path in sorted(experiments.BUILTIN_DIR.glob("*.toml")):
+        exp = experiments.load(path)
+        click.echo(f"{path.stem:<16} {exp.description}")

@@ -1,0 +1,74 @@
+"""Chaos experiments end to end, and the durability checker catching what it must."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from chaos import experiment
+from chaos.durability import History, check, run_writers
+from harness import Node
+
+
+@pytest.mark.parametrize("name", ["kill9-ingest", "partition"])
+def test_builtin_experiments_pass(name, tmp_path):
+    result = experiment.run(experiment.load(name), tmp_path)
+    assert result["passed"], result
+    d = result["durability"]
+    assert d["acknowledged"] > 0 and d["lost"] == [] and d["phantoms"] == 0
+    assert 0 < d["availability"] < 1  # the fault was felt, and service came back
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["passed"] and "PASSED" in (tmp_path / "result.md").read_text()
+
+
+def test_a_failed_hypothesis_exits_1(tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text("""
+name = "partition with a promise it cannot keep"
+[workload]
+writers = 1
+duration_s = 2.0
+[[method]]
+action = "partition"
+at_s = 0.5
+[[method]]
+action = "heal"
+at_s = 1.2
+[hypothesis]
+min_availability = 1.0
+""")
+    run = subprocess.run([sys.executable, "-m", "server", "chaos", "run", str(strict),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED" in run.stdout and "| availability | FAILED |" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "server", "chaos", "run", "no-such-thing"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "kill9-ingest" in bad.stderr
+
+
+def test_checker_reports_lost_and_corrupted_writes(tmp_path):
+    with Node(tmp_path / "d", fsync="none") as node, node.admin_client() as admin:
+        admin.create_collection("c/db/x", dimension=4, metric="l2", create_parents=True)
+        history = History()
+        stop = threading.Event()
+        threads = run_writers(node.admin_client, "c/db/x", 4, 2, 5, stop, history)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert check(admin, "c/db/x", history).ok
+        acked = [i for o in history.ops if o.status == "ok" for i in o.ids]
+        admin.delete("c/db/x", acked[0])  # an acknowledged write disappears
+        admin.upsert("c/db/x", [{"id": acked[1], "vector": [9, 9, 9, 9]}])  # another changes
+        admin.upsert("c/db/x", [{"id": f"never-sent-{i}", "vector": [1, 1, 1, 1]}
+                                for i in range(3)])
+        result = check(admin, "c/db/x", history)
+    assert not result.ok
+    assert result.lost == [acked[0]] and result.corrupted == [acked[1]]
+    assert result.indeterminate == 0 and result.phantoms == 2  # 3 strangers, 1 loss
