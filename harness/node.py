@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -58,7 +59,7 @@ class Node:
     def __init__(self, data_dir: str | Path | None = None, *, name: str = "node0",
                  fsync: str = "always", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT_S,
-                 detach: bool = False) -> None:
+                 detach: bool = False, max_file_bytes: int | None = None) -> None:
         """``detach``: the process outlives this Python process (``akidb cluster up``);
         otherwise it is tied to it — stopped at exit, and it stops itself if we die."""
         self.name = name
@@ -74,6 +75,8 @@ class Node:
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.detach = detach
+        # RLIMIT_FSIZE for the server process: no file it writes may grow past this.
+        self.max_file_bytes = max_file_bytes
         self.start_time: int | None = None
         self.proxy: Any = None  # a toxiproxy-python Proxy when the cluster has a fault proxy
         self._log_fh: Any = None
@@ -118,9 +121,16 @@ class Node:
         env = {**os.environ, **self.env}
         if not self.detach:
             env[PARENT_PID_ENV] = str(os.getpid())
+        limit = self.max_file_bytes
+
+        def set_limits() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
         self.process = subprocess.Popen(self.command(), stdout=self._log_fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, start_new_session=True)
+                                        env=env, start_new_session=True,
+                                        preexec_fn=set_limits if limit is not None else None)
         self.start_time = process_start_time(self.process.pid)
         if not self.detach:
             with _live_lock:

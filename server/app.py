@@ -100,6 +100,9 @@ class AkiServer:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        # Past a file-size limit (RLIMIT_FSIZE: a full disk, as chaos tests simulate it)
+        # a write should fail with EFBIG and be answered 503, not kill the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self.grpc.start()
         log.info("listening", extra={"rest_url": self.rest_url, "grpc_target": self.grpc_target,
                                      "fsync": self.settings.fsync,

@@ -237,8 +237,14 @@ class Collection:
         try:
             self._apply_store(record)
         except Exception as exc:
-            # The record is in the log, so replay at restart will apply it; until then
-            # memory and SQLite may disagree, so refuse further writes.
+            # SQLite rolled its transaction back. If the log record can be cut off again
+            # (nothing came after it), the write simply failed and nothing changed —
+            # a full disk, typically.
+            if self.wal.undo(record.seq):
+                raise Unavailable(f"write to {self.row.path} failed and was not applied: "
+                                  f"{exc}") from None
+            # Otherwise replay at restart will apply it; until then memory and SQLite may
+            # disagree, so refuse further writes.
             self.broken = f"applying record {record.seq}: {exc}"
             log.exception("collection %s: %s", self.row.path, self.broken)
             raise Unavailable(f"storage failure in {self.row.path}; the write may be "

@@ -157,6 +157,7 @@ class WriteAheadLog:
         self._written = 0
         self._durable = 0
         self._syncing = False
+        self._undo: tuple[int, int, int] | None = None  # (seq, file offset, previous seq)
 
     # -- opening and replay ------------------------------------------------------------
     def segments(self) -> list[Path]:
@@ -257,9 +258,26 @@ class WriteAheadLog:
                 raise
             if self.fsync == "always":
                 os.fdatasync(self._fh.fileno())
+            self._undo = (seq, start, self.last_seq)
             self.last_seq = seq
             self._written += 1
             return seq, self._written
+
+    def undo(self, seq: int) -> bool:
+        """Cut the record ``seq`` off again if it is still the last one written — for a
+        write that failed after its append and was never acknowledged. The caller holds
+        the collection's write lock, so nothing can have been appended after it."""
+        with self._append_lock:
+            if self._undo is None or self._undo[0] != seq or self.last_seq != seq:
+                return False
+            _, start, previous = self._undo
+            self._fh.truncate(start)
+            self._fh.seek(start)
+            if self.fsync != "none":
+                os.fsync(self._fh.fileno())
+            self.last_seq = previous
+            self._undo = None
+            return True
 
     def wait_durable(self, token: int) -> None:
         """Group commit: return once the record behind ``token`` is on stable storage."""
