@@ -12,7 +12,6 @@ Target: sliced P99 < 1 ms. Run: ``python -m bench.authz [--decisions N]``.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import tempfile
@@ -23,7 +22,7 @@ import cedarpy
 import numpy as np
 
 import fixtures
-from bench.environment import fingerprint
+from bench.results import record, save
 from bench.timing import percentile, timed_calls
 from harness import Node
 from server.auth.cedar import Authorizer, entities_for, role_policies
@@ -132,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"naive and sliced decisions agree: {agree} (target: sliced P99 < 1 ms)",
     ]
     report = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "authz.json").write_text(json.dumps(
-        {"benchmark": "authz", "params": {**vars(args), "out": str(args.out)},
-         "environment": fingerprint(), "results": result}, indent=2))
-    (args.out / "authz.md").write_text(report)
+    save(args.out, record("authz", args, {"results": result}), report)
     print(report)
     return 0
 

@@ -6,12 +6,12 @@ Run: ``python -m bench.cluster_startup [--nodes 3] [--repeat 3]``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-from bench.environment import fingerprint, rss_bytes
+from bench.environment import rss_bytes
+from bench.results import record, save
 from harness import Cluster
 
 
@@ -35,12 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     single_started = time.perf_counter()
     with Cluster(nodes=1):
         single_s = time.perf_counter() - single_started
-    result = {"benchmark": "cluster_startup", "params": {**vars(args), "out": str(args.out)},
-              "environment": fingerprint(), "runs": runs,
-              "median_ready_s": statistics.median(r["ready_s"] for r in runs),
-              "single_node_ready_s": single_s}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cluster_startup.json").write_text(json.dumps(result, indent=2))
+    result = record("cluster_startup", args, {
+        "runs": runs, "median_ready_s": statistics.median(r["ready_s"] for r in runs),
+        "single_node_ready_s": single_s})
+    save(args.out, result)
     print(f"median {args.nodes}-node ready: {result['median_ready_s']:.2f}s; one node: "
           f"{single_s:.2f}s (target: a node ready in <= 1.5 s)")
     return 0

@@ -12,14 +12,13 @@ Run: ``python -m bench.datagen_throughput [--n 1000000] [--dim 512]``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
-from bench.environment import fingerprint
+from bench.results import record, save
 from datagen import vectors
 from datagen.groundtruth import exact_knn
 
@@ -89,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{big['gflops'] / peak:.2f}x (target >= 0.7x)")
     print(f"peak traced memory: {small['peak_traced_mib']:.0f} MiB at base {small['base']}, "
           f"{big['peak_traced_mib']:.0f} MiB at base {big['base']} (bounded by the blocks)")
-    result = {"benchmark": "datagen_throughput", "params": {**vars(args), "out": str(args.out)},
-              "environment": fingerprint(), "generation": gen, "matmul_gflops": peak,
-              "ground_truth": [small, big], "gt_ratio": big["gflops"] / peak}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "datagen_throughput.json").write_text(json.dumps(result, indent=2))
+    save(args.out, record("datagen_throughput", args, {
+        "generation": gen, "matmul_gflops": peak, "ground_truth": [small, big],
+        "gt_ratio": big["gflops"] / peak}))
     return 0
 
 

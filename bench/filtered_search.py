@@ -20,7 +20,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from bench.environment import fingerprint
+from bench.results import record, save
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from datagen.groundtruth import exact_knn, recall_at_k
@@ -101,10 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     finally:
         node.close()
-    result = {"benchmark": "filtered_search", "params": {**vars(args), "out": str(args.out)},
-              "environment": fingerprint(), "results": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "filtered_search.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Filtered search strategies ({args.vectors} x {args.dim}, k={K}, ef={EF_SEARCH})",
              "", "| selectivity | strategy | P50 ms | recall@10 |", "|---|---|---|---|"]
     for row in rows:
@@ -112,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(value, dict):
                 lines.append(f"| {row['selectivity']} | {key} | {value['p50_ms']:.3f} |"
                              f" {value['recall_at_10']:.3f} |")
-    (args.out / "filtered_search.md").write_text("\n".join(lines) + "\n")
+    save(args.out, record("filtered_search", args, {"results": rows}), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -10,7 +10,6 @@ Run: ``python -m bench.grpc_vs_rest [--vectors N] [--dim D]``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from bench.environment import fingerprint
+from bench.results import record, save
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
@@ -97,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {grpc_rate / raw:.2f}x | >= 0.8x |",
     ]
     report = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grpc_vs_rest.json").write_text(json.dumps(
-        {"benchmark": "grpc_vs_rest", "params": {**vars(args), "out": str(args.out)},
-         "environment": fingerprint(), "results": result}, indent=2))
-    (args.out / "grpc_vs_rest.md").write_text(report)
+    save(args.out, record("grpc_vs_rest", args, {"results": result}), report)
     print(report)
     return 0
 

@@ -15,7 +15,6 @@ Run: ``python -m bench.server_baseline [--vectors N] [--out DIR]``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,8 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from bench.environment import fingerprint, rss_bytes
+from bench.environment import rss_bytes
+from bench.results import record, save
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
@@ -145,11 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         node.close()
 
-    result = {
-        "benchmark": "server_baseline",
-        "params": vars(args) | {"out": str(args.out), "m": M, "ef_construction": EF_CONSTRUCTION,
-                                "ef_search": EF_SEARCH, "index_threads": THREADS},
-        "environment": fingerprint(),
+    result = record("server_baseline", args, {
         "raw_hnswlib": raw,
         "server": srv,
         "recovery": rec,
@@ -159,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             "search_p99_added_ms": srv["search_p99_ms"] - raw["search_p99_ms"],
         },
         "memory_per_1m_vectors_gib": srv["rss_bytes_per_vector"] * 1e6 / 2**30,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "server_baseline.json").write_text(json.dumps(result, indent=2))
+    })
+    result["params"].update(m=M, ef_construction=EF_CONSTRUCTION, ef_search=EF_SEARCH,
+                            index_threads=THREADS)
     report = render(result)
-    (args.out / "server_baseline.md").write_text(report)
+    save(args.out, result, report)
     print(report)
     print(f"report: {args.out / 'server_baseline.md'} (JSON: {args.out / 'server_baseline.json'})")
     return 0
