@@ -516,9 +516,6 @@ class MetadataStore:
             conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
-    def collection_ids(self) -> set[int]:
-        return {r[0] for r in self._reader().execute("SELECT id FROM collections")}
-
     # -- documents ---------------------------------------------------------------------
     def apply_upsert(
         self,
