@@ -16,8 +16,8 @@ install: $(STAMP)
 
 ## demo: start an embedded server, generate data, run the baseline benchmark, print the report
 demo: $(STAMP)
-	$(BIN)/python -m bench.server_baseline --vectors 20000 --recovery-vectors 20000 \
-		--out reports/demo
+	$(BIN)/python -m bench.server_baseline --vectors 50000 --recovery-vectors 20000 \
+		--wal-records 2000 --out reports/demo
 
 ## test: lint, then the default (fast) test suite
 test: $(STAMP)

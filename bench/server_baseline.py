@@ -186,6 +186,9 @@ def render(r: dict[str, Any]) -> str:
         f" ({rec['server_recovery_s']:.2f} s replay) | | <= 10 s |",
         f"| memory per 1M vectors ({p['dim']}-d, RSS slope) | | "
         f"{r['memory_per_1m_vectors_gib']:.2f} GiB | | < 5 GB (512-d) |",
+        *([""] if p["vectors"] >= 100_000 else [
+            "", f"Memory is extrapolated from {p['vectors'] // 2} vectors; below ~100k the "
+            "index's capacity doublings dominate the slope, so read it as an upper bound."]),
         "",
         f"Environment: {r['environment']['cpu']}, {r['environment']['cores']} cores, "
         f"Python {r['environment']['python']}, git {r['environment']['git_sha']}",
