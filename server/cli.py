@@ -18,6 +18,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "datagen": "datagen.cli:datagen",
     "fixtures": "fixtures.cli:fixtures",
     "chaos": "chaos.cli:chaos",
+    "bench": "bench.cli:bench",
 }
 
 
