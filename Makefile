@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench microbench microbench-compare lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,17 @@ test-slow: $(STAMP)
 ## bench: the full server baseline (sizes per the issue: 100k recovery set)
 bench: $(STAMP)
 	$(BIN)/python -m bench.server_baseline --out reports/baseline
+
+## microbench: pytest-benchmark microbenchmarks, saved under reports/microbench
+microbench: $(STAMP)
+	$(BIN)/python -m pytest -q -m microbench --benchmark-only --benchmark-autosave \
+		--benchmark-storage=reports/microbench
+
+## microbench-compare: fail if a median is >10% slower than the last saved run
+microbench-compare: $(STAMP)
+	$(BIN)/python -m pytest -q -m microbench --benchmark-only \
+		--benchmark-storage=reports/microbench --benchmark-compare \
+		--benchmark-compare-fail=median:10%
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
