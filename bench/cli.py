@@ -50,3 +50,27 @@ def compare(baseline: Path, current: Path, thresholds: tuple[str, ...], default_
                    err=True)
         sys.exit(1)
     click.echo("no regression beyond noise", err=True)
+
+
+@bench.command()
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(2, 20))
+@click.option("--vectors", default=5000, show_default=True, type=click.IntRange(100))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/calibration"), show_default=True)
+def calibrate(runs: int, vectors: int, out: Path) -> None:
+    """Measure this machine's noise: RUNS A/A runs of the server baseline, then the drift
+    of each metric between runs and a threshold to use with ``compare``."""
+    from bench import server_baseline
+
+    results = []
+    for i in range(runs):
+        run_dir = out / f"run{i + 1}"
+        click.echo(f"A/A run {i + 1}/{runs} ...", err=True)
+        server_baseline.main(["--vectors", str(vectors), "--queries", "500",
+                              "--recovery-vectors", "1000", "--wal-records", "10",
+                              "--out", str(run_dir)])
+        results.append(gate.load_metrics(run_dir / "server_baseline.json"))
+    suggestion = gate.suggest_thresholds(results)
+    for name, s in suggestion.items():
+        click.echo(f"{name}: max drift between runs {s['max_drift']:.1%}; "
+                   f"use --threshold {name}={s['threshold']:.0%}")

@@ -113,3 +113,17 @@ def render(verdicts: list[Verdict]) -> str:
 
 def to_json(verdicts: list[Verdict]) -> list[dict[str, Any]]:
     return [asdict(v) for v in verdicts]
+
+
+def suggest_thresholds(runs: list[dict[str, dict[str, Any]]], floor: float = DEFAULT_THRESHOLD
+                       ) -> dict[str, dict[str, float]]:
+    """From A/A runs of the same code: the largest drift of each metric's median between
+    any two runs, and a threshold of twice that (at least ``floor``)."""
+    if len(runs) < 2:
+        raise GateError("calibration needs at least two runs of the same code")
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(set.intersection(*(set(r) for r in runs))):
+        medians = [float(np.median(r[name]["samples"])) for r in runs]
+        drift = max(abs(a / b - 1) for a in medians for b in medians if b)
+        out[name] = {"max_drift": drift, "threshold": max(floor, 2 * drift)}
+    return out

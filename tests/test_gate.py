@@ -67,3 +67,14 @@ def test_cli_exit_codes(tmp_path):
     assert usage.returncode == 2 and "metrics" in usage.stderr
     with pytest.raises(gate.GateError, match="unknown metrics"):
         gate.compare(_draw(rng), _draw(rng), {"nope": 0.1})
+
+
+def test_calibration_suggests_thresholds_from_a_a_drift():
+    rng = np.random.default_rng(4)
+    runs = [_draw(rng, latency_scale=s) for s in (1.0, 1.2, 0.95)]
+    suggestion = gate.suggest_thresholds(runs)
+    drift = suggestion["search_latency_ms"]["max_drift"]
+    assert 0.15 < drift < 0.4
+    assert suggestion["search_latency_ms"]["threshold"] == pytest.approx(2 * drift)
+    with pytest.raises(gate.GateError, match="two runs"):
+        gate.suggest_thresholds(runs[:1])
