@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -35,6 +36,9 @@ from server.errors import (
 from server.query import filters
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
+# Test hook for the regression gate's power test: a known slowdown in the search path.
+# Unset (0) everywhere else.
+SEARCH_DELAY_S = float(os.environ.get("AKIDB_TEST_SEARCH_DELAY_MS", "0") or 0) / 1000
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 
@@ -372,6 +376,8 @@ class Service:
                 hits = coll.hybrid_search(vector, match, req.k, req.ef, flt, where, req.alpha)
         if req.include:
             coll.attach_documents(hits)
+        if SEARCH_DELAY_S:
+            time.sleep(SEARCH_DELAY_S)
         return {"results": [_hit_dict(h, req.include) for h in hits],
                 "took_ms": (time.perf_counter() - started) * 1000.0}
 

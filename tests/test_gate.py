@@ -78,3 +78,46 @@ def test_calibration_suggests_thresholds_from_a_a_drift():
     assert suggestion["search_latency_ms"]["threshold"] == pytest.approx(2 * drift)
     with pytest.raises(gate.GateError, match="two runs"):
         gate.suggest_thresholds(runs[:1])
+
+
+def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
+    """Two servers sampled interleaved (so machine drift hits both alike); one has a
+    search-path delay of 10% of the measured median latency."""
+    from bench.timing import timed_calls
+    from datagen import vectors
+    from harness import Node
+
+    base = vectors.clustered(2000, 64, seed=5)
+    queries = vectors.queries(1000, 64, seed=5)
+    fast = Node(tmp_path / "fast", fsync="none").start()
+    try:
+        with fast.admin_client() as c:
+            c.create_collection("g/db/c", dimension=64, create_parents=True)
+            c.upsert_arrays("g/db/c", [str(i) for i in range(2000)], base)
+            probe, _ = timed_calls(lambda q: c.search("g/db/c", q, k=10), queries, warmup=50)
+        delay_ms = 0.10 * float(np.median(probe))
+        slow = Node(tmp_path / "slow", fsync="none",
+                    env={"AKIDB_TEST_SEARCH_DELAY_MS": f"{delay_ms:.4f}"}).start()
+        try:
+            with fast.admin_client() as a, slow.admin_client() as b:
+                b.create_collection("g/db/c", dimension=64, create_parents=True)
+                b.upsert_arrays("g/db/c", [str(i) for i in range(2000)], base)
+                samples: dict[str, list[float]] = {"a1": [], "a2": [], "b": []}
+                for i, q in enumerate(queries):
+                    for key, client in (("a1" if i % 2 else "a2", a), ("b", b)):
+                        ms, _ = timed_calls(lambda q, cl=client: cl.search("g/db/c", q, k=10),
+                                            [q])
+                        samples[key].append(float(ms[0]))
+        finally:
+            slow.close()
+    finally:
+        fast.close()
+
+    def metrics(s):
+        return {"search_latency_ms": {"unit": "ms", "direction": "lower", "samples": s}}
+
+    a_a = gate.compare(metrics(samples["a1"]), metrics(samples["a2"]))
+    assert not a_a[0].regression, a_a
+    slowed = gate.compare(metrics(samples["a1"] + samples["a2"]), metrics(samples["b"]),
+                          default_threshold=0.02)
+    assert slowed[0].regression, slowed
