@@ -123,7 +123,7 @@ def test_audit_log_records_denials_and_admin_actions(org, client):
 def test_quotas_reject_whole_batches_and_rate_limit(client, shared_cluster):
     tenant = f"q-{uuid.uuid4().hex[:10]}"
     client.create_tenant(tenant, quotas={"max_vectors": 10, "max_collections": 1,
-                                         "requests_per_second": 5, "burst": 5})
+                                         "requests_per_second": 1, "burst": 5})
     with pytest.raises(BadRequest, match="quotas"):
         client.create_tenant(f"x-{tenant}", quotas={"max_vectrs": 1})
     try:
