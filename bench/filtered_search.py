@@ -20,7 +20,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from bench.results import record, save
+from bench.results import markdown_table, publish, record
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from datagen.groundtruth import exact_knn, recall_at_k
@@ -101,15 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     finally:
         node.close()
+    table = [[row["selectivity"], key, f"{value['p50_ms']:.3f}", f"{value['recall_at_10']:.3f}"]
+             for row in rows for key, value in row.items() if isinstance(value, dict)]
     lines = [f"# Filtered search strategies ({args.vectors} x {args.dim}, k={K}, ef={EF_SEARCH})",
-             "", "| selectivity | strategy | P50 ms | recall@10 |", "|---|---|---|---|"]
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, dict):
-                lines.append(f"| {row['selectivity']} | {key} | {value['p50_ms']:.3f} |"
-                             f" {value['recall_at_10']:.3f} |")
-    save(args.out, record("filtered_search", args, {"results": rows}), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+             "", *markdown_table(["selectivity", "strategy", "P50 ms", "recall@10"], table)]
+    publish(args.out, record("filtered_search", args, {"results": rows}), lines)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from bench.results import record, save
+from bench.results import markdown_table, publish, record
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
@@ -85,19 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# gRPC vs REST ({args.vectors} x {args.dim}, batches of {args.batch}, fsync=batch)",
         "",
-        "| figure | REST | gRPC | ratio | target |",
-        "|---|---|---|---|---|",
-        f"| search P50 ms (1 client, top-10) | {rest_p50:.3f} | {grpc_p50:.3f} |"
-        f" {grpc_p50 / rest_p50:.2f}x | <= 0.6x |",
-        f"| search P99 ms | {rest_p99:.3f} | {grpc_p99:.3f} | {grpc_p99 / rest_p99:.2f}x | |",
-        f"| ingest vectors/s (1 client) | {rest_rate:.0f} | {grpc_rate:.0f} |"
-        f" {grpc_rate / rest_rate:.2f}x | >= 1.5x |",
-        f"| gRPC stream ingest ÷ raw hnswlib ({raw:.0f}/s) | | |"
-        f" {grpc_rate / raw:.2f}x | >= 0.8x |",
+        *markdown_table(["figure", "REST", "gRPC", "ratio", "target"], [
+            ["search P50 ms (1 client, top-10)", f"{rest_p50:.3f}", f"{grpc_p50:.3f}",
+             f"{grpc_p50 / rest_p50:.2f}x", "<= 0.6x"],
+            ["search P99 ms", f"{rest_p99:.3f}", f"{grpc_p99:.3f}",
+             f"{grpc_p99 / rest_p99:.2f}x", ""],
+            ["ingest vectors/s (1 client)", f"{rest_rate:.0f}", f"{grpc_rate:.0f}",
+             f"{grpc_rate / rest_rate:.2f}x", ">= 1.5x"],
+            [f"gRPC stream ingest ÷ raw hnswlib ({raw:.0f}/s)", "", "",
+             f"{grpc_rate / raw:.2f}x", ">= 0.8x"]]),
     ]
-    report = "\n".join(lines) + "\n"
-    save(args.out, record("grpc_vs_rest", args, {"results": result}), report)
-    print(report)
+    publish(args.out, record("grpc_vs_rest", args, {"results": result}), lines)
     return 0
 
 

@@ -23,3 +23,16 @@ def save(out: Path, rec: dict[str, Any], markdown: str | None = None) -> Path:
     if markdown is not None:
         (out / f"{rec['benchmark']}.md").write_text(markdown)
     return path
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def publish(out: Path, rec: dict[str, Any], lines: list[str]) -> str:
+    """Save the record with its Markdown report, print the report, and return it."""
+    report = "\n".join(lines) + "\n"
+    save(out, rec, report)
+    print(report)
+    return report
