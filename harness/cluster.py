@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.embed_service import EmbedService
 from harness.node import Node
 from server.client import Client
 
@@ -15,16 +16,24 @@ class Cluster:
     def __init__(self, nodes: int = 1, *, base_dir: str | Path | None = None,
                  fsync: str = "always", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, ready_timeout: float = 30.0,
-                 detach: bool = False, fault_proxy: bool = False) -> None:
+                 detach: bool = False, fault_proxy: bool = False,
+                 embed_service: bool = False, embed_backend: str = "auto") -> None:
         """``fault_proxy``: put a Toxiproxy-API proxy in front of each node's REST port;
         ``node.proxy`` is then its toxiproxy-python proxy and ``node.proxy_url`` the
-        address to send traffic through."""
+        address to send traffic through. ``embed_service``: run the embedding model as
+        its own process (``cluster.embed_service``) that every node calls over gRPC,
+        instead of in each node."""
         if nodes < 1:
             raise ValueError(f"a cluster needs at least one node, got {nodes}")
         self._owns_dir = base_dir is None
         self._fault_proxy = fault_proxy
         self.toxiproxy_endpoint = None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="akidb-"))
+        self.embed_service: EmbedService | None = None
+        if embed_service:
+            self.embed_service = EmbedService(self.base_dir / "embed", backend=embed_backend,
+                                              env=env, ready_timeout=ready_timeout,
+                                              detach=detach)
         self.nodes = [
             Node(self.base_dir / f"node{i}", name=f"node{i}", fsync=fsync,
                  extra_args=extra_args, env=env, ready_timeout=ready_timeout, detach=detach)
@@ -33,6 +42,10 @@ class Cluster:
 
     def start(self) -> Cluster:
         try:
+            if self.embed_service is not None:
+                self.embed_service.start()
+                for node in self.nodes:
+                    node.extra_args += ["--embedder", self.embed_service.target]
             for node in self.nodes:
                 node.start(wait=False)
             for node in self.nodes:
@@ -58,7 +71,7 @@ class Cluster:
         if self.toxiproxy_endpoint is not None:
             self.toxiproxy_endpoint.close()
             self.toxiproxy_endpoint = None
-        for node in self.nodes:
+        for node in [*self.nodes, *([self.embed_service] if self.embed_service else [])]:
             node._owns_dir = node._owns_dir and not keep_data
             node.close()
         if self._owns_dir and not keep_data:

@@ -155,17 +155,20 @@ class Node:
                     info = {}
                 if info.get("pid") == self.process.pid:
                     self.info = info
-                    client = Client(info["rest_url"], timeout=2.0)
-                    try:
-                        if client.is_ready():
-                            return
-                    except Exception:
-                        pass
-                    finally:
-                        client.close()
+                    if self._probe_ready():
+                        return
             time.sleep(0.02)
         raise NodeError(f"{self.name} not ready within {timeout or self.ready_timeout:.1f}s "
                         f"(data dir {self.data_dir}); last log lines:\n{self.log_tail()}")
+
+    def _probe_ready(self) -> bool:
+        client = Client(self.info["rest_url"], timeout=2.0)
+        try:
+            return client.is_ready()
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        finally:
+            client.close()
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -25,6 +25,7 @@ from server.api.grpc import create_grpc_server
 from server.api.rest import create_app
 from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
 from server.config import PARENT_PID_ENV, Settings
+from server.embeddings.embedder import create_embedder
 from server.engine import Engine
 from server.metrics import Metrics
 from server.service import Service
@@ -47,8 +48,11 @@ class AkiServer:
         self.admin_key = load_or_create_admin_key(settings.data_dir)
         self.engine = Engine(settings)
         self.auth = KeyAuthenticator(self.admin_key, self.engine.store)
-        self.service = Service(self.engine, settings.limits, self.auth)
-        self.metrics = Metrics(self.engine)
+        self.embedder = create_embedder(
+            settings.embedder, settings.embed_backend, settings.embed_timeout_s,
+            settings.embed_breaker_failures, settings.embed_breaker_reset_s)
+        self.service = Service(self.engine, settings.limits, self.auth, self.embedder)
+        self.metrics = Metrics(self.engine, self.embedder)
         self.app = create_app(self.service, self.auth, self.metrics,
                               settings.limits.max_body_bytes)
         self.http = create_server(
@@ -106,6 +110,7 @@ class AkiServer:
         self.grpc.start()
         log.info("listening", extra={"rest_url": self.rest_url, "grpc_target": self.grpc_target,
                                      "fsync": self.settings.fsync,
+                                     "embedder": self.embedder.status(),
                                      "data_dir": str(self.settings.data_dir)})
         threading.Thread(target=self._recover, name="recovery", daemon=True).start()
         parent = os.environ.get(PARENT_PID_ENV)
@@ -140,6 +145,7 @@ class AkiServer:
         except Exception:
             log.exception("closing HTTP server")
         self.engine.close()
+        self.embedder.close()
         os.close(self._lock_fd)
         log.info("stopped")
 

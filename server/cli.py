@@ -10,6 +10,7 @@ import click
 
 from server import __version__
 from server.config import FSYNC_POLICIES, Settings, env_overrides
+from server.embeddings.encoder import BACKENDS
 
 # Command groups other packages contribute, imported only when used so that
 # `akidb serve` does not pay for Faker, h5py and friends at start-up.
@@ -19,6 +20,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "fixtures": "fixtures.cli:fixtures",
     "chaos": "chaos.cli:chaos",
     "bench": "bench.cli:bench",
+    "embed": "server.embeddings.cli:embed",
 }
 
 
@@ -53,19 +55,34 @@ def main() -> None:
               help="HTTP worker threads (default 8).")
 @click.option("--repair", is_flag=True,
               help="On WAL corruption keep the valid prefix instead of refusing to start.")
+@click.option("--embedder", default=None, metavar="inproc|off|URL",
+              help="Embedding model: in this process (default, loaded on first use), off, "
+                   "or an `akidb embed serve` at grpc://HOST:PORT.")
+@click.option("--embed-backend", type=click.Choice(BACKENDS), default=None,
+              help="In-process encoder backend (default auto: MLX on Apple Silicon, numpy "
+                   "elsewhere).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
-          threads: int | None, repair: bool, log_level: str) -> None:
+          threads: int | None, repair: bool, embedder: str | None, embed_backend: str | None,
+          log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
     from server import logs
     from server.app import AkiServer, DataDirLocked
 
-    logs.configure(log_level)
     try:
         overrides = env_overrides()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if embedder is not None:
+        overrides["embedder"] = embedder
+    if embed_backend is not None:
+        overrides["embed_backend"] = embed_backend
+    if str(overrides.get("embed_backend", "")).startswith("mlx"):
+        from server.embeddings import blas
+
+        blas.maybe_reexec(["-m", "server", *sys.argv[1:]])
+    logs.configure(log_level)
     if fsync_policy is not None:
         overrides["fsync"] = fsync_policy
     if threads is not None:
@@ -79,6 +96,8 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         raise click.UsageError(str(exc)) from None
     try:
         server = AkiServer(settings)
+    except ValueError as exc:  # a bad --embedder
+        raise click.UsageError(str(exc)) from None
     except DataDirLocked as exc:
         click.echo(f"akidb serve: {exc}", err=True)
         sys.exit(1)

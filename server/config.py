@@ -22,6 +22,7 @@ class Limits:
     max_id_length: int = 256
     max_text_bytes: int = 64 * 1024
     max_payload_bytes: int = 64 * 1024
+    max_embed_texts: int = 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class Settings:
     snapshot_wal_bytes: int = 32 * 1024 * 1024
     snapshot_wal_ratio: float = 0.25
     snapshot_check_s: float = 1.0
+    # Embeddings: "inproc" (loaded on first use), "off", or grpc://HOST:PORT of an
+    # `akidb embed serve` process, called with a timeout behind a circuit breaker.
+    embedder: str = "inproc"
+    embed_backend: str = "auto"
+    embed_timeout_s: float = 10.0
+    embed_breaker_failures: int = 3
+    embed_breaker_reset_s: float = 5.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

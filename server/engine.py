@@ -98,11 +98,11 @@ class Engine:
         return coll
 
     def create_collection(self, tenant: str, database: str, name: str, *, dimension: int,
-                          metric: str, m: int, ef_construction: int, ef_search: int
-                          ) -> Collection:
+                          metric: str, m: int, ef_construction: int, ef_search: int,
+                          embedding: str | None = None) -> Collection:
         row = self.store.create_collection(tenant, database, name, dimension=dimension,
                                            metric=metric, m=m, ef_construction=ef_construction,
-                                           ef_search=ef_search)
+                                           ef_search=ef_search, embedding=embedding)
         directory = self._collection_dir(row.id)
         shutil.rmtree(directory, ignore_errors=True)
         coll = Collection(row, self.store, directory, self.settings)

@@ -12,9 +12,31 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.embeddings.embedder import Embedder, breaker_state_value
 from server.engine import Engine
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class _EmbedderCollector(Collector):
+    """Which embedder serves (and on what backend/BLAS), and the remote breaker's state."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self.embedder.status()
+        info = GaugeMetricFamily("akidb_embedder_info", "Embedder in use (value 1)",
+                                 labels=["kind", "model", "backend", "blas", "loaded"])
+        info.add_metric([status.get("kind", ""), self.embedder.model,
+                         str(status.get("backend") or ""), str(status.get("blas") or ""),
+                         str(status.get("loaded", "")).lower()], 1.0)
+        yield info
+        state = breaker_state_value(self.embedder)
+        if state is not None:
+            yield GaugeMetricFamily("akidb_embedder_breaker_state",
+                                    "Remote embedder circuit: 0 closed, 1 half-open, 2 open",
+                                    value=state)
 
 
 class _EngineCollector(Collector):
@@ -39,14 +61,17 @@ class _EngineCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | None, embedder: Embedder | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("akidb_requests", "HTTP requests", ["route", "method", "status"],
                                 registry=self.registry)
         self.latency = Histogram("akidb_request_seconds", "HTTP request latency",
                                  ["route", "method"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
-        self.registry.register(_EngineCollector(engine))
+        if engine is not None:
+            self.registry.register(_EngineCollector(engine))
+        if embedder is not None:
+            self.registry.register(_EmbedderCollector(embedder))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

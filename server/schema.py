@@ -46,9 +46,15 @@ class HnswParams(_Strict):
 
 class CollectionIn(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
-    dimension: int = Field(ge=1)
+    dimension: int | None = Field(None, ge=1, description="optional with an embedding model")
     metric: Literal["cosine", "l2", "ip"] = "cosine"
     hnsw: HnswParams = Field(default_factory=HnswParams)
+    embedding: Literal["minilm"] | None = Field(
+        None, description="embed text-only documents and text queries with this model")
+
+
+class EmbedIn(_Strict):
+    texts: list[str]
 
 
 class DocumentIn(_Strict):

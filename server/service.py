@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,13 @@ from server.auth.keys import KeyAuthenticator, Principal, new_key
 from server.auth.quotas import RateLimiter, parse_quotas
 from server.collection import Collection, Hit
 from server.config import Limits
+from server.embeddings.embedder import (
+    MODEL_DIMS,
+    DisabledEmbedder,
+    Embedder,
+    backend_label,
+    check_texts,
+)
 from server.engine import Engine
 from server.errors import (
     BadRequest,
@@ -45,12 +52,34 @@ WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 @dataclass
 class UpsertBatch:
-    """A validated-shape batch: one float32 row per document."""
+    """A validated-shape batch: one float32 row per document.
+
+    ``missing`` lists the documents sent without a vector; their rows are zero
+    (or ``vectors`` is None when no document has one) until the collection's
+    embedding model fills them from the text.
+    """
 
     ids: list[str]
     vectors: np.ndarray | None
     texts: list[str | None]
     payloads: list[dict[str, Any]]
+    missing: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, ids: list[str], rows: Sequence[np.ndarray | None],
+                  texts: list[str | None], payloads: list[dict[str, Any]]) -> UpsertBatch:
+        """Rows of one length (or None for "embed my text") → one (n, dim) array."""
+        missing = [i for i, r in enumerate(rows) if r is None]
+        lengths = sorted({len(r) for r in rows if r is not None})
+        if len(lengths) > 1:
+            raise Unprocessable(f"documents have vectors of different lengths: {lengths}")
+        if not lengths:
+            return cls(ids, None, texts, payloads, missing)
+        vectors = np.zeros((len(rows), lengths[0]), dtype=np.float32)
+        for i, r in enumerate(rows):
+            if r is not None:
+                vectors[i] = r
+        return cls(ids, vectors, texts, payloads, missing)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -68,8 +97,10 @@ def fts_query(text: str) -> str:
 
 
 class Service:
-    def __init__(self, engine: Engine, limits: Limits, auth: KeyAuthenticator) -> None:
+    def __init__(self, engine: Engine, limits: Limits, auth: KeyAuthenticator,
+                 embedder: Embedder | None = None) -> None:
         self.engine = engine
+        self.embedder: Embedder = embedder or DisabledEmbedder()
         self.store = engine.store
         self.limits = limits
         self.auth = auth
@@ -215,13 +246,23 @@ class Service:
                 c.row.tenant == tenant for c in self.engine.collections()) >= max_collections:
             raise QuotaExceeded(f"tenant {tenant!r} already has its quota of {max_collections} "
                                 "collections")
-        if req.dimension > self.limits.max_dimension:
-            raise Unprocessable(f"dimension {req.dimension} exceeds the limit of "
+        dimension = req.dimension
+        if req.embedding is not None:
+            model_dim = MODEL_DIMS[req.embedding]
+            if dimension is not None and dimension != model_dim:
+                raise Unprocessable(f"embedding {req.embedding!r} makes {model_dim}-d vectors; "
+                                    f"dimension {dimension} does not match (omit it)")
+            dimension = model_dim
+        if dimension is None:
+            raise BadRequest("dimension is required unless an embedding model is named")
+        if dimension > self.limits.max_dimension:
+            raise Unprocessable(f"dimension {dimension} exceeds the limit of "
                                 f"{self.limits.max_dimension}")
         coll = self.engine.create_collection(
             check_name("tenant", tenant), check_name("database", database),
-            check_name("collection", req.name), dimension=req.dimension, metric=req.metric,
-            m=req.hnsw.m, ef_construction=req.hnsw.ef_construction, ef_search=req.hnsw.ef_search)
+            check_name("collection", req.name), dimension=dimension, metric=req.metric,
+            m=req.hnsw.m, ef_construction=req.hnsw.ef_construction, ef_search=req.hnsw.ef_search,
+            embedding=req.embedding)
         self._audit_admin(principal, "create_collection", tenant, coll.row.path)
         return _collection_info(coll)
 
@@ -255,16 +296,38 @@ class Service:
         docs = req.documents
         if not docs:
             raise BadRequest("documents must not be empty")
-        for i, d in enumerate(docs):
-            if d.vector is None:
-                raise Unprocessable(f"documents[{i}] (id {d.id!r}) has no vector; this "
-                                    "collection has no embedding model to make one")
-        lengths = sorted({len(d.vector) for d in docs})  # type: ignore[arg-type]
-        if len(lengths) > 1:
-            raise Unprocessable(f"documents have vectors of different lengths: {lengths}")
-        vectors = np.asarray([d.vector for d in docs], dtype=np.float32)
-        return UpsertBatch([d.id for d in docs], vectors, [d.text for d in docs],
-                           [d.payload or {} for d in docs])
+        rows = [None if d.vector is None else np.asarray(d.vector, dtype=np.float32)
+                for d in docs]
+        return UpsertBatch.from_rows([d.id for d in docs], rows, [d.text for d in docs],
+                                     [d.payload or {} for d in docs])
+
+    def _embed_missing(self, coll: Collection, batch: UpsertBatch) -> np.ndarray | None:
+        """Fill the rows of documents sent without a vector from their text."""
+        if not batch.missing:
+            return batch.vectors
+        texts = []
+        for i in batch.missing:
+            if coll.row.embedding is None:
+                raise Unprocessable(f"documents[{i}] (id {batch.ids[i]!r}) has no vector; "
+                                    f"collection {coll.row.path} has no embedding model to "
+                                    "make one")
+            text = batch.texts[i]
+            if not text or not text.strip():
+                raise Unprocessable(f"documents[{i}] (id {batch.ids[i]!r}) has neither a "
+                                    "vector nor a text to embed")
+            if len(text.encode()) > self.limits.max_text_bytes:
+                raise PayloadTooLarge(f"documents[{i}].text is over "
+                                      f"{self.limits.max_text_bytes} bytes")
+            texts.append(text)
+        embedded = self.embedder.embed(texts)
+        vectors = batch.vectors
+        if vectors is None:
+            vectors = np.zeros((len(batch.ids), embedded.shape[1]), dtype=np.float32)
+        elif vectors.shape[1] != embedded.shape[1]:
+            raise Unprocessable(f"vectors have dimension {vectors.shape[1]}, collection "
+                                f"{coll.row.path} expects {coll.row.dimension}")
+        vectors[batch.missing] = embedded
+        return vectors
 
     def upsert(self, principal: Principal, tenant: str, database: str, name: str,
                batch: UpsertBatch) -> dict[str, Any]:
@@ -284,7 +347,7 @@ class Service:
             if ext_id in seen:
                 raise BadRequest(f"documents[{i}].id {ext_id!r} appears twice in the batch")
             seen.add(ext_id)
-        vectors = batch.vectors
+        vectors = self._embed_missing(coll, batch)
         dim = coll.row.dimension
         if vectors is None or vectors.ndim != 2 or vectors.shape[0] != n:
             raise Unprocessable("every document needs a vector")
@@ -344,7 +407,15 @@ class Service:
             raise Unprocessable(f"k={req.k} exceeds the limit of {self.limits.max_k}")
         if vector is None and req.vector is not None:
             vector = np.asarray(req.vector, dtype=np.float32)
-        mode = req.mode or ("hybrid" if vector is not None and req.text else
+        if (vector is None and req.text and coll.row.embedding is not None
+                and req.mode in (None, "vector", "hybrid")):
+            # A text query on an embedding collection is semantic by default; "hybrid"
+            # adds the FTS5 ranking, "text" uses FTS5 alone (and needs no model).
+            vector = self.embed_texts([req.text])[0]
+            mode = req.mode or "vector"
+        else:
+            mode = req.mode
+        mode = mode or ("hybrid" if vector is not None and req.text else
                             "vector" if vector is not None else "text" if req.text else None)
         if mode is None:
             raise BadRequest("search needs a vector, a text, or both")
@@ -381,6 +452,22 @@ class Service:
         return {"results": [_hit_dict(h, req.include) for h in hits],
                 "took_ms": (time.perf_counter() - started) * 1000.0}
 
+    # -- embeddings --------------------------------------------------------------------
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Validated texts → (n, dim) float32 from the embedder (Unavailable if it is down)."""
+        check_texts(texts, self.limits)
+        return self.embedder.embed(texts)
+
+    def embed(self, principal: Principal, req: schema.EmbedIn) -> tuple[np.ndarray,
+                                                                         dict[str, Any]]:
+        """Any authenticated caller may embed; tenant users count against their rate quota."""
+        if not principal.is_admin and principal.tenant:
+            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
+        vectors = self.embed_texts(req.texts)
+        status = self.embedder.status()
+        return vectors, {"model": self.embedder.model, "dim": int(vectors.shape[1]),
+                         "backend": backend_label(status)}
+
     # -- snapshots ---------------------------------------------------------------------
     def create_snapshot(self, principal: Principal, tenant: str, database: str, name: str
                         ) -> dict[str, Any]:
@@ -402,6 +489,7 @@ def _collection_info(coll: Collection) -> dict[str, Any]:
             "dimension": row.dimension, "metric": row.metric, "count": coll.count,
             "hnsw": {"m": row.m, "ef_construction": row.ef_construction,
                      "ef_search": row.ef_search},
+            "embedding": row.embedding,
             "created_at": row.created_at, **{k: v for k, v in coll.stats().items()
                                              if k != "count"}}
 
@@ -430,3 +518,4 @@ def _hit_dict(hit: Hit, include: Sequence[str]) -> dict[str, Any]:
         if "vector" in include:
             out["vector"] = _vector_list(doc.vector)
     return out
+

@@ -21,7 +21,7 @@ import orjson
 from server import schema
 from server.auth.keys import KeyAuthenticator, Principal
 from server.config import Settings
-from server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal, Unprocessable
+from server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal
 from server.metrics import Metrics
 from server.proto.akidb.v1 import dataplane_pb2 as pb
 from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
@@ -49,20 +49,23 @@ def _json_object(raw: str, where: str) -> dict[str, Any] | None:
     return value
 
 
-def _vectors(docs: Any) -> np.ndarray:
+def _batch(docs: Any) -> UpsertBatch:
+    """Documents → a batch; the common all-vectors case decodes in one frombuffer."""
+    ids = [d.id for d in docs]
+    texts = [d.text if d.HasField("text") else None for d in docs]
+    payloads = [_json_object(d.payload_json, f"documents[{i}].payload_json") or {}
+                for i, d in enumerate(docs)]
     lengths = {len(d.vector) for d in docs}
-    if 0 in lengths:
-        i = next(i for i, d in enumerate(docs) if not d.vector)
-        raise Unprocessable(f"documents[{i}] (id {docs[i].id!r}) has no vector; this "
-                            "collection has no embedding model to make one")
-    if len(lengths) > 1:
-        raise Unprocessable(f"documents have vectors of different lengths (bytes): "
-                            f"{sorted(lengths)}")
-    size = lengths.pop()
-    if size % 4:
-        raise BadRequest(f"vector bytes must be packed float32 (a multiple of 4), got {size}")
-    return np.frombuffer(b"".join(d.vector for d in docs), dtype="<f4").reshape(
-        len(docs), size // 4)
+    for i, d in enumerate(docs):
+        if len(d.vector) % 4:
+            raise BadRequest(f"documents[{i}].vector bytes must be packed float32 (a multiple "
+                             f"of 4), got {len(d.vector)}")
+    if 0 not in lengths and len(lengths) == 1:
+        size = lengths.pop()
+        return UpsertBatch(ids, np.frombuffer(b"".join(d.vector for d in docs), dtype="<f4")
+                           .reshape(len(docs), size // 4), texts, payloads)
+    rows = [np.frombuffer(d.vector, dtype="<f4") if d.vector else None for d in docs]
+    return UpsertBatch.from_rows(ids, rows, texts, payloads)
 
 
 class DataPlaneServicer(pb_grpc.DataPlaneServicer):
@@ -91,12 +94,8 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
             docs = request.documents
             if not docs:
                 raise BadRequest(f"batch {batches} of the stream has no documents")
-            batch = UpsertBatch(
-                [d.id for d in docs], _vectors(docs),
-                [d.text if d.HasField("text") else None for d in docs],
-                [_json_object(d.payload_json, f"documents[{i}].payload_json") or {}
-                 for i, d in enumerate(docs)])
-            upserted += self.service.upsert(principal, *_collection(path), batch)["upserted"]
+            upserted += self.service.upsert(principal, *_collection(path),
+                                            _batch(docs))["upserted"]
             batches += 1
         return pb.UpsertResponse(upserted=upserted, batches=batches)
 
@@ -138,6 +137,18 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         out = self.service.delete_document(self._principal(context),
                                            *_collection(request.collection), request.id)
         return pb.DeleteResponse(deleted=out["deleted"])
+
+
+    def Embed(self, request: pb.EmbedRequest, context: grpc.ServicerContext  # noqa: N802
+              ) -> pb.EmbedResponse:
+        vectors, info = self.service.embed(self._principal(context),
+                                           schema.EmbedIn(texts=list(request.texts)))
+        return embed_response(vectors, info)
+
+
+def embed_response(vectors: np.ndarray, info: dict[str, Any]) -> pb.EmbedResponse:
+    return pb.EmbedResponse(model=info["model"], dim=info["dim"], backend=info["backend"],
+                            embeddings=np.ascontiguousarray(vectors, dtype="<f4").tobytes())
 
 
 def _hit(h: dict[str, Any]) -> pb.Hit:

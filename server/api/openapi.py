@@ -40,7 +40,7 @@ def _op(summary: str, path: str, body: type[BaseModel] | None = None, status: in
 @cache
 def openapi_document() -> dict[str, Any]:
     models = [schema.TenantIn, schema.DatabaseIn, schema.CollectionIn, schema.UpsertIn,
-              schema.SearchIn, schema.UserIn, schema.PoliciesIn]
+              schema.SearchIn, schema.UserIn, schema.PoliciesIn, schema.EmbedIn]
     components: dict[str, Any] = {}
     for model in models:
         js = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -88,6 +88,8 @@ def openapi_document() -> dict[str, Any]:
                                     schema.SearchIn)},
         C + "/snapshots": {"post": _op("Snapshot the index and truncate the log",
                                        C + "/snapshots", status=201)},
+        "/v1/embed": {"post": _op("Embed texts with the server's model (503 while it is down)",
+                                  "/v1/embed", schema.EmbedIn)},
     }
     return {
         "openapi": "3.1.0",

@@ -33,7 +33,8 @@ C = "/v1/tenants/<tenant>/databases/<database>/collections/<collection>"
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                    mimetype="application/json")
 
 
 def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
@@ -116,7 +117,7 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     @app.get("/ready")
     def ready() -> Response:
         if service.ready():
-            return _json({"status": "ready"})
+            return _json({"status": "ready", "embedder": service.embedder.status()})
         return _json(Unavailable("recovering").to_dict(), 503)
 
     @app.get("/metrics")
@@ -251,5 +252,11 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     @route(C + "/snapshots", methods=["POST"])
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
+
+    @route("/v1/embed", methods=["POST"])
+    def embed() -> Response:
+        who = principal()
+        vectors, info = service.embed(who, schema.parse(schema.EmbedIn, body()))
+        return _json({**info, "embeddings": vectors})
 
     return app

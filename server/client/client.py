@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 
 from server.client.rest import RestTransport
-from server.client.results import Hit, SearchResult
+from server.client.results import EmbedResult, Hit, SearchResult
 from server.errors import TransportError, Unavailable, error_from_response
 
 
@@ -177,14 +177,22 @@ class Client:
     def delete_database(self, tenant: str, database: str) -> None:
         self._call("DELETE", f"/v1/tenants/{quote(tenant)}/databases/{quote(database)}")
 
-    def create_collection(self, collection: str, *, dimension: int, metric: str = "cosine",
-                          hnsw: Mapping[str, int] | None = None, create_parents: bool = False
+    def create_collection(self, collection: str, *, dimension: int | None = None,
+                          metric: str = "cosine", hnsw: Mapping[str, int] | None = None,
+                          embedding: str | None = None, create_parents: bool = False
                           ) -> dict[str, Any]:
-        """Create ``tenant/db/name``; ``create_parents`` also creates a missing tenant/db."""
+        """Create ``tenant/db/name``; ``create_parents`` also creates a missing tenant/db.
+
+        With ``embedding="minilm"`` the dimension follows the model and documents or
+        queries may carry text only."""
         t, d, c = parse_collection_path(collection)
         if create_parents:
             self.ensure_database(t, d)
-        body: dict[str, Any] = {"name": c, "dimension": dimension, "metric": metric}
+        body: dict[str, Any] = {"name": c, "metric": metric}
+        if dimension is not None:
+            body["dimension"] = dimension
+        if embedding is not None:
+            body["embedding"] = embedding
         if hnsw:
             body["hnsw"] = dict(hnsw)
         return self._call("POST", f"/v1/tenants/{quote(t)}/databases/{quote(d)}/collections",
@@ -285,6 +293,15 @@ class Client:
             body["include"] = list(include)
         out = self._idempotent(lambda: self._call("POST", _c(collection) + "/search", body))
         return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        """Embed texts with the server's model (idempotent, so retried on 503)."""
+        if self.grpc is not None:
+            grpc = self.grpc
+            return self._idempotent(lambda: grpc.embed(texts))
+        out = self._idempotent(lambda: self._call("POST", "/v1/embed", {"texts": list(texts)}))
+        vectors = np.asarray(out["embeddings"], dtype=np.float32).reshape(len(texts), out["dim"])
+        return EmbedResult(out["model"], out["dim"], vectors, out.get("backend", ""))
 
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
         """A raw call (for tests of bad input): returns the decoded body or raises."""

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import orjson
 
-from server.client.results import Hit, SearchResult
+from server.client.results import EmbedResult, Hit, SearchResult
 from server.errors import GRPC_ERROR_CODE_KEY, AkiError, TransportError, error_from_grpc
 from server.proto.akidb.v1 import dataplane_pb2 as pb
 from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
@@ -130,3 +130,8 @@ class GrpcDataPlane:
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._call(self.stub.Delete, pb.DeleteRequest(collection=collection, id=doc_id))
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        out = self._call(self.stub.Embed, pb.EmbedRequest(texts=list(texts)))
+        vectors = np.frombuffer(out.embeddings, "<f4").reshape(len(texts), out.dim)
+        return EmbedResult(out.model, out.dim, vectors, out.backend)

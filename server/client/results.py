@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class Hit:
@@ -23,3 +25,13 @@ class SearchResult:
     @property
     def ids(self) -> list[str]:
         return [h.id for h in self.hits]
+
+
+@dataclass
+class EmbedResult:
+    """Embeddings of a list of texts: ``vectors`` is (n, dim) float32, L2-normalized."""
+
+    model: str
+    dim: int
+    vectors: np.ndarray
+    backend: str = ""

@@ -133,6 +133,11 @@ MIGRATIONS: list[str] = [
     ) STRICT;
     CREATE INDEX audit_log_tenant ON audit_log (tenant, id);
     """,
+    # 3: collections that embed their documents' text with a named model.
+    """
+    ALTER TABLE collections ADD COLUMN embedding TEXT
+        CHECK (embedding IS NULL OR embedding IN ('minilm'));
+    """,
 ]
 
 
@@ -162,6 +167,7 @@ class CollectionRow:
     ef_search: int
     applied_seq: int
     created_at: float
+    embedding: str | None = None
 
     @property
     def path(self) -> str:
@@ -461,7 +467,7 @@ class MetadataStore:
     # -- collections -------------------------------------------------------------------
     _COLLECTION_SELECT = (
         "SELECT c.id, t.name, d.name, c.name, c.dimension, c.metric, c.m, c.ef_construction,"
-        " c.ef_search, c.applied_seq, c.created_at FROM collections c"
+        " c.ef_search, c.applied_seq, c.created_at, c.embedding FROM collections c"
         " JOIN databases d ON d.id = c.database_id JOIN tenants t ON t.id = d.tenant_id"
     )
 
@@ -476,14 +482,17 @@ class MetadataStore:
         m: int,
         ef_construction: int,
         ef_search: int,
+        embedding: str | None = None,
     ) -> CollectionRow:
         db_id = self.get_database(tenant, database)["id"]
         try:
             with self._tx(durable=True) as conn:
                 conn.execute(
                     "INSERT INTO collections (database_id, name, dimension, metric, m,"
-                    " ef_construction, ef_search, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (db_id, name, dimension, metric, m, ef_construction, ef_search, time.time()),
+                    " ef_construction, ef_search, created_at, embedding)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (db_id, name, dimension, metric, m, ef_construction, ef_search, time.time(),
+                     embedding),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"collection {tenant}/{database}/{name} already exists") from None

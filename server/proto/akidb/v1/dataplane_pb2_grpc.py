@@ -54,6 +54,11 @@ class DataPlaneStub:
                 request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/akidb.v1.DataPlane/Embed',
+                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class DataPlaneServicer:
@@ -83,6 +88,12 @@ class DataPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +116,11 @@ def add_DataPlaneServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.FromString,
                     response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.FromString,
+                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +231,33 @@ class DataPlane:
             '/akidb.v1.DataPlane/Delete',
             server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
             server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/akidb.v1.DataPlane/Embed',
+            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
+            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,42 @@
+"""``EmbedService``: an ``akidb embed serve`` process, the cluster's separate embedder.
+
+Same lifecycle as a ``Node`` (own process group, logs, kill -9, pause, restart,
+cleanup at exit). A restart keeps its port, so servers pointed at it with
+``--embedder grpc://...`` find it again: that is what outage tests need.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.node import Node
+
+
+class EmbedService(Node):
+    def __init__(self, data_dir: str | Path | None = None, *, name: str = "embed",
+                 backend: str = "auto", port: int = 0, **kwargs: Any) -> None:
+        super().__init__(data_dir, name=name, **kwargs)
+        self.backend = backend
+        self.port = port
+        self.log_path = self.data_dir / "embed.log"
+
+    @property
+    def target(self) -> str:
+        """``grpc://HOST:PORT``, the value for ``akidb serve --embedder``."""
+        return f"grpc://{self.grpc_target}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "server", "embed", "serve", "--port", str(self.port),
+                "--backend", self.backend, "--info-file", str(self.data_dir / "server.json"),
+                *self.extra_args]
+
+    def _probe_ready(self) -> bool:
+        # The info file is written only after the model is loaded and the port bound.
+        self.port = int(self.info["grpc_target"].rsplit(":", 1)[1])
+        return True
+
+    def admin_client(self, **kwargs: Any) -> Any:
+        raise TypeError("the embedding service has no REST API; use server.client.grpc."
+                        "GrpcDataPlane(service.grpc_target, None).embed(texts)")
