@@ -54,7 +54,9 @@ def cluster() -> None:
 @click.option("--fsync", default="always", show_default=True,
               type=click.Choice(["always", "batch", "none"]))
 @click.option("--timeout", default=30.0, show_default=True, help="Ready wait per node (s).")
-def up(nodes: int, directory: Path, fsync: str, timeout: float) -> None:
+@click.option("--embed-service", is_flag=True,
+              help="Run the embedding model as its own process that every node calls.")
+def up(nodes: int, directory: Path, fsync: str, timeout: float, embed_service: bool) -> None:
     """Start NODES servers on free loopback ports and print their endpoints and keys."""
     if (directory / CLUSTER_FILE).exists():
         existing = _read(directory)
@@ -64,7 +66,7 @@ def up(nodes: int, directory: Path, fsync: str, timeout: float) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     c = Cluster(nodes=nodes, base_dir=directory.resolve(), fsync=fsync, ready_timeout=timeout,
-                detach=True)
+                detach=True, embed_service=embed_service)
     try:
         c.start()
     except NodeError as exc:
@@ -74,6 +76,11 @@ def up(nodes: int, directory: Path, fsync: str, timeout: float) -> None:
         {"name": n.name, "pid": n.pid, "start_time": n.start_time, "data_dir": str(n.data_dir),
          "rest_url": n.rest_url, "grpc_target": n.grpc_target, "log": str(n.log_path)}
         for n in c.nodes]}
+    svc = c.embed_service
+    if svc is not None:
+        record["embed_service"] = {"name": svc.name, "pid": svc.pid,
+                                   "start_time": svc.start_time, "grpc_target": svc.grpc_target,
+                                   "log": str(svc.log_path)}
     tmp = directory / (CLUSTER_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, directory / CLUSTER_FILE)
@@ -81,6 +88,8 @@ def up(nodes: int, directory: Path, fsync: str, timeout: float) -> None:
                f"({directory / CLUSTER_FILE})")
     for n in c.nodes:
         click.echo(f"{n.name}  {n.rest_url}  pid {n.pid}  api key {n.admin_key}")
+    if svc is not None:
+        click.echo(f"{svc.name}  {svc.target}  pid {svc.pid}  (embedding service)")
 
 
 @cluster.command()
@@ -103,6 +112,11 @@ def status(directory: Path) -> None:
                 client.close()
         healthy &= state == "ready"
         click.echo(f"{n['name']}  {n['rest_url']}  pid {n['pid']}  {state}")
+    svc = record.get("embed_service")
+    if svc is not None:
+        healthy &= _ours(svc)
+        click.echo(f"{svc['name']}  grpc://{svc['grpc_target']}  pid {svc['pid']}  "
+                   f"{'running' if _ours(svc) else 'stopped'}")
     sys.exit(0 if healthy else 1)
 
 
@@ -114,7 +128,9 @@ def status(directory: Path) -> None:
 def down(directory: Path, grace: float) -> None:
     """Stop the cluster's processes (and only those); data dirs are kept."""
     record = _read(directory)
-    targets = [n for n in record["nodes"] if _ours(n)]
+    processes = [*record["nodes"], *([record["embed_service"]]
+                                     if "embed_service" in record else [])]
+    targets = [n for n in processes if _ours(n)]
     for n in targets:
         os.killpg(n["pid"], signal.SIGTERM)
     deadline = time.monotonic() + grace

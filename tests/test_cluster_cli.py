@@ -57,3 +57,31 @@ def test_bad_arguments_exit_2(tmp_path):
     assert result.returncode == 2 and "--nodes" in result.stderr
     result = _akidb("serve", "--data-dir", str(tmp_path), "--fsync", "sometimes")
     assert result.returncode == 2 and "--fsync" in result.stderr
+
+
+def test_up_with_an_embedding_service(tmp_path):
+    """Nodes embed through the separate service; down stops it with them."""
+    from server.client import Client
+
+    d = tmp_path / "c"
+    up = _akidb("cluster", "up", "--dir", str(d), "--embed-service")
+    record = json.loads((d / "cluster.json").read_text()) if up.returncode == 0 else {}
+    try:
+        assert up.returncode == 0, up.stderr
+        svc = record["embed_service"]
+        assert f"grpc://{svc['grpc_target']}" in up.stdout
+        node = record["nodes"][0]
+        key = (d / "node0" / "admin.key").read_text().strip()
+        with Client(node["rest_url"], key) as client:
+            assert client.embed(["through the service"]).vectors.shape == (1, 384)
+            status = client.request("GET", "/ready")["embedder"]
+        assert status == {"kind": "remote", "target": svc["grpc_target"],
+                          "breaker": "closed", "backend": status["backend"]}
+        assert "numpy" in status["backend"]
+        out = _akidb("cluster", "status", "--dir", str(d))
+        assert out.returncode == 0 and "running" in out.stdout
+    finally:
+        down = _akidb("cluster", "down", "--dir", str(d))
+    assert down.returncode == 0, down.stderr
+    assert "2 processes stopped" in down.stdout
+    assert process_start_time(svc["pid"]) is None

@@ -43,6 +43,18 @@ def test_documents_fixture():
     assert len(docs) == 2000 and all(d["text"] and d["payload"] for d in docs)
 
 
+def test_documents_fixture_embeddings_match_the_encoder():
+    docs = fixtures.load("docs-2k")
+    emb = fixtures.load("docs-2k-minilm")
+    assert emb.shape == (2000, 384) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    from server.embeddings.encoder import Encoder
+
+    rows = [0, 1, 999, 1999]
+    fresh = Encoder("numpy").embed([docs[i]["text"] for i in rows])
+    assert np.allclose(fresh, emb[rows], atol=1e-5)
+
+
 def test_cedar_policies_are_built_on_first_use_and_parse(cache):
     import cedarpy
 
