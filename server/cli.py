@@ -21,6 +21,8 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "chaos": "chaos.cli:chaos",
     "bench": "bench.cli:bench",
     "embed": "server.embeddings.cli:embed",
+    "import": "bulk.cli:import_command",
+    "export": "bulk.cli:export_command",
 }
 
 

@@ -391,6 +391,31 @@ class Service:
         return {"id": doc.ext_id, "text": doc.text, "payload": doc.payload,
                 "vector": _vector_list(doc.vector)}
 
+    def list_documents(self, principal: Principal, tenant: str, database: str, name: str,
+                       after: str | None, limit: int, include: Sequence[str]
+                       ) -> dict[str, Any]:
+        """A page of documents in id order; ``next`` is the ``after`` of the next page."""
+        self._authorize(principal, "read", tenant, database, name)
+        coll = self._collection(tenant, database, name)
+        if not 1 <= limit <= self.limits.max_batch:
+            raise Unprocessable(f"limit must be 1..{self.limits.max_batch}, got {limit}")
+        unknown = sorted(set(include) - {"vector", "text", "payload"})
+        if unknown:
+            raise BadRequest(f"include may name vector, text and payload, not {unknown}")
+        rows = self.store.list_documents(coll.row.id, after, limit)
+        docs = []
+        for doc in rows:
+            out: dict[str, Any] = {"id": doc.ext_id}
+            if "vector" in include:
+                out["vector"] = (None if doc.vector is None
+                                 else np.frombuffer(doc.vector, dtype=np.float32))
+            if "text" in include:
+                out["text"] = doc.text
+            if "payload" in include:
+                out["payload"] = doc.payload
+            docs.append(out)
+        return {"documents": docs, "next": rows[-1].ext_id if len(rows) == limit else None}
+
     def delete_document(self, principal: Principal, tenant: str, database: str, name: str,
                         ext_id: str) -> dict[str, Any]:
         self._authorize(principal, "write", tenant, database, name)

@@ -303,3 +303,31 @@ def test_embedding_service_outage_opens_the_breaker_and_vector_search_stays_up()
     from harness.node import process_start_time
 
     assert all(process_start_time(p) is None for p in pids)  # nothing left running
+
+
+def test_mlx_gets_an_optimized_blas_when_one_is_installed():
+    """`--backend mlx` re-executes once with a system BLAS preloaded, and says so;
+    AKIDB_BLAS_LIB=none keeps the wheel's own BLAS."""
+    import os
+
+    from server.embeddings import blas
+
+    def run(env_value: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "AKIDB_BLAS_REEXEC")}
+        env[blas.BLAS_LIB_ENV] = env_value
+        return subprocess.run([sys.executable, "-m", "server", "embed", "text", "--backend",
+                               "mlx", "hello"], capture_output=True, text=True, timeout=300,
+                              env=env)
+
+    plain = run("none")
+    assert plain.returncode == 0, plain.stderr
+    assert "BLAS netlib" in plain.stderr
+    found = [p for p in blas.candidates() if p.exists()] if sys.platform == "linux" else []
+    if not found:
+        pytest.skip("no optimized system BLAS here (e.g. Debian libopenblas0-pthread)")
+    fast = run(str(found[0]))
+    assert fast.returncode == 0, fast.stderr
+    assert f"BLAS preloaded {found[0]}" in fast.stderr
+    assert np.allclose(json.loads(fast.stdout)["vector"], json.loads(plain.stdout)["vector"],
+                       atol=2e-5)  # printed rounded to 5 decimals

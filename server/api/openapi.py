@@ -37,6 +37,18 @@ def _op(summary: str, path: str, body: type[BaseModel] | None = None, status: in
     return op
 
 
+def _list_documents_op() -> dict[str, Any]:
+    op = _op("Page through documents in id order (?after=ID&limit=N&include=vector,text,"
+             "payload); 'next' is the after of the next page", C + "/documents")
+    op["parameters"] += [
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 5000}},
+        {"name": "include", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": "^((vector|text|payload)(,|$))*$"}}]
+    return op
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     models = [schema.TenantIn, schema.DatabaseIn, schema.CollectionIn, schema.UpsertIn,
@@ -81,7 +93,8 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("List collections", d + "/collections")},
         C: {"get": _op("Get a collection", C), "delete": _op("Delete a collection", C)},
         C + "/documents": {"post": _op("Upsert documents (acknowledged = durable)",
-                                       C + "/documents", schema.UpsertIn)},
+                                       C + "/documents", schema.UpsertIn),
+                           "get": _list_documents_op()},
         C + "/documents/{id}": {"get": _op("Get a document", C + "/documents/{id}"),
                                 "delete": _op("Delete a document", C + "/documents/{id}")},
         C + "/search": {"post": _op("Vector, text or hybrid search", C + "/search",

@@ -235,6 +235,16 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         batch = service.batch_from_request(schema.parse(schema.UpsertIn, body()))
         return _json(service.upsert(who, tenant, database, collection, batch))
 
+    @route(C + "/documents", methods=["GET"])
+    def list_documents(tenant: str, database: str, collection: str) -> Response:
+        try:
+            limit = int(request.args.get("limit", "1000"))
+        except ValueError:
+            raise BadRequest(f"limit must be an integer, got {request.args['limit']!r}") from None
+        include = [x for x in request.args.get("include", "vector,text,payload").split(",") if x]
+        return _json(service.list_documents(principal(), tenant, database, collection,
+                                            request.args.get("after"), limit, include))
+
     @route(C + "/documents/<doc_id>", methods=["GET"])
     def get_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
         return _json(service.get_document(principal(), tenant, database, collection, doc_id))

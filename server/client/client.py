@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -261,6 +261,29 @@ class Client:
         if self.grpc is not None:
             return self.grpc.upsert_stream(collection, batches)
         return sum(self.upsert_arrays(collection, *batch) for batch in batches)
+
+    def list_documents(self, collection: str, *, after: str | None = None, limit: int = 1000,
+                       include: Sequence[str] = ("vector", "text", "payload")
+                       ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of documents in id order and the cursor of the next (None at the end)."""
+        query = f"?limit={limit}&include={','.join(include)}"
+        if after is not None:
+            query += f"&after={quote(after, safe='')}"
+        out = self._idempotent(lambda: self._call("GET", _c(collection) + "/documents" + query))
+        return out["documents"], out["next"]
+
+    def iter_documents(self, collection: str, *, page: int = 1000,
+                       include: Sequence[str] = ("vector", "text", "payload")
+                       ) -> Iterator[list[dict[str, Any]]]:
+        """Every document, a page at a time (memory stays at one page)."""
+        after: str | None = None
+        while True:
+            docs, after = self.list_documents(collection, after=after, limit=page,
+                                              include=include)
+            if docs:
+                yield docs
+            if after is None:
+                return
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any]:
         if self.grpc is not None:

@@ -61,9 +61,12 @@ def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
 @click.option("--full", is_flag=True, help="Print whole vectors, not the first 8 values.")
 def text(texts: tuple[str, ...], backend: str, full: bool) -> None:
     """Embed TEXTS (or lines of stdin) locally and print one JSON line each."""
+    from server.embeddings import blas
     from server.embeddings.encoder import Encoder
     from server.embeddings.model import ModelUnavailable
 
+    if backend.startswith("mlx"):
+        blas.maybe_reexec(["-m", "server", *sys.argv[1:]])
     items = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not items:
         raise click.UsageError("give texts as arguments or on stdin")
@@ -75,4 +78,4 @@ def text(texts: tuple[str, ...], backend: str, full: bool) -> None:
     for item, vec in zip(items, vectors, strict=True):
         values = vec.tolist() if full else [round(v, 5) for v in vec[:8].tolist()]
         click.echo(json.dumps({"text": item, "dim": encoder.dim, "vector": values}))
-    click.echo(f"# {len(items)} texts, backend {encoder.backend} ({encoder.blas})", err=True)
+    click.echo(f"# {len(items)} texts, backend {encoder.backend}, BLAS {encoder.blas}", err=True)

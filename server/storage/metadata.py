@@ -582,6 +582,16 @@ class MetadataStore:
             return None
         return DocumentRow(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
+    def list_documents(self, collection_id: int, after: str | None, limit: int
+                       ) -> list[DocumentRow]:
+        """One page in id order after ``after`` (keyset pagination on the unique index)."""
+        rows = self._reader().execute(
+            "SELECT ext_id, label, text, payload, vector FROM documents"
+            " WHERE collection_id = ? AND ext_id > ? ORDER BY ext_id LIMIT ?",
+            (collection_id, after or "", limit),
+        ).fetchall()
+        return [DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
     def _rows_by_labels(self, collection_id: int, labels: Sequence[int], columns: str
                         ) -> Iterator[tuple[Any, ...]]:
         """Rows for many labels, in chunks that stay under SQLite's parameter limit."""
