@@ -22,6 +22,7 @@ PLUGIN_COMMANDS: dict[str, str] = {
     "bench": "bench.cli:bench",
     "embed": "server.embeddings.cli:embed",
     "import": "bulk.cli:import_command",
+    "testkube": "testkube.cli:testkube",
     "export": "bulk.cli:export_command",
 }
 

@@ -1,0 +1,136 @@
+"""Run reports in Markdown and HTML: summary, failures with log excerpts, bench deltas,
+trends across recent runs, and flaky tests (flaky on rerun, or alternating across runs)."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+from testkube.history import History, alternating
+from testkube.runner import log_excerpt
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def build(history: History, run: dict[str, Any], trend_runs: int = 10) -> dict[str, Any]:
+    """The report's content, once, for both renderings."""
+    tests = [r for r in run["results"] if r["kind"] == "test"]
+    failures = [r for r in run["results"] if r["outcome"] in ("failed", "error")]
+    step_errors = [s for s in run["steps"] if s["outcome"] != "passed"]
+    seq = history.outcomes(run["suite"], run["started_at"], trend_runs)
+    flaky_rerun = sorted(r["name"] for r in tests if r["outcome"] == "flaky")
+    flaky_alternating = sorted(n for n, outcomes in seq.items() if alternating(outcomes))
+    deltas = [(s["name"], d) for s in run["steps"] if s["kind"] == "bench"
+              for d in s.get("deltas", [])]
+    return {"run": run, "tests": tests, "failures": failures, "step_errors": step_errors,
+            "flaky_rerun": flaky_rerun, "flaky_alternating": flaky_alternating,
+            "deltas": deltas, "trend": history.runs(run["suite"], trend_runs)}
+
+
+def markdown(content: dict[str, Any]) -> str:
+    run = content["run"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(run["counts"].items())) or "no results"
+    lines = [f"# testkube run {run['id']}: {run['outcome'].upper()}", "",
+             f"- suite `{run['suite']}`" + (f", shard {run['shard']}" if run["shard"] else ""),
+             f"- git {run.get('git_sha') or 'unknown'}",
+             f"- started {_when(run['started_at'])}, took "
+             f"{run['finished_at'] - run['started_at']:.1f}s",
+             f"- results: {counts}", "", "## Steps", "",
+             "| kind | name | outcome | seconds | note |", "|---|---|---|---|---|"]
+    for s in run["steps"]:
+        lines.append(f"| {s['kind']} | {s['name']} | {s['outcome']} | {s['duration_s']:.1f} | "
+                     f"{(s.get('message') or '').replace('|', '/')} |")
+    if content["failures"]:
+        lines += ["", "## Failures", ""]
+        for f in content["failures"]:
+            lines += [f"### {f['kind']} `{f['name']}` ({f['outcome']})", "", "```",
+                      (f.get("message") or "").strip()[-3000:], "```", ""]
+    for s in content["step_errors"]:
+        if s.get("log") and s["kind"] != "pytest":
+            lines += [f"### log of {s['kind']} {s['name']} (last lines)", "", "```",
+                      log_excerpt(Path(s["log"])), "```", ""]
+    if content["deltas"]:
+        lines += ["", "## Bench deltas vs baseline", "",
+                  "| scenario | metric | baseline | current | ratio | 99% CI | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, d in content["deltas"]:
+            verdict = "REGRESSION" if d["regression"] else (
+                "improvement" if d["improvement"] else "same")
+            lines.append(f"| {name} | {d['metric']} | {d['baseline_median']:.4g} | "
+                         f"{d['current_median']:.4g} | {d['ratio']:.3f} | "
+                         f"{d['ci_low']:.3f}-{d['ci_high']:.3f} | {verdict} |")
+    lines += ["", "## Flaky tests", ""]
+    if content["flaky_rerun"] or content["flaky_alternating"]:
+        lines += [f"- `{n}`: failed, then passed on rerun" for n in content["flaky_rerun"]]
+        lines += [f"- `{n}`: alternates between pass and fail across recent runs"
+                  for n in content["flaky_alternating"]]
+    else:
+        lines.append("none")
+    lines += ["", "## Trend (recent runs of this suite)", "",
+              "| run | started | outcome | results | seconds |", "|---|---|---|---|---|"]
+    for r in content["trend"]:
+        res = ", ".join(f"{v} {k}" for k, v in sorted(r["counts"].items()))
+        lines.append(f"| {r['id']} | {_when(r['started_at'])} | {r['outcome']} | {res} | "
+                     f"{r['finished_at'] - r['started_at']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(md_text: str, title: str) -> str:
+    """A small, dependency-free rendering of the report's Markdown (headings, lists,
+    tables, code blocks), so the HTML says exactly what the Markdown says."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+           "</title><style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+           "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"]
+    in_code = in_table = in_list = False
+    for line in md_text.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
+                       + "</tr>")
+        elif line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    out.append("</table>" if in_table else "")
+    out.append("</ul>" if in_list else "")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(history: History, run: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    md_text = markdown(build(history, run))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text(md_text)
+    html_path.write_text(to_html(md_text, f"testkube run {run['id']}"))
+    return md_path, html_path

@@ -1,0 +1,182 @@
+"""testkube on a small synthetic project: exit codes, history, flaky detection, reports,
+sharding, bench regressions through the gate, and bad configuration."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+[suites.green]
+pytest = ["tests/test_ok.py"]
+
+[suites.all]
+pytest = ["tests"]
+
+[suites.toggle]
+pytest = ["tests/test_toggle.py"]
+
+[suites.perf]
+bench = [{name = "lat", command = ["{python}", "measure.py"], baseline = "baseline.json"}]
+
+[suites.ci]
+include = ["green", "perf"]
+"""
+
+TESTS = {
+    "test_ok.py": """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(7))
+        def test_number(n):
+            assert n >= 0
+
+        def test_skipped():
+            pytest.skip("not today")
+    """,
+    "test_bad.py": """
+        def test_broken():
+            assert 1 + 1 == 3, "arithmetic is broken"
+    """,
+    "test_flaky.py": """
+        from pathlib import Path
+
+        def test_fails_first_time():
+            marker = Path(__file__).with_name("ran-once")
+            if not marker.exists():
+                marker.write_text("x")
+                raise AssertionError("first attempt fails")
+    """,
+    "test_toggle.py": """
+        from pathlib import Path
+
+        def test_depends_on_mode():
+            assert Path(__file__).parents[1].joinpath("mode").read_text() == "pass"
+    """,
+}
+
+BENCH = """
+import argparse, json, pathlib
+ap = argparse.ArgumentParser(); ap.add_argument("--out"); args = ap.parse_args()
+scale = float(pathlib.Path("scale").read_text())
+samples = [scale * (10 + (i % 5) * 0.1) for i in range(40)]
+out = pathlib.Path(args.out); out.mkdir(parents=True, exist_ok=True)
+(out / "lat.json").write_text(json.dumps({"metrics": {"search_ms": {
+    "unit": "ms", "direction": "lower", "samples": samples}}}))
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "tests").mkdir()
+    for name, body in TESTS.items():
+        (tmp_path / "tests" / name).write_text(textwrap.dedent(body))
+    (tmp_path / "testkube.toml").write_text(CONFIG.replace("{python}", sys.executable))
+    (tmp_path / "measure.py").write_text(BENCH)
+    (tmp_path / "scale").write_text("1.0")
+    (tmp_path / "mode").write_text("pass")
+    return tmp_path
+
+
+def tk(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    akidb = str(Path(sys.executable).with_name("akidb"))  # the console script, as users run it
+    return subprocess.run([akidb, "testkube", *args], cwd=project,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _db(project: Path) -> sqlite3.Connection:
+    return sqlite3.connect(project / "reports" / "testkube.db")
+
+
+def test_green_suite_exits_0_and_is_recorded(project):
+    out = tk(project, "run", "--suite", "green")
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = _db(project).execute("SELECT id, suite, outcome, exit_code, counts FROM runs"
+                                ).fetchall()
+    assert len(runs) == 1 and runs[0][1:4] == ("green", "passed", 0)
+    assert json.loads(runs[0][4]) == {"passed": 7, "skipped": 1}
+    run_dir = project / "reports" / "runs" / runs[0][0]
+    assert (run_dir / "junit-green.xml").exists() and (run_dir / "report.html").exists()
+    listed = tk(project, "history")
+    assert runs[0][0] in listed.stdout and "passed" in listed.stdout
+
+
+def test_failures_and_flaky_tests(project):
+    out = tk(project, "run", "--suite", "all")
+    assert out.returncode == 1
+    results = dict(_db(project).execute("SELECT name, outcome FROM results").fetchall())
+    assert results["tests/test_bad.py::test_broken"] == "failed"
+    assert results["tests/test_flaky.py::test_fails_first_time"] == "flaky"
+    assert results["tests/test_ok.py::test_number[3]"] == "passed"
+    report = tk(project, "report")
+    assert report.returncode == 0
+    md = report.stdout
+    assert "FAILED" in md and "tests/test_bad.py::test_broken" in md
+    assert "arithmetic is broken" in md  # the failure's own message
+    assert "`tests/test_flaky.py::test_fails_first_time`: failed, then passed on rerun" in md
+    html = next((project / "reports" / "runs").glob("*/report.html")).read_text()
+    assert "<table>" in html and "test_broken" in html
+
+
+def test_alternating_outcomes_are_flagged_flaky(project):
+    for mode in ("pass", "fail", "pass"):
+        (project / "mode").write_text(mode)
+        out = tk(project, "run", "--suite", "toggle", "--no-rerun")
+        assert out.returncode == (0 if mode == "pass" else 1)
+    md = tk(project, "report").stdout
+    assert "test_depends_on_mode`: alternates between pass and fail" in md
+    assert md.count("| passed |") + md.count("| failed |") >= 3  # the trend table
+
+
+def test_shards_cover_every_test_exactly_once(project):
+    seen: list[str] = []
+    for i in (1, 2, 3):
+        out = tk(project, "run", "--suite", "green", "--shard", f"{i}/3")
+        assert out.returncode == 0, out.stdout + out.stderr
+    rows = _db(project).execute("SELECT r.name, runs.shard FROM results r JOIN runs ON "
+                                "runs.id = r.run_id").fetchall()
+    seen = [name for name, _ in rows]
+    assert len(seen) == len(set(seen)) == 8  # 7 parametrized + 1 skipped, no overlap
+    assert {shard for _, shard in rows} == {"1/3", "2/3", "3/3"}
+    matrix = json.loads(tk(project, "matrix", "--suite", "green", "--shards", "3").stdout)
+    assert [m["shard"] for m in matrix["include"]] == ["1/3", "2/3", "3/3"]
+
+
+def test_bench_regression_fails_the_run(project):
+    out = tk(project, "run", "--suite", "perf")
+    assert out.returncode == 0 and "no baseline" in out.stdout
+    produced = next((project / "reports" / "runs").glob("*/bench/lat/lat.json"))
+    (project / "baseline.json").write_text(produced.read_text())
+    assert tk(project, "run", "--suite", "ci").returncode == 0  # same speed: green
+    (project / "scale").write_text("1.2")  # 20% slower
+    out = tk(project, "run", "--suite", "ci")
+    assert out.returncode == 1 and "regression in search_ms" in out.stdout
+    md = tk(project, "report").stdout
+    assert "REGRESSION" in md and "search_ms" in md
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--suite", "nope"], "no suite 'nope'"),
+    (["run", "--suite", "green", "--shard", "4/3"], "1 <= i <= n"),
+    (["run", "--suite", "green", "--config", "missing.toml"], "not found"),
+    (["report", "no-such-run"], "no run"),
+])
+def test_usage_errors_exit_2(project, args, message):
+    out = tk(project, *args)
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_bad_config_exits_2(project):
+    (project / "testkube.toml").write_text('[suites.a]\npytest = "tests"\n')
+    out = tk(project, "run", "--suite", "a")
+    assert out.returncode == 2 and "[suites.a].pytest must be a list" in out.stderr
+    (project / "testkube.toml").write_text('[suites.a]\ninclude = ["b"]\n[suites.b]\n'
+                                           'include = ["a"]\n')
+    out = tk(project, "run", "--suite", "a")
+    assert out.returncode == 2 and "cycle" in out.stderr
