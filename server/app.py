@@ -29,6 +29,9 @@ from server.embeddings.embedder import create_embedder
 from server.engine import Engine
 from server.metrics import Metrics
 from server.service import Service
+from server.storage.objectstore import ObjectStore, S3Location
+from server.storage.restore import restore
+from server.storage.shipper import Shipper
 
 log = logging.getLogger("akidb.server")
 SERVER_FILE = "server.json"
@@ -45,8 +48,17 @@ class AkiServer:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(settings.data_dir)
         (settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
+        if settings.restore_from:
+            self._restore(settings)
         self.admin_key = load_or_create_admin_key(settings.data_dir)
         self.engine = Engine(settings)
+        self.shipper: Shipper | None = None
+        if settings.object_store:
+            store = ObjectStore(S3Location.parse(settings.object_store),
+                                settings.s3_endpoint or None)
+            self.shipper = Shipper(settings.data_dir, store, self.engine.store.backup,
+                                   settings.ship_max_backoff_s).start()
+            self.engine.shipper = self.shipper
         self.auth = KeyAuthenticator(self.admin_key, self.engine.store)
         self.embedder = create_embedder(
             settings.embedder, settings.embed_backend, settings.embed_timeout_s,
@@ -63,6 +75,13 @@ class AkiServer:
                                                        settings)
         self.fatal: BaseException | None = None
         self._stopping = threading.Event()
+
+    def _restore(self, settings: Settings) -> None:
+        store = ObjectStore(S3Location.parse(settings.restore_from), settings.s3_endpoint or None)
+        report = restore(settings.data_dir, store)
+        log.info("restored from %s in %.2fs: %d objects, %d bytes, metadata %s",
+                 store.location, report.seconds, report.objects, report.bytes,
+                 report.metadata_key, extra={"collections": report.collections})
 
     @property
     def rest_url(self) -> str:
@@ -144,6 +163,8 @@ class AkiServer:
             self.http.task_dispatcher.shutdown(timeout=5)
         except Exception:
             log.exception("closing HTTP server")
+        if self.shipper is not None:
+            self.shipper.close()
         self.engine.close()
         self.embedder.close()
         os.close(self._lock_fd)

@@ -64,14 +64,24 @@ def main() -> None:
 @click.option("--embed-backend", type=click.Choice(BACKENDS), default=None,
               help="In-process encoder backend (default auto: MLX on Apple Silicon, numpy "
                    "elsewhere).")
+@click.option("--object-store", metavar="s3://BUCKET/PREFIX",
+              help="Ship snapshots, sealed WAL segments and metadata backups there (AWS_* "
+                   "environment for credentials and region).")
+@click.option("--restore-from", metavar="s3://BUCKET/PREFIX",
+              help="Rebuild an empty --data-dir from this bucket before starting.")
+@click.option("--s3-endpoint", metavar="URL",
+              help="S3 endpoint (MinIO, moto); default AWS_ENDPOINT_URL or AWS itself.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
           threads: int | None, repair: bool, embedder: str | None, embed_backend: str | None,
+          object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
           log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
     from server import logs
     from server.app import AkiServer, DataDirLocked
+    from server.storage.objectstore import ObjectStoreError
+    from server.storage.restore import RestoreError
 
     try:
         overrides = env_overrides()
@@ -81,6 +91,18 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         overrides["embedder"] = embedder
     if embed_backend is not None:
         overrides["embed_backend"] = embed_backend
+    for key, value in (("object_store", object_store), ("restore_from", restore_from),
+                       ("s3_endpoint", s3_endpoint)):
+        if value is not None:
+            overrides[key] = value
+    for key in ("object_store", "restore_from"):
+        if overrides.get(key):
+            from server.storage.objectstore import S3Location
+
+            try:
+                S3Location.parse(str(overrides[key]))
+            except ValueError as exc:
+                raise click.UsageError(f"--{key.replace('_', '-')}: {exc}") from None
     if str(overrides.get("embed_backend", "")).startswith("mlx"):
         from server.embeddings import blas
 
@@ -101,6 +123,12 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         server = AkiServer(settings)
     except ValueError as exc:  # a bad --embedder
         raise click.UsageError(str(exc)) from None
+    except RestoreError as exc:
+        click.echo(f"akidb serve: restore failed: {exc}", err=True)
+        sys.exit(1)
+    except ObjectStoreError as exc:
+        click.echo(f"akidb serve: object store: {exc}", err=True)
+        sys.exit(1)
     except DataDirLocked as exc:
         click.echo(f"akidb serve: {exc}", err=True)
         sys.exit(1)

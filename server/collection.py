@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class Collection:
         self.next_label = 0
         self.last_snapshot: snapshots.Snapshot | None = None
         self.broken: str | None = None
+        # Set by the engine when snapshots are shipped to an object store.
+        self.on_snapshot: Callable[[snapshots.Snapshot], None] | None = None
 
     @property
     def count(self) -> int:
@@ -354,7 +356,9 @@ class Collection:
                                        snapshots.size_bytes(snap))
             self._record_segments()
             self.last_snapshot = snap
-            return snap
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
+        return snap
 
     def needs_snapshot(self, min_wal_bytes: int, ratio: float) -> bool:
         """Is replaying this log at restart now costlier than the policy allows?"""

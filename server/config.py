@@ -53,6 +53,12 @@ class Settings:
     embed_timeout_s: float = 10.0
     embed_breaker_failures: int = 3
     embed_breaker_reset_s: float = 5.0
+    # Object storage: ship snapshots, sealed WAL segments and metadata backups to
+    # s3://BUCKET/PREFIX; restore_from rebuilds an empty data dir from such a bucket.
+    object_store: str = ""
+    restore_from: str = ""
+    s3_endpoint: str = ""
+    ship_max_backoff_s: float = 30.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from server.collection import Collection, RecoveryReport
 from server.config import Settings
 from server.errors import NotFound, Unavailable
 from server.storage.metadata import MetadataStore
+from server.storage.shipper import Shipper
 
 log = logging.getLogger("akidb.engine")
 
@@ -38,6 +39,16 @@ class Engine:
         self.recovery_reports: list[RecoveryReport] = []
         self._stop = threading.Event()
         self._snapshotter: threading.Thread | None = None
+        self.shipper: Shipper | None = None  # set before recover() to ship to S3
+
+    def _hook(self, coll: Collection) -> None:
+        shipper = self.shipper
+        if shipper is None:
+            return
+        cid = coll.row.id
+        coll.wal.on_seal = lambda path, first, last: shipper.segment_sealed(cid, path, first,
+                                                                            last)
+        coll.on_snapshot = lambda snap: shipper.snapshot_taken(cid, snap.path)
 
     def _collection_dir(self, collection_id: int) -> Path:
         return self.data_dir / "collections" / str(collection_id)
@@ -48,6 +59,7 @@ class Engine:
         known = set()
         for row in self.store.list_collections():
             coll = Collection(row, self.store, self._collection_dir(row.id), self.settings)
+            self._hook(coll)
             report = coll.open(repair=self.settings.repair)
             self.recovery_reports.append(report)
             self._register(coll)
@@ -106,6 +118,7 @@ class Engine:
         directory = self._collection_dir(row.id)
         shutil.rmtree(directory, ignore_errors=True)
         coll = Collection(row, self.store, directory, self.settings)
+        self._hook(coll)
         coll.open()
         self._register(coll)
         return coll

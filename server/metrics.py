@@ -55,6 +55,20 @@ class _EngineCollector(Collector):
         yield wal
         yield GaugeMetricFamily("akidb_ready", "1 once recovery has finished",
                                 value=1.0 if self.engine.ready else 0.0)
+        shipper = self.engine.shipper
+        if shipper is not None:
+            status = shipper.status()
+            yield GaugeMetricFamily("akidb_object_store_backlog_objects",
+                                    "Files waiting to be shipped to the object store",
+                                    value=status["backlog_objects"])
+            yield GaugeMetricFamily("akidb_object_store_backlog_bytes",
+                                    "Bytes waiting to be shipped to the object store",
+                                    value=status["backlog_bytes"])
+            yield GaugeMetricFamily("akidb_object_store_uploaded_bytes",
+                                    "Bytes shipped since start", value=status["uploaded_bytes"])
+            yield GaugeMetricFamily("akidb_object_store_failing",
+                                    "1 while uploads are failing and being retried",
+                                    value=1.0 if status["state"] == "retrying" else 0.0)
         if self.engine.recovery_seconds is not None:
             yield GaugeMetricFamily("akidb_recovery_seconds", "Duration of start-up recovery",
                                     value=self.engine.recovery_seconds)

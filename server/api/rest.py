@@ -117,7 +117,10 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     @app.get("/ready")
     def ready() -> Response:
         if service.ready():
-            return _json({"status": "ready", "embedder": service.embedder.status()})
+            body: dict[str, Any] = {"status": "ready", "embedder": service.embedder.status()}
+            if service.engine.shipper is not None:
+                body["object_store"] = service.engine.shipper.status()
+            return _json(body)
         return _json(Unavailable("recovering").to_dict(), 503)
 
     @app.get("/metrics")

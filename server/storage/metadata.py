@@ -14,6 +14,7 @@ Control-plane changes commit with ``synchronous=FULL`` because no log covers the
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -243,6 +244,20 @@ class MetadataStore:
                 except sqlite3.ProgrammingError:
                     pass
             self._readers.clear()
+
+    def backup(self, dest: Path) -> None:
+        """A consistent copy of the whole database (SQLite's online backup), for shipping."""
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        src = sqlite3.connect(self.path)
+        try:
+            dst = sqlite3.connect(tmp)
+            with dst:
+                src.backup(dst)
+            dst.close()
+        finally:
+            src.close()
+        os.replace(tmp, dest)
 
     def checkpoint(self) -> None:
         """Make every committed transaction durable in the main database file."""

@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,8 @@ class WriteAheadLog:
         self._durable = 0
         self._syncing = False
         self._undo: tuple[int, int, int] | None = None  # (seq, file offset, previous seq)
+        # Called with (path, first seq, last seq) when a segment is sealed (object shipping).
+        self.on_seal: Callable[[Path, int, int], None] | None = None
 
     # -- opening and replay ------------------------------------------------------------
     def segments(self) -> list[Path]:
@@ -304,7 +306,10 @@ class WriteAheadLog:
             os.fsync(self._fh.fileno())
         with self._cv:
             self._durable = self._written
+        sealed = self._segment
         self._open_segment(self.dir / f"{next_seq:020d}{SUFFIX}")
+        if sealed is not None and self.on_seal is not None:
+            self.on_seal(sealed, _segment_start(sealed), next_seq - 1)
 
     def truncate_through(self, seq: int) -> None:
         """Drop every segment whose records are all ``<= seq`` (after a snapshot)."""
