@@ -34,6 +34,7 @@ class _Model(BaseModel):
 class ClusterSpec(_Model):
     nodes: int = Field(1, ge=1, le=8)
     fsync: Literal["always", "batch", "none"] = "always"
+    embed_service: bool = False  # the embedding model as its own process
 
 
 class WorkloadSpec(_Model):
@@ -45,7 +46,8 @@ class WorkloadSpec(_Model):
 
 class Action(_Model):
     action: Literal["kill", "terminate", "pause", "resume", "restart", "partition", "heal",
-                    "toxic", "clear_toxics"]
+                    "toxic", "clear_toxics", "fault", "clear_faults", "kill_embedder",
+                    "restart_embedder"]
     at_s: float = Field(ge=0)
     node: int = Field(0, ge=0)
     type: str | None = None  # toxic type
@@ -57,6 +59,7 @@ class Hypothesis(_Model):
     durability: bool = True
     min_availability: float = Field(0.0, ge=0, le=1)
     healthy_after: bool = True
+    embedder_healthy_after: bool = False  # /v1/embed answers again after the rollback
 
 
 class Experiment(_Model):
@@ -66,6 +69,10 @@ class Experiment(_Model):
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     method: list[Action] = Field(default_factory=list)
     hypothesis: Hypothesis = Field(default_factory=Hypothesis)
+
+    @property
+    def failpoints(self) -> bool:
+        return any(a.action in ("fault", "clear_faults") for a in self.method)
 
     @property
     def network(self) -> bool:
@@ -100,6 +107,12 @@ def load(source: str | Path) -> Experiment:
                                   f"the cluster has {exp.cluster.nodes}")
         if action.action == "toxic" and not action.type:
             raise ExperimentError(f"{path}: a toxic action needs a type")
+        if action.action == "fault" and not action.attributes:
+            raise ExperimentError(f"{path}: a fault action needs attributes, e.g. "
+                                  "{ authz_delay_ms = 200 } or { disk_full = 1 }")
+        if action.action.endswith("_embedder") and not exp.cluster.embed_service:
+            raise ExperimentError(f"{path}: {action.action} needs [cluster] embed_service = "
+                                  "true")
     return exp
 
 
@@ -127,12 +140,38 @@ def _apply(action: Action, cluster: Cluster) -> None:
     elif action.action == "clear_toxics":
         for name in node.proxy.toxics():
             node.proxy.destroy_toxic(name)
+    elif action.action in ("fault", "clear_faults"):
+        values = action.attributes if action.action == "fault" else {
+            "authz_delay_ms": 0, "search_delay_ms": 0, "disk_full": 0}
+        with node.admin_client(retries=0, timeout=5) as admin:
+            admin.set_faults(**values)
+    elif action.action == "kill_embedder":
+        cluster.embed_service.kill()  # type: ignore[union-attr]
+    elif action.action == "restart_embedder":
+        if not cluster.embed_service.is_running():  # type: ignore[union-attr]
+            cluster.embed_service.start()  # type: ignore[union-attr]
+
+
+def _embedder_recovers(admin: Client, within_s: float = 20.0) -> bool:
+    """The breaker's half-open probe closes it once the service is back."""
+    from server.errors import AkiError
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            admin.embed(["steady-state probe"])
+            return True
+        except AkiError:
+            time.sleep(0.3)
+    return False
 
 
 def run(exp: Experiment, out_dir: Path | None = None) -> dict[str, Any]:
     log: list[dict[str, Any]] = []
-    with Cluster(nodes=exp.cluster.nodes, fsync=exp.cluster.fsync,
-                 fault_proxy=exp.network) as cluster:
+    env = {"AKIDB_FAULT_INJECTION": "1"} if exp.failpoints else None
+    with Cluster(nodes=exp.cluster.nodes, fsync=exp.cluster.fsync, fault_proxy=exp.network,
+                 env=env, embed_service=exp.cluster.embed_service,
+                 embed_backend="numpy") as cluster:
         node0 = cluster.nodes[0]
         with node0.admin_client() as admin:
             admin.create_collection(COLLECTION, dimension=exp.workload.dimension, metric="l2",
@@ -157,22 +196,30 @@ def run(exp: Experiment, out_dir: Path | None = None) -> dict[str, Any]:
         stop.set()
         for t in threads:
             t.join(30)
-        # Rollback: every node running and reachable, proxies healed.
+        # Rollback: every node running and reachable, proxies healed, faults off.
         for node in cluster.nodes:
             node.resume()
             if not node.is_running():
                 node.start()
+            if exp.failpoints:
+                _apply(Action(action="clear_faults", at_s=0, node=cluster.nodes.index(node)),
+                       cluster)
+        if cluster.embed_service is not None and not cluster.embed_service.is_running():
+            cluster.embed_service.start()
         if exp.network:
             cluster.toxiproxy_endpoint.toxiproxy().reset()
         with node0.admin_client() as admin:
             healthy_after = admin.is_ready()
             durability = check(admin, COLLECTION, history)
+            embedder_after = _embedder_recovers(admin) if \
+                exp.hypothesis.embedder_healthy_after else True
     h = exp.hypothesis
     checks = {
         "steady_state_before": steady_before,
         "healthy_after": healthy_after or not h.healthy_after,
         "durability": durability.ok or not h.durability,
         "availability": durability.availability >= h.min_availability,
+        "embedder_healthy_after": embedder_after,
     }
     result = {"experiment": exp.name, "description": exp.description,
               "passed": all(checks.values()), "checks": checks,

@@ -126,17 +126,20 @@ class AkiServer:
         # Past a file-size limit (RLIMIT_FSIZE: a full disk, as chaos tests simulate it)
         # a write should fail with EFBIG and be answered 503, not kill the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        self.grpc.start()
-        log.info("listening", extra={"rest_url": self.rest_url, "grpc_target": self.grpc_target,
-                                     "fsync": self.settings.fsync,
-                                     "embedder": self.embedder.status(),
-                                     "data_dir": str(self.settings.data_dir)})
-        threading.Thread(target=self._recover, name="recovery", daemon=True).start()
-        parent = os.environ.get(PARENT_PID_ENV)
-        if parent:
-            threading.Thread(target=self._exit_with_parent, args=(int(parent),),
-                             name="parent-watch", daemon=True).start()
+        # Everything after the handlers are installed runs inside the try: a SIGTERM that
+        # arrives early (a recovery that fails at once) must still close and exit 1.
         try:
+            self.grpc.start()
+            log.info("listening", extra={"rest_url": self.rest_url,
+                                         "grpc_target": self.grpc_target,
+                                         "fsync": self.settings.fsync,
+                                         "embedder": self.embedder.status(),
+                                         "data_dir": str(self.settings.data_dir)})
+            threading.Thread(target=self._recover, name="recovery", daemon=True).start()
+            parent = os.environ.get(PARENT_PID_ENV)
+            if parent:
+                threading.Thread(target=self._exit_with_parent, args=(int(parent),),
+                                 name="parent-watch", daemon=True).start()
             self.http.run()
         except SystemExit:
             pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from server import schema
+from server import faults, schema
 from server.auth.cedar import Authorizer, role_policies
 from server.auth.keys import KeyAuthenticator, Principal, new_key
 from server.auth.quotas import RateLimiter, parse_quotas
@@ -43,9 +42,6 @@ from server.errors import (
 from server.query import filters
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
-# Test hook for the regression gate's power test: a known slowdown in the search path.
-# Unset (0) everywhere else.
-SEARCH_DELAY_S = float(os.environ.get("AKIDB_TEST_SEARCH_DELAY_MS", "0") or 0) / 1000
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 
@@ -109,7 +105,7 @@ class Service:
         self._quotas: dict[str, dict[str, Any]] = {}
 
     # -- authorization, quotas and audit ----------------------------------------------
-    def _require_admin(self, principal: Principal, what: str) -> None:
+    def require_admin(self, principal: Principal, what: str) -> None:
         if not principal.is_admin:
             self.store.audit(principal.tenant, principal.name, what, "*", "deny")
             raise PermissionDenied(f"{principal.name} may not {what}: global admins only")
@@ -119,6 +115,7 @@ class Service:
         """Cedar decision for one call, then the tenant's request-rate quota (which binds
         the tenant's own users, not the global operator managing it)."""
         check_name("tenant", tenant)
+        faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
         if not self.authz.is_allowed(principal, action, tenant, database, collection):
             self.store.audit(principal.tenant or tenant, principal.name, action, resource,
@@ -145,7 +142,7 @@ class Service:
 
     # -- tenants -----------------------------------------------------------------------
     def create_tenant(self, principal: Principal, req: schema.TenantIn) -> dict[str, Any]:
-        self._require_admin(principal, "create tenants")
+        self.require_admin(principal, "create tenants")
         quotas = parse_quotas(req.quotas)
         out = _public(self.store.create_tenant(check_name("tenant", req.name), quotas))
         self._audit_admin(principal, "create_tenant", req.name, req.name)
@@ -161,7 +158,7 @@ class Service:
         return _public(self.store.get_tenant(tenant))
 
     def delete_tenant(self, principal: Principal, tenant: str) -> None:
-        self._require_admin(principal, "delete tenants")
+        self.require_admin(principal, "delete tenants")
         self.engine.drop_collections(self.store.delete_tenant(check_name("tenant", tenant)))
         self.authz.invalidate(tenant)
         self.rate.forget(tenant)
@@ -472,8 +469,7 @@ class Service:
                 hits = coll.hybrid_search(vector, match, req.k, req.ef, flt, where, req.alpha)
         if req.include:
             coll.attach_documents(hits)
-        if SEARCH_DELAY_S:
-            time.sleep(SEARCH_DELAY_S)
+        faults.delay("search_delay_ms")
         return {"results": [_hit_dict(h, req.include) for h in hits],
                 "took_ms": (time.perf_counter() - started) * 1000.0}
 

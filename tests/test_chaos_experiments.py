@@ -26,6 +26,47 @@ def test_builtin_experiments_pass(name, tmp_path):
     assert saved["passed"] and "PASSED" in (tmp_path / "result.md").read_text()
 
 
+@pytest.mark.parametrize("name", ["disk-full", "slow-authz", "embedding-outage"])
+def test_failpoint_and_embedder_experiments_pass(name, tmp_path):
+    result = experiment.run(experiment.load(name), tmp_path)
+    assert result["passed"], result
+    d = result["durability"]
+    assert d["acknowledged"] > 0 and d["lost"] == [] and d["corrupted"] == []
+    if name == "disk-full":
+        assert d["failed"] > 0 and d["availability"] < 1  # writes were refused meanwhile
+    if name == "embedding-outage":
+        assert result["checks"]["embedder_healthy_after"]
+        assert d["availability"] == 1.0  # vector writes never noticed the outage
+    assert [a["action"] for a in result["actions"]][0] in ("fault", "kill_embedder")
+
+
+def test_failpoints_on_a_live_server(tmp_path):
+    from server.errors import BadRequest, NotFound, Unavailable
+
+    with Node(tmp_path / "off") as plain, plain.admin_client() as c:
+        with pytest.raises(NotFound, match="AKIDB_FAULT_INJECTION=1"):
+            c.set_faults(disk_full=1)
+    with Node(tmp_path / "on", env={"AKIDB_FAULT_INJECTION": "1"}) as node, \
+            node.admin_client(retries=0) as c:
+        c.create_collection("t/db/c", dimension=2, create_parents=True)
+        c.upsert("t/db/c", [{"id": "a", "vector": [1, 0]}])
+        with pytest.raises(BadRequest, match="unknown failpoint"):
+            c.set_faults(disk_ful=1)
+        with pytest.raises(BadRequest, match="0..1"):
+            c.set_faults(disk_full=2, authz_delay_ms=5)
+        assert c.request("GET", "/v1/admin/faults")["faults"]["authz_delay_ms"] == 0
+        c.set_faults(disk_full=1)
+        with pytest.raises(Unavailable, match="No space left on device"):
+            c.upsert("t/db/c", [{"id": "b", "vector": [0, 1]}])
+        assert c.search("t/db/c", [1, 0], k=5).ids == ["a"]  # reads unaffected
+        c.set_faults(disk_full=0, authz_delay_ms=200)
+        started = time.perf_counter()
+        assert c.upsert("t/db/c", [{"id": "b", "vector": [0, 1]}]) == 1
+        assert time.perf_counter() - started >= 0.2  # the decision waited
+        c.set_faults(authz_delay_ms=0)
+        assert c.get_collection("t/db/c")["count"] == 2
+
+
 def test_a_failed_hypothesis_exits_1(tmp_path):
     strict = tmp_path / "strict.toml"
     strict.write_text("""

@@ -13,7 +13,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from server import schema
+from server import faults, schema
 from server.api.openapi import openapi_document
 from server.auth.keys import KeyAuthenticator, Principal
 from server.errors import (
@@ -265,6 +265,17 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     @route(C + "/snapshots", methods=["POST"])
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
+
+    @route("/v1/admin/faults", methods=["GET", "PUT"])
+    def fault_injection() -> Response:
+        service.require_admin(principal(), "inject faults")
+        if request.method == "GET":
+            return _json({"enabled": faults.ENABLED, "faults": faults.current()})
+        try:
+            changes = orjson.loads(body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON: {exc}") from None
+        return _json({"enabled": True, "faults": faults.update(changes)})
 
     @route("/v1/embed", methods=["POST"])
     def embed() -> Response:

@@ -317,6 +317,11 @@ class Client:
         out = self._idempotent(lambda: self._call("POST", _c(collection) + "/search", body))
         return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
 
+    def set_faults(self, **failpoints: float) -> dict[str, float]:
+        """Switch failpoints (authz_delay_ms, search_delay_ms, disk_full) on a server
+        started with AKIDB_FAULT_INJECTION=1; 0 turns one off."""
+        return self._call("PUT", "/v1/admin/faults", failpoints)["faults"]
+
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed texts with the server's model (idempotent, so retried on 503)."""
         if self.grpc is not None:

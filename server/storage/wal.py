@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from server import faults
 from server.storage.fsync import fsync_path
 
 log = logging.getLogger("akidb.wal")
@@ -245,6 +246,7 @@ class WriteAheadLog:
                ) -> tuple[int, int]:
         """Write one record; returns (seq, token) — pass the token to ``wait_durable``."""
         with self._append_lock:
+            faults.check_disk()
             seq = self.last_seq + 1
             frame = encode(seq, op, meta, vectors)
             if self._fh.tell() + len(frame) > self.segment_bytes and self._fh.tell() > 0:
