@@ -4,6 +4,7 @@ fingerprint, results) and, when given, ``OUT/NAME.md``."""
 from __future__ import annotations
 
 import argparse
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,62 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def publish(out: Path, rec: dict[str, Any], lines: list[str]) -> str:
-    """Save the record with its Markdown report, print the report, and return it."""
+    """Save the record with its Markdown and HTML reports, print the Markdown, return it."""
     report = "\n".join(lines) + "\n"
     save(out, rec, report)
+    (out / f"{rec['benchmark']}.html").write_text(markdown_to_html(report, rec["benchmark"]))
     print(report)
+    print(f"report: {out / (rec['benchmark'] + '.md')} (and .html, .json)")
     return report
+
+
+def markdown_to_html(md_text: str, title: str) -> str:
+    """A small, dependency-free rendering of the report's Markdown (headings, lists,
+    tables, code blocks, images), so the HTML says exactly what the Markdown says."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+           "</title><style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+           "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"]
+    in_code = in_table = in_list = False
+    for line in md_text.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
+                       + "</tr>")
+        elif line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.startswith("![") and "](" in line and line.endswith(")"):
+            alt, src = line[2:-1].split("](", 1)
+            out.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(alt)}'></p>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    out.append("</table>" if in_table else "")
+    out.append("</ul>" if in_list else "")
+    out.append("</body></html>")
+    return "\n".join(out)
+

@@ -3,11 +3,11 @@ trends across recent runs, and flaky tests (flaky on rerun, or alternating acros
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.results import markdown_to_html
 from testkube.history import History, alternating
 from testkube.runner import log_excerpt
 
@@ -79,58 +79,10 @@ def markdown(content: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(md_text: str, title: str) -> str:
-    """A small, dependency-free rendering of the report's Markdown (headings, lists,
-    tables, code blocks), so the HTML says exactly what the Markdown says."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-           "</title><style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-           "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"]
-    in_code = in_table = in_list = False
-    for line in md_text.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if in_table and not line.startswith("|"):
-            out.append("</table>")
-            in_table = False
-        if in_list and not line.startswith("- "):
-            out.append("</ul>")
-            in_list = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
-                       + "</tr>")
-        elif line.startswith("- "):
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    out.append("</table>" if in_table else "")
-    out.append("</ul>" if in_list else "")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
 def write(history: History, run: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     md_text = markdown(build(history, run))
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(md_text)
-    html_path.write_text(to_html(md_text, f"testkube run {run['id']}"))
+    html_path.write_text(markdown_to_html(md_text, f"testkube run {run['id']}"))
     return md_path, html_path

@@ -1,0 +1,197 @@
+"""The seed's 100-QPS hybrid load (60% vector, 30% filtered, 10% hybrid) with locust.
+
+``python -m bench.load [--vectors 100000 --dim 512 --qps 100 --duration 60]
+[--workers N] [--target URL --api-key KEY]``
+
+Starts a server (or uses ``--target``), loads documents with payloads and text,
+then runs locust headless (``bench/locustfile.py``): open-loop pacing at the
+target rate, latency from the intended send time. ``--workers N`` runs locust's
+distributed mode with N local worker processes (``--master-port`` lets remote
+workers join: ``locust -f bench/locustfile.py --worker --master-host HOST``).
+Prints QPS, error rate and P50/P95/P99 overall and per operation; saves raw
+samples (for the regression gate) and a latency plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.results import markdown_table, publish, record
+from datagen import vectors
+from datagen.documents import iter_documents
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+COLLECTION = "bench/db/load"
+
+
+def load_data(client: Any, n: int, dim: int, batch: int = 1000, seed: int = 0) -> float:
+    """Documents with vectors, text and payloads; returns seconds taken."""
+    client.create_collection(COLLECTION, dimension=dim, create_parents=True)
+    base = vectors.clustered(n, dim, seed=seed)
+    docs = iter_documents(n, seed=seed)
+    started = time.perf_counter()
+    for s in range(0, n, batch):
+        chunk = [next(docs) for _ in range(min(batch, n - s))]
+        client.upsert_arrays(COLLECTION, [d["id"] for d in chunk], base[s:s + len(chunk)],
+                             [d["payload"] for d in chunk], [d["text"] for d in chunk])
+    return time.perf_counter() - started
+
+
+def run_locust(url: str, key: str | None, *, qps: float, users: int, duration: float,
+               dim: int, workers: int = 0, master_port: int = 5557, seed: int = 0,
+               log: Path | None = None) -> list[tuple[str, float, float, bool]]:
+    """Run locust headless against ``url``; returns every sample (kind, t, ms, ok)."""
+    samples_dir = Path(tempfile.mkdtemp(prefix="akidb-load-"))
+    env = {**os.environ, "AKIDB_LOAD_URL": url, "AKIDB_LOAD_KEY": key or "",
+           "AKIDB_LOAD_COLLECTION": COLLECTION, "AKIDB_LOAD_QPS": str(qps),
+           "AKIDB_LOAD_USERS": str(users), "AKIDB_LOAD_DIM": str(dim),
+           "AKIDB_LOAD_SEED": str(seed), "AKIDB_LOAD_SAMPLES_DIR": str(samples_dir)}
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    main_cmd = [*base, "--headless", "-u", str(users), "-r", str(max(users, 1)),
+                "-t", f"{int(duration)}s", "--only-summary", "--stop-timeout", "10",
+                "--loglevel", "WARNING"]
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if workers:
+            main_cmd += ["--master", "--expect-workers", str(workers),
+                         "--master-bind-port", str(master_port)]
+        master = subprocess.Popen(main_cmd, env=env, stdout=out, stderr=out)
+        procs.append(master)
+        for _ in range(workers):
+            procs.append(subprocess.Popen(
+                [*base, "--worker", "--master-host", "127.0.0.1", "--master-port",
+                 str(master_port), "--loglevel", "WARNING"], env=env, stdout=out, stderr=out))
+        master.wait(timeout=duration + 120)
+        for p in procs[1:]:
+            p.wait(timeout=30)
+        samples: list[tuple[str, float, float, bool]] = []
+        for f in samples_dir.glob("samples-*.json"):
+            samples.extend(tuple(s) for s in json.loads(f.read_text()))
+        return samples
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+        shutil.rmtree(samples_dir, ignore_errors=True)
+
+
+def summarize(samples: list[tuple[str, float, float, bool]], warmup_s: float
+              ) -> dict[str, Any]:
+    if not samples:
+        raise RuntimeError("locust recorded no requests (see the log)")
+    t0 = min(s[1] for s in samples) + warmup_s
+    kept = [s for s in samples if s[1] >= t0]
+    span = max(s[1] for s in kept) - min(s[1] for s in kept) if len(kept) > 1 else 1.0
+    out: dict[str, Any] = {"requests": len(kept), "offered_qps": len(kept) / max(span, 1e-9),
+                           "errors": sum(not s[3] for s in kept)}
+    for kind in ("all", "vector", "filtered", "hybrid"):
+        ms = np.asarray([s[2] for s in kept if kind == "all" or s[0] == kind])
+        if len(ms):
+            out[kind] = {"n": len(ms), **{f"p{q}": float(np.percentile(ms, q))
+                                          for q in (50, 95, 99)}, "max": float(ms.max())}
+    return out
+
+
+def _plot(samples: list[tuple[str, float, float, bool]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    qs = np.linspace(0, 99.9, 400)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind in ("vector", "filtered", "hybrid"):
+        ms = np.asarray([s[2] for s in samples if s[0] == kind])
+        if len(ms):
+            ax.plot(qs, np.percentile(ms, qs), label=kind)
+    ax.set_yscale("log")
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency from intended send (ms)")
+    ax.set_title(title)
+    ax.axhline(25, ls="--", c="gray", lw=0.8)
+    ax.axhline(50, ls=":", c="gray", lw=0.8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vectors", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--qps", type=float, default=100.0)
+    ap.add_argument("--users", type=int, default=50, help="paced senders (open loop)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
+    ap.add_argument("--workers", type=int, default=0, help="locust worker processes")
+    ap.add_argument("--master-port", type=int, default=5557)
+    ap.add_argument("--target", help="an existing server's REST URL (data loaded there)")
+    ap.add_argument("--api-key", help="with --target")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("reports/load"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    node = None
+    if args.target:
+        url, key = args.target, args.api_key
+    else:
+        from harness import Node
+
+        node = Node(fsync="batch").start()
+        url, key = node.rest_url, node.admin_key
+    try:
+        from server.client import Client
+
+        with Client(url, key, timeout=600) as client:
+            print(f"loading {args.vectors} x {args.dim} documents ...", file=sys.stderr)
+            load_s = load_data(client, args.vectors, args.dim, seed=args.seed)
+        print(f"running {args.qps:g} QPS for {args.duration:g}s with {args.users} users"
+              f"{f' on {args.workers} workers' if args.workers else ''} ...", file=sys.stderr)
+        samples = run_locust(url, key, qps=args.qps, users=args.users,
+                             duration=args.duration + args.warmup, dim=args.dim,
+                             workers=args.workers, master_port=args.master_port,
+                             seed=args.seed, log=args.out / "locust.log")
+    finally:
+        if node is not None:
+            node.close()
+    s = summarize(samples, args.warmup)
+    _plot(samples, args.out / "latency.png",
+          f"{args.qps:g} QPS hybrid mix, {args.vectors} x {args.dim}")
+    rows = [[kind, str(s[kind]["n"]), f"{s[kind]['p50']:.2f}", f"{s[kind]['p95']:.2f}",
+             f"{s[kind]['p99']:.2f}", f"{s[kind]['max']:.1f}"]
+            for kind in ("all", "vector", "filtered", "hybrid") if kind in s]
+    ok = s["all"]["p95"] < 25 and s["all"]["p99"] < 50 and s["errors"] == 0
+    spread = f", {args.workers} workers" if args.workers else ""
+    lines = [f"# Load: {args.qps:g} QPS hybrid mix on {args.vectors} x {args.dim} "
+             f"(open loop, {args.users} users{spread})",
+             "", f"Offered {s['offered_qps']:.1f} QPS over {args.duration:g}s after a "
+             f"{args.warmup:g}s warm-up; {s['requests']} requests, {s['errors']} errors "
+             f"({s['errors'] / s['requests']:.2%}). Loaded in {load_s:.1f}s.", "",
+             *markdown_table(["operation", "n", "P50 ms", "P95 ms", "P99 ms", "max ms"], rows),
+             "", f"Target P95 < 25 ms, P99 < 50 ms, 0 errors: {'met' if ok else 'missed'}.",
+             "", "![latency percentiles](latency.png)"]
+    t0 = min(x[1] for x in samples) + args.warmup
+    metrics = {"load_latency_ms": {"unit": "ms", "direction": "lower",
+                                   "samples": [x[2] for x in samples if x[1] >= t0]}}
+    publish(args.out, record("load", args, {"results": s, "metrics": metrics}), lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

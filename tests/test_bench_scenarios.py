@@ -1,0 +1,37 @@
+"""Short end-to-end runs of the load and recall benchmarks: they run, report, and their
+results carry what the gate and the reports need (not performance assertions)."""
+
+from __future__ import annotations
+
+import json
+
+from bench import load, recall_sweep
+
+
+def test_load_scenario_open_loop_with_locust(tmp_path):
+    assert load.main(["--vectors", "2000", "--dim", "16", "--qps", "40", "--users", "10",
+                      "--duration", "3", "--warmup", "1", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "load.json").read_text())
+    res = rec["results"]
+    assert res["requests"] > 0 and res["errors"] == 0
+    assert {"vector", "filtered", "hybrid"} <= set(res)  # the 60/30/10 mix was sent
+    for kind in ("all", "vector"):
+        assert res[kind]["p50"] <= res[kind]["p95"] <= res[kind]["p99"] <= res[kind]["max"]
+    m = rec["metrics"]["load_latency_ms"]
+    assert m["direction"] == "lower" and len(m["samples"]) == res["requests"]
+    assert rec["environment"]["python"] and rec["params"]["qps"] == 40
+    assert (tmp_path / "latency.png").stat().st_size > 1000
+    html = (tmp_path / "load.html").read_text()
+    assert "<img src='latency.png'" in html and "<table>" in html
+
+
+def test_recall_sweep_curve(tmp_path):
+    assert recall_sweep.main(["--vectors", "2000", "--dim", "16", "--queries", "50",
+                              "--ef", "10,80", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "recall_sweep.json").read_text())["results"]
+    for name in ("raw hnswlib", "akidb server"):
+        low, high = res[name]
+        assert (low["ef"], high["ef"]) == (10, 80)
+        assert 0 < low["recall"] <= high["recall"] <= 1.0  # more ef, no worse recall
+        assert high["recall"] > 0.9
+    assert (tmp_path / "recall_qps.png").stat().st_size > 1000
