@@ -91,3 +91,21 @@ def test_invalid_filters_are_rejected_with_the_place(bad, fragment):
     with pytest.raises(BadRequest) as info:
         filters.parse(bad)
     assert fragment in str(info.value)
+
+
+def test_range_band_keeps_any_element_semantics_for_arrays():
+    """{"$gte": 5, "$lt": 6} on an array field: each bound may be met by a different
+    element (as filters.matches says); on scalar fields one band answers both."""
+    from server.index.payload import PayloadIndex
+    from server.query import filters as f
+
+    idx = PayloadIndex()
+    idx.put([(1, {"p": [1, 10]}), (2, {"p": 5.5}), (3, {"p": 7}), (4, {"q": 5.5}),
+             (5, {"q": 9})])
+    band = {"$gte": 5, "$lt": 6}
+    for path, docs in (("p", {1: [1, 10], 2: 5.5, 3: 7}), ("q", {4: 5.5, 5: 9})):
+        node = f.parse({path: band})
+        expected = {label for label, v in docs.items() if f.matches(node, {path: v})}
+        assert idx.evaluate(node) == expected
+    assert idx.evaluate(f.parse({"p": band})) == {1, 2}
+    assert idx.evaluate(f.parse({"q": band})) == {4}

