@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -21,15 +20,11 @@ from pathlib import Path
 from bench.results import markdown_table, publish, record
 from datagen import vectors
 from harness import Node
+from harness.node import free_port
 
 AWS_DEFAULTS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_drained(client, timeout: float = 3600) -> dict:  # noqa: ANN001
@@ -64,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if endpoint is None:
         from moto.server import ThreadedMotoServer
 
-        port = _free_port()
+        port = free_port()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         moto.start()
         endpoint = f"http://127.0.0.1:{port}"

@@ -11,12 +11,7 @@ import time
 from typing import Any
 
 from chaos.api import ChaosProxy
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from harness.node import free_port
 
 
 class ToxiproxyEndpoint:
@@ -37,7 +32,7 @@ class ToxiproxyEndpoint:
 
     def start(self) -> ToxiproxyEndpoint:
         if self.binary:
-            self.port = _free_port()
+            self.port = free_port()
             self._proc = subprocess.Popen([self.binary, "-host", self.host,
                                            "-port", str(self.port)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

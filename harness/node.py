@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,14 @@ def process_start_time(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now on ``host``, for helpers that cannot bind port 0 themselves
+    (a tiny race remains: prefer ``--port 0`` where a program supports it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 class NodeError(RuntimeError):

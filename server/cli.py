@@ -123,17 +123,14 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         server = AkiServer(settings)
     except ValueError as exc:  # a bad --embedder
         raise click.UsageError(str(exc)) from None
-    except RestoreError as exc:
-        click.echo(f"akidb serve: restore failed: {exc}", err=True)
-        sys.exit(1)
-    except ObjectStoreError as exc:
-        click.echo(f"akidb serve: object store: {exc}", err=True)
-        sys.exit(1)
-    except DataDirLocked as exc:
-        click.echo(f"akidb serve: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"akidb serve: cannot start: {exc}", err=True)
+    except (RestoreError, ObjectStoreError, DataDirLocked, OSError) as exc:
+        if isinstance(exc, RestoreError | ObjectStoreError) and settings.restore_from:
+            what = "restore failed: "
+        elif isinstance(exc, ObjectStoreError):
+            what = "object store: "
+        else:
+            what = "" if isinstance(exc, DataDirLocked) else "cannot start: "
+        click.echo(f"akidb serve: {what}{exc}", err=True)
         sys.exit(1)
     sys.exit(server.serve())
 

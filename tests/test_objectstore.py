@@ -4,7 +4,6 @@ outage through the chaos proxy (backlog, restart, drain), corrupt objects refuse
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,12 @@ import pytest
 from chaos.endpoint import ToxiproxyEndpoint
 from datagen import vectors
 from harness import Node
+from harness.node import free_port
 
 DIM = 16
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
        "AWS_DEFAULT_REGION": "us-east-1"}
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,7 +29,7 @@ def s3(monkeypatch):
 
     for k, v in AWS.items():
         monkeypatch.setenv(k, v)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
