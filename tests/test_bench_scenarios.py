@@ -35,3 +35,15 @@ def test_recall_sweep_curve(tmp_path):
         assert 0 < low["recall"] <= high["recall"] <= 1.0  # more ef, no worse recall
         assert high["recall"] > 0.9
     assert (tmp_path / "recall_qps.png").stat().st_size > 1000
+
+
+def test_peers_side_by_side(tmp_path):
+    from bench import peers
+
+    assert peers.main(["--vectors", "1500", "--dim", "16", "--queries", "40",
+                       "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "peers.json").read_text())["results"]
+    for name in ("raw hnswlib (in-process)", "akidb server (REST)", "akidb server (GRPC)"):
+        assert res[name]["recall_at_10"] > 0.9 and res[name]["p50_ms"] > 0
+    md = (tmp_path / "peers.md").read_text()
+    assert any(name.startswith("chromadb") for name in res) or "chromadb:" in md
