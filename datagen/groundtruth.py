@@ -32,7 +32,7 @@ def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
 
 
 def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosine", *,
-              mask: np.ndarray | None = None, query_block: int = 256, base_block: int = 65536
+              mask: np.ndarray | None = None, query_block: int = 512, base_block: int = 65536
               ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores), each (n_queries, k), best first; -1 / -inf pad short rows.
 
@@ -82,9 +82,18 @@ def _merge(best_s: np.ndarray, best_i: np.ndarray, scores: np.ndarray, offset: i
     """Fold a block of scores into each row's running top k (in place)."""
     k = best_s.shape[1]
     threshold = best_s.min(axis=1)
-    rows, cols = np.nonzero(scores > threshold[:, None])
-    if len(rows) == 0:
+    if scores.shape[1] >= k and np.isneginf(threshold).all():
+        # Nothing kept yet (the first block): one vectorized partition of every row.
+        part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+        best_s[:] = np.take_along_axis(scores, part, axis=1)
+        best_i[:] = part + offset
         return
+    # 1-D flatnonzero of the raveled mask: ~5x faster than 2-D nonzero here (6.8 vs
+    # 34 ms for 256 x 65536), and the row/column split is integer arithmetic.
+    flat = np.flatnonzero(scores > threshold[:, None])
+    if len(flat) == 0:
+        return
+    rows, cols = np.divmod(flat, scores.shape[1])
     starts = np.searchsorted(rows, np.arange(len(best_s) + 1))
     for r in np.flatnonzero(np.diff(starts)):
         c = cols[starts[r] : starts[r + 1]]
