@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-## test-slow: long durability loops and size-heavy tests
+## test-slow: long durability loops (100 kill -9 cycles) and size-heavy tests
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

@@ -47,3 +47,19 @@ def test_peers_side_by_side(tmp_path):
         assert res[name]["recall_at_10"] > 0.9 and res[name]["p50_ms"] > 0
     md = (tmp_path / "peers.md").read_text()
     assert any(name.startswith("chromadb") for name in res) or "chromadb:" in md
+
+
+def test_chaos_figures_scenario(tmp_path):
+    import math
+
+    from bench import chaos_faults
+
+    assert chaos_faults.main(["--dim", "8", "--partition-s", "1.5", "--recovery-vectors",
+                              "2000", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "chaos_faults.json").read_text())["results"]
+    assert res["proxy"]["proxy_p50_ms"] > 0 and res["proxy"]["direct_mb_per_s"] > 0
+    part = res["partition"]
+    assert part["write_availability"] < 1.0  # the partition was felt
+    assert part["read_availability_overall"] > part["read_availability"]
+    assert math.isfinite(part["first_read_after_heal_s"])  # and service came back
+    assert res["recovery"]["count_after"] == 2000

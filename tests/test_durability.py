@@ -108,8 +108,8 @@ def test_kill_9_during_concurrent_ingest_loses_no_acknowledged_write(tmp_path, f
 
 
 @pytest.mark.slow
-def test_kill_9_loop_20_cycles(tmp_path):
-    _kill_cycles(tmp_path, cycles=20, fsync="always")
+def test_kill_9_loop_100_cycles(tmp_path):
+    _kill_cycles(tmp_path, cycles=100, fsync="always")
 
 
 def _full_state(client: Client) -> dict:
