@@ -46,6 +46,9 @@ class Settings:
     snapshot_wal_bytes: int = 32 * 1024 * 1024
     snapshot_wal_ratio: float = 0.25
     snapshot_check_s: float = 1.0
+    # ... and once a collection without any snapshot holds this many vectors (its
+    # restart would otherwise rebuild the graph from scratch). 0 disables.
+    snapshot_min_vectors: int = 50_000
     # Embeddings: "inproc" (loaded on first use), "off", or grpc://HOST:PORT of an
     # `akidb embed serve` process, called with a timeout behind a circuit breaker.
     embedder: str = "inproc"

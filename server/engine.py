@@ -86,7 +86,8 @@ class Engine:
         while not self._stop.wait(s.snapshot_check_s):
             for coll in self.collections():
                 try:
-                    if coll.needs_snapshot(s.snapshot_wal_bytes, s.snapshot_wal_ratio):
+                    if coll.needs_snapshot(s.snapshot_wal_bytes, s.snapshot_wal_ratio,
+                                           s.snapshot_min_vectors):
                         started = time.perf_counter()
                         snap = coll.snapshot()
                         log.info("automatic snapshot of %s at seq %d in %.2fs", coll.row.path,

@@ -112,3 +112,21 @@ def test_automatic_snapshot_bounds_the_log(tmp_path):
             assert client.search("t/d/c", vecs[123], k=1).ids == ["123"]
     finally:
         node.close()
+
+
+def test_automatic_snapshot_once_a_collection_without_one_grows(tmp_path):
+    """A small log but many vectors and no snapshot: a restart would rebuild the whole
+    graph, so the vector-count rule takes a snapshot although the log rule would not."""
+    env = {"AKIDB_SNAPSHOT_WAL_BYTES": str(1 << 30), "AKIDB_SNAPSHOT_MIN_VECTORS": "300",
+           "AKIDB_SNAPSHOT_CHECK_S": "0.05"}
+    with Node(tmp_path / "d", env=env) as node, node.admin_client() as client:
+        client.create_collection("t/d/c", dimension=4, create_parents=True)
+        vecs = np.random.default_rng(2).standard_normal((400, 4)).astype(np.float32)
+        client.upsert_arrays("t/d/c", [str(i) for i in range(200)], vecs[:200])
+        time.sleep(0.5)
+        assert client.get_collection("t/d/c")["snapshot_seq"] is None  # 200 < 300
+        client.upsert_arrays("t/d/c", [str(i) for i in range(200, 400)], vecs[200:])
+        deadline = time.monotonic() + 10
+        while client.get_collection("t/d/c")["snapshot_seq"] is None:
+            assert time.monotonic() < deadline, node.log_tail()
+            time.sleep(0.05)
