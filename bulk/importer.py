@@ -41,7 +41,6 @@ class ImportSummary:
     seconds: float = 0.0
     reject_file: str | None = None
     queries_file: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:

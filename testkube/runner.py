@@ -191,9 +191,8 @@ def run_suite(suites: dict[str, Suite], name: str, reports: Path, *, shard: str 
             step, tests = run_pytest(suite, run_dir, shard, rerun, python)
             steps.append(step)
             results.extend(tests)
-        if shard:  # bench and chaos run unsharded, on the first shard only
-            if not shard.startswith("1/"):
-                continue
+        if shard and not shard.startswith("1/"):
+            continue  # bench and chaos steps run unsharded, on the first shard only
         for bench in suite.bench:
             step, res = run_bench(suite, bench, run_dir)
             steps.append(step)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.storage.objectstore import ObjectStore, ObjectStoreError
+from server.storage.objectstore import ObjectStore
 
 log = logging.getLogger("akidb.restore")
 
@@ -141,5 +141,3 @@ def _covers(segments: list[str], first: int, last: int) -> bool:
     chain = _chain(segments, first)
     return bool(chain) and _range(chain[-1])[1] >= last
 
-
-__all__ = ["ObjectStoreError", "RestoreError", "RestoreReport", "restore"]

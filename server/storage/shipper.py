@@ -132,9 +132,6 @@ class Shipper:
                 "state": "retrying" if self.failing_since else "ok",
                 "last_success_at": self.last_success_at}
 
-    def drained(self) -> bool:
-        return self.backlog()[0] == 0
-
     def _next(self) -> tuple[int, str, str, str] | None:
         with self._lock:
             return self._db.execute("SELECT id, kind, path, key FROM queue ORDER BY id LIMIT 1"
