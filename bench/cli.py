@@ -1,4 +1,5 @@
-"""``akidb bench``: the regression gate (the benchmarks themselves are ``python -m bench.*``)."""
+"""``akidb bench``: the regression gate and run trends (the benchmarks themselves are
+``python -m bench.*``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,8 @@ import click
 from bench import gate
 
 
-def _parse_threshold(text: str) -> float:
-    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    if not 0 <= value < 1:
-        raise ValueError(f"threshold must be in [0, 1) or [0%, 100%), got {text}")
-    return value
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 @click.group()
@@ -25,23 +23,33 @@ def bench() -> None:
 @bench.command()
 @click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("current", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Thresholds file (TOML: default, confidence, [thresholds] METRIC = PCT), "
+                   "e.g. reports/baselines/thresholds.toml.")
 @click.option("--threshold", "thresholds", multiple=True, metavar="METRIC=PCT",
-              help="Per-metric minimum effect, e.g. search_latency_ms=10%.")
-@click.option("--default-threshold", default="5%", show_default=True)
-@click.option("--confidence", default=0.99, show_default=True, type=click.FloatRange(0.5, 0.9999))
-def compare(baseline: Path, current: Path, thresholds: tuple[str, ...], default_threshold: str,
-            confidence: float) -> None:
+              help="Per-metric minimum effect, e.g. search_latency_ms=10% (overrides --config).")
+@click.option("--default-threshold",
+              help="For metrics without their own (default: the config's, else 5%).")
+@click.option("--confidence", type=click.FloatRange(0.5, 0.9999),
+              help="Of the bootstrap interval (default: the config's, else 0.99).")
+def compare(baseline: Path, current: Path, config_path: Path | None,
+            thresholds: tuple[str, ...], default_threshold: str | None,
+            confidence: float | None) -> None:
     """Exit 1 if CURRENT regresses against BASELINE on any metric, beyond noise."""
     try:
-        per_metric = {}
+        config = gate.load_config(config_path) if config_path else gate.GateConfig({})
+        per_metric = dict(config.thresholds)
         for item in thresholds:
             name, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"--threshold takes METRIC=PCT, got {item!r}")
-            per_metric[name] = _parse_threshold(value)
+                raise gate.GateError(f"--threshold takes METRIC=PCT, got {item!r}")
+            per_metric[name] = gate.parse_threshold(value)
+        default = (gate.parse_threshold(default_threshold) if default_threshold
+                   else _first(config.default_threshold, gate.DEFAULT_THRESHOLD))
         verdicts = gate.compare(gate.load_metrics(baseline), gate.load_metrics(current),
-                                per_metric, _parse_threshold(default_threshold), confidence)
-    except (gate.GateError, ValueError) as exc:
+                                per_metric, default,
+                                _first(confidence, config.confidence, gate.DEFAULT_CONFIDENCE))
+    except gate.GateError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(gate.render(verdicts))
     regressions = [v.metric for v in verdicts if v.regression]
@@ -57,7 +65,9 @@ def compare(baseline: Path, current: Path, thresholds: tuple[str, ...], default_
 @click.option("--vectors", default=5000, show_default=True, type=click.IntRange(100))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/calibration"), show_default=True)
-def calibrate(runs: int, vectors: int, out: Path) -> None:
+@click.option("--write-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the suggested thresholds as a file for compare --config.")
+def calibrate(runs: int, vectors: int, out: Path, write_config: Path | None) -> None:
     """Measure this machine's noise: RUNS A/A runs of the server baseline, then the drift
     of each metric between runs and a threshold to use with ``compare``."""
     from bench import server_baseline
@@ -74,3 +84,27 @@ def calibrate(runs: int, vectors: int, out: Path) -> None:
     for name, s in suggestion.items():
         click.echo(f"{name}: max drift between runs {s['max_drift']:.1%}; "
                    f"use --threshold {name}={s['threshold']:.0%}")
+    if write_config:
+        gate.write_config(write_config, {n: s["threshold"] for n, s in suggestion.items()},
+                          f"From `akidb bench calibrate --runs {runs} --vectors {vectors}`:\n"
+                          "twice the largest drift of each median between A/A runs.")
+        click.echo(f"thresholds written to {write_config}", err=True)
+
+
+@bench.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--metric", "metrics", multiple=True, help="Only these metrics (default: all).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/trend"), show_default=True)
+def trend(paths: tuple[Path, ...], metrics: tuple[str, ...], out: Path) -> None:
+    """Plot each metric across stored runs (result JSON files, or folders searched for
+    them), oldest first: median with the P5-P95 band, and a Markdown/HTML report."""
+    from bench import trend as trend_mod
+
+    try:
+        runs = trend_mod.collect(paths)
+        report = trend_mod.render(runs, out, set(metrics) or None)
+    except trend_mod.TrendError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"report: {report}")

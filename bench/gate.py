@@ -11,6 +11,7 @@ change, not noise. It checks every metric and reports all regressions at once.
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_THRESHOLD = 0.05
+DEFAULT_CONFIDENCE = 0.99
 DIRECTIONS = ("lower", "higher")
 
 
@@ -59,6 +61,75 @@ def load_metrics(path: Path) -> dict[str, dict[str, Any]]:
                 isinstance(x, int | float) and np.isfinite(x) for x in samples):
             raise GateError(f"{path}: metric {name!r} needs at least 2 finite samples")
     return metrics
+
+
+def parse_threshold(value: object) -> float:
+    """``"10%"`` or ``0.1`` → 0.1; anything outside [0, 1) is refused."""
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            number = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise ValueError
+    except ValueError:
+        raise GateError(f"threshold must be a fraction like 0.1 or a percentage like "
+                        f"'10%', got {value!r}") from None
+    if not 0 <= number < 1:
+        raise GateError(f"threshold must be in [0, 1) or [0%, 100%), got {value!r}")
+    return number
+
+
+@dataclass
+class GateConfig:
+    """Per-metric thresholds and defaults, kept beside the baselines they were
+    calibrated for (``akidb bench calibrate --write-config``)."""
+
+    thresholds: dict[str, float]
+    default_threshold: float | None = None
+    confidence: float | None = None
+
+
+def load_config(path: Path) -> GateConfig:
+    """Read a thresholds file::
+
+        default = "5%"          # optional
+        confidence = 0.99       # optional
+        [thresholds]
+        search_latency_ms = "25%"
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise GateError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GateError(f"{path}: not TOML ({exc})") from None
+    unknown = set(data) - {"default", "confidence", "thresholds"}
+    if unknown:
+        raise GateError(f"{path}: unknown keys {sorted(unknown)} (allowed: default, "
+                        "confidence, [thresholds])")
+    table = data.get("thresholds", {})
+    if not isinstance(table, dict):
+        raise GateError(f"{path}: [thresholds] must be a table of METRIC = threshold")
+    try:
+        thresholds = {str(name): parse_threshold(v) for name, v in table.items()}
+        default = parse_threshold(data["default"]) if "default" in data else None
+    except GateError as exc:
+        raise GateError(f"{path}: {exc}") from None
+    confidence = data.get("confidence")
+    if confidence is not None and (isinstance(confidence, bool)
+                                   or not isinstance(confidence, int | float)
+                                   or not 0.5 <= confidence < 1):
+        raise GateError(f"{path}: confidence must be a number in [0.5, 1), got {confidence!r}")
+    return GateConfig(thresholds, default, None if confidence is None else float(confidence))
+
+
+def write_config(path: Path, thresholds: dict[str, float], comment: str = "") -> None:
+    lines = [f"# {line}" for line in comment.splitlines()]
+    lines += ["[thresholds]", *(f'{name} = "{t:.0%}"' for name, t in sorted(thresholds.items()))]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def _bootstrap_ratio(base: np.ndarray, cur: np.ndarray, n_boot: int, confidence: float,

@@ -22,12 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.results import markdown_table, publish, record
+from bench.target import add_target_options, open_target
 from datagen import vectors
 from datagen.documents import iter_documents
 
@@ -35,26 +37,28 @@ LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 COLLECTION = "bench/db/load"
 
 
-def load_data(client: Any, n: int, dim: int, batch: int = 1000, seed: int = 0) -> float:
+def load_data(client: Any, n: int, dim: int, batch: int = 1000, seed: int = 0,
+              collection: str = COLLECTION) -> float:
     """Documents with vectors, text and payloads; returns seconds taken."""
-    client.create_collection(COLLECTION, dimension=dim, create_parents=True)
+    client.create_collection(collection, dimension=dim, create_parents=True)
     base = vectors.clustered(n, dim, seed=seed)
     docs = iter_documents(n, seed=seed)
     started = time.perf_counter()
     for s in range(0, n, batch):
         chunk = [next(docs) for _ in range(min(batch, n - s))]
-        client.upsert_arrays(COLLECTION, [d["id"] for d in chunk], base[s:s + len(chunk)],
+        client.upsert_arrays(collection, [d["id"] for d in chunk], base[s:s + len(chunk)],
                              [d["payload"] for d in chunk], [d["text"] for d in chunk])
     return time.perf_counter() - started
 
 
 def run_locust(url: str, key: str | None, *, qps: float, users: int, duration: float,
                dim: int, workers: int = 0, master_port: int = 5557, seed: int = 0,
-               log: Path | None = None) -> list[tuple[str, float, float, bool]]:
+               log: Path | None = None, collection: str = COLLECTION
+               ) -> list[tuple[str, float, float, bool]]:
     """Run locust headless against ``url``; returns every sample (kind, t, ms, ok)."""
     samples_dir = Path(tempfile.mkdtemp(prefix="akidb-load-"))
     env = {**os.environ, "AKIDB_LOAD_URL": url, "AKIDB_LOAD_KEY": key or "",
-           "AKIDB_LOAD_COLLECTION": COLLECTION, "AKIDB_LOAD_QPS": str(qps),
+           "AKIDB_LOAD_COLLECTION": collection, "AKIDB_LOAD_QPS": str(qps),
            "AKIDB_LOAD_USERS": str(users), "AKIDB_LOAD_DIM": str(dim),
            "AKIDB_LOAD_SEED": str(seed), "AKIDB_LOAD_SAMPLES_DIR": str(samples_dir)}
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
@@ -141,35 +145,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
     ap.add_argument("--workers", type=int, default=0, help="locust worker processes")
     ap.add_argument("--master-port", type=int, default=5557)
-    ap.add_argument("--target", help="an existing server's REST URL (data loaded there)")
-    ap.add_argument("--api-key", help="with --target")
+    add_target_options(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("reports/load"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    node = None
-    if args.target:
-        url, key = args.target, args.api_key
-    else:
-        from harness import Node
-
-        node = Node(fsync="batch").start()
-        url, key = node.rest_url, node.admin_key
-    try:
-        from server.client import Client
-
-        with Client(url, key, timeout=600) as client:
+    with open_target(args, fsync="batch") as target:
+        # On a server we did not start, a tenant of our own, removed afterwards.
+        tenant = "bench" if target.node else f"load{uuid.uuid4().hex[:6]}"
+        collection = f"{tenant}/db/load"
+        with target.client(timeout=600) as client:
             print(f"loading {args.vectors} x {args.dim} documents ...", file=sys.stderr)
-            load_s = load_data(client, args.vectors, args.dim, seed=args.seed)
-        print(f"running {args.qps:g} QPS for {args.duration:g}s with {args.users} users"
-              f"{f' on {args.workers} workers' if args.workers else ''} ...", file=sys.stderr)
-        samples = run_locust(url, key, qps=args.qps, users=args.users,
-                             duration=args.duration + args.warmup, dim=args.dim,
-                             workers=args.workers, master_port=args.master_port,
-                             seed=args.seed, log=args.out / "locust.log")
-    finally:
-        if node is not None:
-            node.close()
+            load_s = load_data(client, args.vectors, args.dim, seed=args.seed,
+                               collection=collection)
+            try:
+                print(f"running {args.qps:g} QPS for {args.duration:g}s with {args.users} "
+                      f"users{f' on {args.workers} workers' if args.workers else ''} ...",
+                      file=sys.stderr)
+                samples = run_locust(target.rest_url, target.api_key, qps=args.qps,
+                                     users=args.users, duration=args.duration + args.warmup,
+                                     dim=args.dim, workers=args.workers,
+                                     master_port=args.master_port, seed=args.seed,
+                                     log=args.out / "locust.log", collection=collection)
+            finally:
+                if target.node is None:
+                    client.delete_tenant(tenant)
     s = summarize(samples, args.warmup)
     _plot(samples, args.out / "latency.png",
           f"{args.qps:g} QPS hybrid mix, {args.vectors} x {args.dim}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from bench.environment import fingerprint
 
 def record(name: str, args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any]:
     params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return {"benchmark": name, "params": params, "environment": fingerprint(), **body}
+    return {"benchmark": name, "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "params": params, "environment": fingerprint(), **body}
 
 
 def save(out: Path, rec: dict[str, Any], markdown: str | None = None) -> Path:

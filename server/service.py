@@ -112,9 +112,15 @@ class Service:
 
     def _authorize(self, principal: Principal, action: str, tenant: str,
                    database: str | None = None, collection: str | None = None) -> None:
-        """Cedar decision for one call, then the tenant's request-rate quota (which binds
-        the tenant's own users, not the global operator managing it)."""
+        """The caller's request-rate quota, then the Cedar decision for the call.
+
+        The rate binds a tenant's own users (not the global operator managing it) and is
+        charged to the caller's home tenant, so another tenant's calls can never drain
+        it; it comes first so a flood past the quota is refused before the costlier
+        policy evaluation."""
         check_name("tenant", tenant)
+        if not principal.is_admin and principal.tenant:
+            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
         faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
         if not self.authz.is_allowed(principal, action, tenant, database, collection):
@@ -122,8 +128,6 @@ class Service:
                              "deny")
             raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
                                    f"{action} {resource}")
-        if not principal.is_admin:
-            self.rate.take(tenant, self._tenant_quotas(tenant))
 
     def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
         quotas = self._quotas.get(tenant)
@@ -399,7 +403,9 @@ class Service:
         unknown = sorted(set(include) - {"vector", "text", "payload"})
         if unknown:
             raise BadRequest(f"include may name vector, text and payload, not {unknown}")
-        rows = self.store.list_documents(coll.row.id, after, limit)
+        rows = self.store.list_documents(coll.row.id, after, limit, text="text" in include,
+                                         payload="payload" in include,
+                                         vector="vector" in include)
         docs = []
         for doc in rows:
             out: dict[str, Any] = {"id": doc.ext_id}

@@ -153,6 +153,31 @@ def test_quotas_reject_whole_batches_and_rate_limit(client, shared_cluster):
         client.delete_tenant(tenant)
 
 
+def test_rate_quota_is_charged_to_the_callers_tenant(client, shared_cluster):
+    """Another tenant's refused calls cannot drain a tenant's request budget."""
+    node = shared_cluster.nodes[0]
+    victim, other = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("victim", "flooder"))
+    for name in (victim, other):
+        client.create_tenant(name, quotas={"requests_per_second": 1, "burst": 3})
+        client.create_database(name, "db")
+    try:
+        own = Client(node.rest_url, client.create_user(victim, "v", "viewer")["api_key"],
+                     retries=0)
+        foreign = Client(node.rest_url, client.create_user(other, "f", "viewer")["api_key"],
+                         retries=0)
+        refused = []
+        for _ in range(10):
+            status, _ = foreign.transport.request("GET", f"/v1/tenants/{victim}/databases")
+            refused.append(status)
+        assert set(refused) <= {403, 429} and 429 in refused  # its own budget ran out
+        assert [d["name"] for d in own.list_databases(victim)] == ["db"]  # budget intact
+        own.close()
+        foreign.close()
+    finally:
+        client.delete_tenant(victim)
+        client.delete_tenant(other)
+
+
 def test_grpc_calls_are_authorized_too(org, shared_cluster):
     tenant, u = org
     node = shared_cluster.nodes[0]

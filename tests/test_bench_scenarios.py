@@ -63,3 +63,47 @@ def test_chaos_figures_scenario(tmp_path):
     assert part["read_availability_overall"] > part["read_availability"]
     assert math.isfinite(part["first_read_after_heal_s"])  # and service came back
     assert res["recovery"]["count_after"] == 2000
+
+
+def test_metadata_query_scenario(tmp_path):
+    from bench import metadata_query
+
+    assert metadata_query.main(["--tenants", "2", "--databases", "2", "--collections", "3",
+                                "--documents", "500", "--samples", "30",
+                                "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "metadata_query.json").read_text())
+    ops = {"get_tenant", "list_databases", "list_collections", "get_collection",
+           "get_document", "list_payloads_100"}
+    assert set(rec["results"]) == ops
+    for op in ops:
+        p = rec["results"][op]
+        assert 0 < p["50"] <= p["95"] <= p["99"]
+        assert len(rec["metrics"][f"metadata_{op}_ms"]["samples"]) == 30
+    assert "target P99 < 5 ms" in (tmp_path / "metadata_query.md").read_text()
+
+
+def test_metadata_query_against_an_external_target(tmp_path, akidb_cluster):
+    """--target: the scenario runs on a server it did not start, and cleans up after."""
+    from bench import metadata_query
+
+    node = akidb_cluster.nodes[0]
+    assert metadata_query.main(["--tenants", "1", "--databases", "1", "--collections", "2",
+                                "--documents", "50", "--samples", "5", "--out", str(tmp_path),
+                                "--target", node.rest_url, "--api-key", node.admin_key]) == 0
+    with node.admin_client() as admin:
+        assert not [t for t in admin.list_tenants() if t["name"].startswith("mq")]
+
+
+def test_tenants_isolation_and_quota_scenario(tmp_path):
+    from bench import tenants
+
+    assert tenants.main(["--tenants", "3", "--documents", "600", "--duration", "5",
+                         "--quiet-qps", "4", "--noisy-quota", "20", "--noisy-procs", "1",
+                         "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "tenants.json").read_text())["results"]
+    assert res["alone"]["n"] > 0 and res["with_noisy"]["errors"] == 0
+    assert res["alone"]["leaks"] == res["with_noisy"]["leaks"] == 0
+    assert res["flood"]["quota"] > 0  # the flood hit its rate quota ...
+    assert res["noisy_quota_ratio"] < 1.5  # ... and the bucket held it near 20/s
+    assert res["vector_quota_refused"] and res["count_before"] == res["count_after"]
+    assert res["cross_tenant_refused"] == res["cross_tenant_tried"] == 3

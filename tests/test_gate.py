@@ -69,6 +69,75 @@ def test_cli_exit_codes(tmp_path):
         gate.compare(_draw(rng), _draw(rng), {"nope": 0.1})
 
 
+def test_thresholds_config_file(tmp_path):
+    """Per-metric thresholds from a file; --threshold overrides it; a bad file is exit 2."""
+    rng = np.random.default_rng(5)
+    base, slow = tmp_path / "base.json", tmp_path / "slow.json"
+    base.write_text(json.dumps({"metrics": _draw(rng)}))
+    slow.write_text(json.dumps({"metrics": _draw(rng, latency_scale=1.3)}))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "server", "bench", "compare",  # noqa: E731
+                                     str(base), str(slow), *a],
+                                    capture_output=True, text=True, timeout=120)
+    loose = tmp_path / "loose.toml"
+    gate.write_config(loose, {"search_latency_ms": 0.5}, "calibrated by a test")
+    assert gate.load_config(loose).thresholds == {"search_latency_ms": 0.5}
+    assert run("--config", str(loose)).returncode == 0  # 30% slower is within its 50%
+    assert run("--config", str(loose), "--threshold", "search_latency_ms=10%").returncode == 1
+    strict = tmp_path / "strict.toml"
+    strict.write_text('default = "2%"\nconfidence = 0.95\n[thresholds]\n'
+                      'search_latency_ms = 0.1\n')
+    cfg = gate.load_config(strict)
+    assert (cfg.default_threshold, cfg.confidence, cfg.thresholds) == (
+        0.02, 0.95, {"search_latency_ms": 0.1})
+    assert run("--config", str(strict)).returncode == 1
+    for text, message in (('[thresholds]\nsearch_latency_ms = "150%"\n', "[0, 1)"),
+                          ('[thresholds]\nsearch_latency_ms = "fast"\n', "fraction"),
+                          ("limit = 3\n", "unknown keys"),
+                          ("confidence = 2\n", "confidence"),
+                          ("[thresholds\n", "not TOML")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(gate.GateError, match=message.replace("[", r"\[").replace(
+                "(", r"\(").replace(")", r"\)")):
+            gate.load_config(bad)
+        result = run("--config", str(bad))
+        assert result.returncode == 2 and str(bad) in result.stderr
+
+
+def test_trend_across_stored_runs(tmp_path):
+    """Runs ordered by their stamp (not by file name), one plot per metric, ratios."""
+    from bench import trend
+
+    rng = np.random.default_rng(6)
+    for i, (stamp, scale) in enumerate((("2026-01-03T00:00:00+00:00", 1.2),
+                                        ("2026-01-01T00:00:00+00:00", 1.0),
+                                        ("2026-01-02T00:00:00+00:00", 1.1))):
+        (tmp_path / "runs" / str(i)).mkdir(parents=True)
+        (tmp_path / "runs" / str(i) / "server_baseline.json").write_text(json.dumps({
+            "benchmark": "server_baseline", "recorded_at": stamp,
+            "environment": {"git_sha": f"{i}" * 40},
+            "metrics": _draw(rng, latency_scale=scale)}))
+    (tmp_path / "runs" / "notes.json").write_text("{}")  # no samples: skipped in folders
+    runs = trend.collect([tmp_path / "runs"])
+    assert [r.when.day for r in runs] == [1, 2, 3]
+    md = trend.render(runs, tmp_path / "out", {"search_latency_ms"})
+    text = md.read_text()
+    assert "## search_latency_ms (ms, lower is better)" in text and "ingest" not in text
+    ratios = [float(line.rsplit("|", 2)[1]) for line in text.splitlines()
+              if line.startswith("| 01-0")]
+    assert ratios[0] == 1.0 and ratios[2] > ratios[1] > 1.0  # the slowdown shows
+    assert (tmp_path / "out" / "trend-search_latency_ms.png").stat().st_size > 1000
+    assert "<img src='trend-search_latency_ms.png'" in (tmp_path / "out" / "trend.html"
+                                                       ).read_text()
+    with pytest.raises(trend.TrendError, match="no run has"):
+        trend.render(runs, tmp_path / "out", {"nope"})
+    with pytest.raises(trend.TrendError, match="metrics"):
+        trend.collect([tmp_path / "runs" / "notes.json"])
+    result = subprocess.run([sys.executable, "-m", "server", "bench", "trend",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no result files" in result.stderr
+
+
 def test_calibration_suggests_thresholds_from_a_a_drift():
     rng = np.random.default_rng(4)
     runs = [_draw(rng, latency_scale=s) for s in (1.0, 1.2, 0.95)]

@@ -597,11 +597,17 @@ class MetadataStore:
             return None
         return DocumentRow(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
-    def list_documents(self, collection_id: int, after: str | None, limit: int
+    def list_documents(self, collection_id: int, after: str | None, limit: int, *,
+                       text: bool = True, payload: bool = True, vector: bool = True
                        ) -> list[DocumentRow]:
-        """One page in id order after ``after`` (keyset pagination on the unique index)."""
+        """One page in id order after ``after`` (keyset pagination on the unique index).
+
+        Columns left out are not read at all: a page of payloads need not pull every
+        vector and text off the disk."""
+        columns = ", ".join(("text" if text else "NULL", "payload" if payload else "'{}'",
+                             "vector" if vector else "NULL"))
         rows = self._reader().execute(
-            "SELECT ext_id, label, text, payload, vector FROM documents"
+            f"SELECT ext_id, label, {columns} FROM documents"
             " WHERE collection_id = ? AND ext_id > ? ORDER BY ext_id LIMIT ?",
             (collection_id, after or "", limit),
         ).fetchall()
