@@ -107,3 +107,23 @@ def test_tenants_isolation_and_quota_scenario(tmp_path):
     assert res["noisy_quota_ratio"] < 1.5  # ... and the bucket held it near 20/s
     assert res["vector_quota_refused"] and res["count_before"] == res["count_after"]
     assert res["cross_tenant_refused"] == res["cross_tenant_tried"] == 3
+
+
+def test_query_latency_scenario(tmp_path):
+    from bench import query_latency
+
+    assert query_latency.main(["--vectors", "1500", "--dim", "16", "--queries", "20",
+                               "--concurrency", "1,2", "--seconds", "0.5",
+                               "--freshness-trials", "5", "--write-batch", "50",
+                               "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "query_latency.json").read_text())
+    res = rec["results"]
+    for kind in ("top10", "top100", "filtered_10pct", "filtered_1pct", "hybrid", "text",
+                 "freshness", "top10_quiet", "top10_during_writes"):
+        p = res["latency"][kind]
+        assert 0 < p["50"] <= p["95"] <= p["99"]
+    assert set(res["qps_by_clients"]) == {"1", "2"}
+    assert all(s["qps"] > 0 for s in res["qps_by_clients"].values())
+    assert res["write_rate_per_s"] > 0
+    assert len(rec["metrics"]["query_top100_ms"]["samples"]) == 20
+    assert len(rec["metrics"]["freshness_ms"]["samples"]) == 5
