@@ -8,20 +8,34 @@ from contextlib import contextmanager
 
 
 class RWLock:
-    """Many readers or one writer; a waiting writer blocks new readers (no starvation)."""
+    """Many readers or one writer, phase-fair.
+
+    A waiting writer blocks new readers (readers cannot starve it), and when a
+    writer releases, every reader already waiting gets in before the next writer
+    does. Without that turn, a writer applying a large batch chunk by chunk would
+    re-take the lock before the woken readers ran, and searches would wait for the
+    whole batch instead of one chunk.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._readers_waiting = 0
+        self._readers_turn = False
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writer or self._writers_waiting:
+            self._readers_waiting += 1
+            while self._writer or (self._writers_waiting and not self._readers_turn):
                 self._cond.wait()
+            self._readers_waiting -= 1
             self._readers += 1
+            if self._readers_waiting == 0 and self._readers_turn:
+                self._readers_turn = False  # every reader that waited is in
+                self._cond.notify_all()
         try:
             yield
         finally:
@@ -34,7 +48,7 @@ class RWLock:
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1
-            while self._writer or self._readers:
+            while self._writer or self._readers or self._readers_turn:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writer = True
@@ -43,4 +57,5 @@ class RWLock:
         finally:
             with self._cond:
                 self._writer = False
+                self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()
