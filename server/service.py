@@ -119,8 +119,7 @@ class Service:
         it; it comes first so a flood past the quota is refused before the costlier
         policy evaluation."""
         check_name("tenant", tenant)
-        if not principal.is_admin and principal.tenant:
-            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
+        self._charge_rate(principal)
         faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
         if not self.authz.is_allowed(principal, action, tenant, database, collection):
@@ -128,6 +127,11 @@ class Service:
                              "deny")
             raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
                                    f"{action} {resource}")
+
+    def _charge_rate(self, principal: Principal) -> None:
+        """One request against the caller's home tenant's rate quota (429 past it)."""
+        if not principal.is_admin and principal.tenant:
+            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
 
     def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
         quotas = self._quotas.get(tenant)
@@ -488,8 +492,7 @@ class Service:
     def embed(self, principal: Principal, req: schema.EmbedIn) -> tuple[np.ndarray,
                                                                          dict[str, Any]]:
         """Any authenticated caller may embed; tenant users count against their rate quota."""
-        if not principal.is_admin and principal.tenant:
-            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
+        self._charge_rate(principal)
         vectors = self.embed_texts(req.texts)
         status = self.embedder.status()
         return vectors, {"model": self.embedder.model, "dim": int(vectors.shape[1]),
