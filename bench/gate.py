@@ -43,6 +43,11 @@ class Verdict:
 
 
 def load_metrics(path: Path) -> dict[str, dict[str, Any]]:
+    return load_result(path)["metrics"]
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """A whole result file whose ``metrics`` the gate can use (else GateError)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -60,7 +65,7 @@ def load_metrics(path: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(samples, list) or len(samples) < 2 or not all(
                 isinstance(x, int | float) and np.isfinite(x) for x in samples):
             raise GateError(f"{path}: metric {name!r} needs at least 2 finite samples")
-    return metrics
+    return data
 
 
 def parse_threshold(value: object) -> float:

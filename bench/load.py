@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -150,26 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports/load"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open_target(args, fsync="batch") as target:
-        # On a server we did not start, a tenant of our own, removed afterwards.
-        tenant = "bench" if target.node else f"load{uuid.uuid4().hex[:6]}"
-        collection = f"{tenant}/db/load"
+    with open_target(args, fsync="batch") as target, target.scratch_tenants("load") as name:
+        collection = f"{name()}/db/load"
         with target.client(timeout=600) as client:
             print(f"loading {args.vectors} x {args.dim} documents ...", file=sys.stderr)
             load_s = load_data(client, args.vectors, args.dim, seed=args.seed,
                                collection=collection)
-            try:
-                print(f"running {args.qps:g} QPS for {args.duration:g}s with {args.users} "
-                      f"users{f' on {args.workers} workers' if args.workers else ''} ...",
-                      file=sys.stderr)
-                samples = run_locust(target.rest_url, target.api_key, qps=args.qps,
-                                     users=args.users, duration=args.duration + args.warmup,
-                                     dim=args.dim, workers=args.workers,
-                                     master_port=args.master_port, seed=args.seed,
-                                     log=args.out / "locust.log", collection=collection)
-            finally:
-                if target.node is None:
-                    client.delete_tenant(tenant)
+        print(f"running {args.qps:g} QPS for {args.duration:g}s with {args.users} users"
+              f"{f' on {args.workers} workers' if args.workers else ''} ...", file=sys.stderr)
+        samples = run_locust(target.rest_url, target.api_key, qps=args.qps, users=args.users,
+                             duration=args.duration + args.warmup, dim=args.dim,
+                             workers=args.workers, master_port=args.master_port,
+                             seed=args.seed, log=args.out / "locust.log",
+                             collection=collection)
     s = summarize(samples, args.warmup)
     _plot(samples, args.out / "latency.png",
           f"{args.qps:g} QPS hybrid mix, {args.vectors} x {args.dim}")

@@ -17,7 +17,6 @@ import argparse
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,20 @@ from server.client import Client
 TARGET_P99_MS = 5.0
 
 
-def build_catalogue(client: Client, prefix: str, tenants: int, databases: int,
+def build_catalogue(client: Client, name: Callable[[str], str], tenants: int, databases: int,
                     collections: int) -> list[tuple[str, str, str]]:
     """Create the tenants/databases/collections; returns every collection's parts."""
     made = []
     for t in range(tenants):
-        tenant = f"{prefix}t{t:03d}"
+        tenant = name(f"t{t:03d}")
         client.create_tenant(tenant)
         for d in range(databases):
             db = f"db{d:02d}"
             client.create_database(tenant, db)
             for c in range(collections):
-                name = f"c{c:03d}"
-                client.create_collection(f"{tenant}/{db}/{name}", dimension=8)
-                made.append((tenant, db, name))
+                coll = f"c{c:03d}"
+                client.create_collection(f"{tenant}/{db}/{coll}", dimension=8)
+                made.append((tenant, db, coll))
         print(f"  .. tenant {t + 1}/{tenants}", file=sys.stderr, flush=True)
     return made
 
@@ -102,23 +101,17 @@ def measure(ops: dict[str, Callable[[], Any]], samples: int, rng: random.Random
 
 
 def run(target: Target, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    prefix = f"mq{uuid.uuid4().hex[:6]}"
     rng = random.Random(args.seed)
-    with target.client(timeout=120) as client:
+    with target.scratch_tenants("mq") as name, target.client(timeout=120) as client:
         print(f"creating {args.tenants} tenants x {args.databases} databases x "
               f"{args.collections} collections ...", file=sys.stderr, flush=True)
-        catalogue = build_catalogue(client, prefix, args.tenants, args.databases,
+        catalogue = build_catalogue(client, name, args.tenants, args.databases,
                                     args.collections)
         doc_collection = f"{catalogue[0][0]}/{catalogue[0][1]}/documents"
         print(f"loading {args.documents} documents ...", file=sys.stderr, flush=True)
         ids = load_documents(client, doc_collection, args.documents, args.dim, args.seed)
-        try:
-            return measure(operations(client, catalogue, doc_collection, ids, rng),
-                           args.samples, rng)
-        finally:
-            if target.node is None:  # leave an external server as we found it
-                for t in range(args.tenants):
-                    client.delete_tenant(f"{prefix}t{t:03d}")
+        return measure(operations(client, catalogue, doc_collection, ids, rng),
+                       args.samples, rng)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,28 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.vectors < 100 or args.queries < 2:
         ap.error("need --vectors >= 100 and --queries >= 2")
     queries = vectors.queries(args.queries, args.dim, seed=args.seed + 1)
-    with open_target(args, fsync="batch") as target:
-        tenant = "bench" if target.node else f"ql{uuid.uuid4().hex[:6]}"
-        collection = f"{tenant}/db/query"
+    with open_target(args, fsync="batch") as target, target.scratch_tenants("ql") as name:
+        collection = f"{name()}/db/query"
         with target.client(timeout=600) as client:
-            try:
-                print(f"loading {args.vectors} x {args.dim} documents ...", file=sys.stderr,
-                      flush=True)
-                load_s = load_data(client, args.vectors, args.dim, seed=args.seed,
-                                   collection=collection)
-                print("serial latency by kind ...", file=sys.stderr, flush=True)
-                serial = serial_latency(kinds(client, collection, args.dim, args.seed),
-                                        queries, args.seed)
-                print("QPS by concurrency ...", file=sys.stderr, flush=True)
-                sweep = qps_by_concurrency(target, collection, queries, levels, args.seconds)
-                print("freshness and reads during writes ...", file=sys.stderr, flush=True)
-                fresh = freshness(client, collection, args.dim, args.freshness_trials,
-                                  args.seed)
-                quiet, loaded, write_rate = during_writes(target, collection, queries,
-                                                          args.dim, args.write_batch, args.seed)
-            finally:
-                if target.node is None:
-                    client.delete_tenant(tenant)
+            print(f"loading {args.vectors} x {args.dim} documents ...", file=sys.stderr,
+                  flush=True)
+            load_s = load_data(client, args.vectors, args.dim, seed=args.seed,
+                               collection=collection)
+            print("serial latency by kind ...", file=sys.stderr, flush=True)
+            serial = serial_latency(kinds(client, collection, args.dim, args.seed), queries,
+                                    args.seed)
+            print("QPS by concurrency ...", file=sys.stderr, flush=True)
+            sweep = qps_by_concurrency(target, collection, queries, levels, args.seconds)
+            print("freshness and reads during writes ...", file=sys.stderr, flush=True)
+            fresh = freshness(client, collection, args.dim, args.freshness_trials, args.seed)
+            quiet, loaded, write_rate = during_writes(target, collection, queries, args.dim,
+                                                      args.write_batch, args.seed)
     pct = {name: {q: float(np.percentile(ms, q)) for q in (50, 95, 99)}
            for name, ms in {**serial, "freshness": fresh, "top10_quiet": quiet,
                             "top10_during_writes": loaded}.items()}

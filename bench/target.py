@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from server.client import Client
+from server.errors import NotFound
 
 
 def add_target_options(ap: argparse.ArgumentParser) -> None:
@@ -37,6 +39,29 @@ class Target:
     def client(self, api_key: str | None = None, **kwargs: Any) -> Client:
         """A client with the admin key, or with ``api_key`` (a tenant user's)."""
         return Client(self.rest_url, api_key or self.api_key, self.grpc_target, **kwargs)
+
+    @contextmanager
+    def scratch_tenants(self, prefix: str) -> Iterator[Callable[[str], str]]:
+        """Names for the tenants a scenario creates: ``name(suffix)`` is unique to this
+        run, and on a server we did not start every tenant so named is deleted on exit,
+        leaving it as we found it (a harness node is thrown away whole)."""
+        tag = f"{prefix}{uuid.uuid4().hex[:6]}"
+        named: list[str] = []
+
+        def name(suffix: str = "") -> str:
+            named.append(tag + suffix)
+            return named[-1]
+
+        try:
+            yield name
+        finally:
+            if self.node is None and named:
+                with self.client() as admin:
+                    for tenant in named:
+                        try:
+                            admin.delete_tenant(tenant)
+                        except NotFound:  # named but never created
+                            pass
 
 
 @contextmanager

@@ -25,7 +25,6 @@ import multiprocessing
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ def burst(rate: float) -> int:
     return max(1, int(np.ceil(rate)))
 
 
-def setup(admin: Client, prefix: str, sizes: list[int], quiet_quota: float,
+def setup(admin: Client, name: Callable[[str], str], sizes: list[int], quiet_quota: float,
           noisy_quota: float, seed: int) -> list[dict[str, Any]]:
     """One tenant per size: a developer key and a collection of that many documents.
 
@@ -55,21 +54,21 @@ def setup(admin: Client, prefix: str, sizes: list[int], quiet_quota: float,
     documents only."""
     made = []
     for rank, size in enumerate(sizes):
-        name = f"{prefix}-{rank:02d}"
+        tenant = name(f"-{rank:02d}")
         quotas = ({"requests_per_second": noisy_quota, "burst": burst(noisy_quota),
                    "max_vectors": size} if rank == 0
                   else {"requests_per_second": quiet_quota})
-        admin.create_tenant(name, quotas)
-        admin.create_database(name, "db")
-        key = admin.create_user(name, "dev", "developer")["api_key"]
-        collection = f"{name}/db/docs"
+        admin.create_tenant(tenant, quotas)
+        admin.create_database(tenant, "db")
+        key = admin.create_user(tenant, "dev", "developer")["api_key"]
+        collection = f"{tenant}/db/docs"
         admin.create_collection(collection, dimension=DIM)
         base = vectors.clustered(size, DIM, seed=seed + rank)
         for s in range(0, size, 1000):
             n = min(1000, size - s)
-            admin.upsert_arrays(collection, [f"{name}:{i}" for i in range(s, s + n)],
-                                base[s:s + n], [{"tenant": name}] * n)
-        made.append({"name": name, "key": key, "collection": collection, "size": size})
+            admin.upsert_arrays(collection, [f"{tenant}:{i}" for i in range(s, s + n)],
+                                base[s:s + n], [{"tenant": tenant}] * n)
+        made.append({"name": tenant, "key": key, "collection": collection, "size": size})
         print(f"  .. tenant {rank + 1}/{len(sizes)}: {size} documents", file=sys.stderr,
               flush=True)
     return made
@@ -204,10 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.tenants < 2 or args.documents < args.tenants or args.duration < 5:
         ap.error("need --tenants >= 2, --documents >= --tenants and --duration >= 5")
-    prefix = f"mt{uuid.uuid4().hex[:6]}"
-    with open_target(args, fsync="batch") as target:
+    with open_target(args, fsync="batch") as target, target.scratch_tenants("mt") as name:
         with target.client(timeout=120) as admin:
-            tenants = setup(admin, prefix, zipf_sizes(args.tenants, args.documents),
+            tenants = setup(admin, name, zipf_sizes(args.tenants, args.documents),
                             args.quiet_quota, args.noisy_quota, args.seed)
         noisy, quiet = tenants[0], tenants[1:]
         print(f"phase 1: {len(quiet)} quiet tenants at {args.quiet_qps:g} QPS each, alone",
@@ -218,10 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         loud, flood_counts = noisy_phase(target.rest_url, noisy, quiet, args.quiet_qps,
                                          args.duration, args.noisy_procs, args.seed)
         checks = quota_and_access_checks(target, tenants)
-        if target.node is None:
-            with target.client() as admin:
-                for t in tenants:
-                    admin.delete_tenant(t["name"])
     a, b = _stats(alone), _stats(loud)
     # The bucket starts full: a burst's worth is accepted on top of the rate.
     accepted = max(0, flood_counts["ok"] - burst(args.noisy_quota)) / args.duration

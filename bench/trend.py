@@ -8,7 +8,6 @@ folders), ordered by when they were recorded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +38,7 @@ class Run:
 
 
 def _read(path: Path) -> Run:
-    metrics = gate.load_metrics(path)
-    data = json.loads(path.read_text())
+    data = gate.load_result(path)
     stamp = data.get("recorded_at")
     try:
         when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
@@ -49,7 +47,8 @@ def _read(path: Path) -> Run:
     if when is None:  # results written before runs were stamped: the file's time
         when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     env = data.get("environment") if isinstance(data.get("environment"), dict) else {}
-    return Run(path, str(data.get("benchmark", path.stem)), when, env.get("git_sha"), metrics)
+    return Run(path, str(data.get("benchmark", path.stem)), when, env.get("git_sha"),
+               data["metrics"])
 
 
 def collect(paths: tuple[Path, ...] | list[Path]) -> list[Run]:
