@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -23,6 +24,13 @@ def _summary(what: str, path: Path, started: float) -> None:
     size = path.stat().st_size
     click.echo(f"wrote {what} to {path} ({size / 2**20:.1f} MiB) in "
                f"{time.perf_counter() - started:.1f}s")
+
+
+def _counted(chunks: Iterable[np.ndarray], bar: tqdm) -> Iterator[np.ndarray]:
+    """Count chunks into the bar as they pass (update() returns a bool, not the chunk)."""
+    for chunk in chunks:
+        bar.update(len(chunk))
+        yield chunk
 
 
 @click.group()
@@ -56,7 +64,7 @@ def vectors(n: int, dim: int, kind: str, clusters: int, spread: float, normalize
     else:
         chunks = vectors_mod.iter_uniform(n, dim, seed=seed, normalize=normalize, stream=stream)
     with tqdm(total=n, unit="vec", unit_scale=True, desc="vectors", leave=False) as bar:
-        io.write_npy_stream(out, (bar.update(len(c)) or c for c in chunks), n, dim)
+        io.write_npy_stream(out, _counted(chunks, bar), n, dim)
     _summary(f"{n} x {dim} {kind} vectors", out, started)
 
 
@@ -139,15 +147,8 @@ def groundtruth(base: Path, queries: Path, k: int, metric: str, out: Path) -> No
         raise click.UsageError(f"base has dimension {base_arr.shape[1]}, queries "
                                f"{query_arr.shape[1]}")
     started = time.perf_counter()
-    block = 256
-    idx_parts, score_parts = [], []
     with tqdm(total=len(query_arr), unit="query", desc="ground truth", leave=False) as bar:
-        for s in range(0, len(query_arr), block):
-            idx, scores = exact_knn(base_arr, query_arr[s : s + block], k, metric)
-            idx_parts.append(idx)
-            score_parts.append(scores)
-            bar.update(len(idx))
-    idx, scores = np.concatenate(idx_parts), np.concatenate(score_parts)
+        idx, scores = exact_knn(base_arr, query_arr, k, metric, on_block=bar.update)
     if out.suffix in (".hdf5", ".h5"):
         io.write_hdf5(out, base_arr, query_arr, idx, scores, metric)
     elif out.suffix == ".npy":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -72,13 +73,13 @@ def test_documents_tenants_and_workloads_are_deterministic_with_known_selectivit
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 60), q=st.integers(1, 5), k=st.integers(1, 70),
        metric=st.sampled_from(["cosine", "l2", "ip"]), seed=st.integers(0, 1000),
-       blocks=st.tuples(st.integers(1, 7), st.integers(1, 25)))
-def test_ground_truth_equals_naive_sort(n, q, k, metric, seed, blocks):
+       blocks=st.tuples(st.integers(1, 7), st.integers(1, 25)), workers=st.integers(1, 3))
+def test_ground_truth_equals_naive_sort(n, q, k, metric, seed, blocks, workers):
     rng = np.random.default_rng(seed)
     base = rng.standard_normal((n, 6)).astype(np.float32)
     queries = rng.standard_normal((q, 6)).astype(np.float32)
     idx, scores = exact_knn(base, queries, k, metric, query_block=blocks[0],
-                            base_block=blocks[1])
+                            base_block=blocks[1], workers=workers)
     for row in range(q):
         if metric == "cosine":
             s = (base / np.linalg.norm(base, axis=1, keepdims=True)) @ (
@@ -142,16 +143,19 @@ def test_npy_stream_and_jsonl(tmp_path):
         list(io.iter_jsonl(tmp_path / "bad.jsonl"))
 
 
-def _akidb(*args):
+def _akidb(*args, env=None):
     return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
 
 
 def test_datagen_cli(tmp_path):
-    r = _akidb("datagen", "vectors", "--n", "2000", "--dim", "16", "--seed", "3",
-               "--out", str(tmp_path / "b.npy"))
-    assert r.returncode == 0 and "wrote 2000 x 16 clustered vectors" in r.stdout, r.stderr
-    assert np.array_equal(np.load(tmp_path / "b.npy"), vectors.clustered(2000, 16, seed=3))
+    # Several chunks, and a progress bar that redraws on every update (its update()
+    # then returns True, which once replaced the chunk written).
+    env = {**os.environ, "TQDM_MININTERVAL": "0"}
+    r = _akidb("datagen", "vectors", "--n", "150000", "--dim", "16", "--seed", "3",
+               "--out", str(tmp_path / "b.npy"), env=env)
+    assert r.returncode == 0 and "wrote 150000 x 16 clustered vectors" in r.stdout, r.stderr
+    assert np.array_equal(np.load(tmp_path / "b.npy"), vectors.clustered(150000, 16, seed=3))
     r = _akidb("datagen", "vectors", "--n", "50", "--dim", "16", "--seed", "3", "--queries",
                "--out", str(tmp_path / "q.npy"))
     assert r.returncode == 0

@@ -45,3 +45,32 @@ def test_short_rows_are_padded_and_recall_ignores_padding():
     assert list(idx[0]) == [0, -1, -1] and np.isneginf(scores[0, 1])
     assert recall_at_k([[0]], idx, 3) == 1.0
     assert recall_at_k([[1, 2, 3]], idx, 3) == 0.0
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_parallel_blocks_give_one_answer_with_ties_by_index(metric):
+    # Small integer vectors make exact float ties common; the answer must not depend
+    # on workers or blocking, and equal scores come lowest index first.
+    rng = np.random.default_rng(3)
+    base = rng.integers(-2, 3, (400, 6)).astype(np.float32)
+    queries = rng.integers(-2, 3, (37, 6)).astype(np.float32)
+    mask = rng.random((37, 400)) < 0.5
+    want = _naive(base, queries, 25, metric)
+    for workers, qb, bb in ((1, 512, 8192), (2, 5, 16), (3, 1, 64), (4, 9, 100)):
+        idx, _ = exact_knn(base, queries, 25, metric, query_block=qb, base_block=bb,
+                           workers=workers)
+        assert [list(r) for r in idx] == want, (workers, qb, bb)
+        idx, _ = exact_knn(base, queries, 25, metric, mask=mask, query_block=qb,
+                           base_block=bb, workers=workers)
+        for row, q in enumerate(queries):
+            allowed = np.flatnonzero(mask[row])
+            assert list(idx[row]) == [int(allowed[i]) for i in
+                                      _naive(base[allowed], q[None], 25, metric)[0]]
+
+
+def test_progress_reports_every_query_once():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((50, 4)).astype(np.float32)
+    done: list[int] = []
+    exact_knn(base, base[:23], 3, "ip", query_block=4, workers=2, on_block=done.append)
+    assert sum(done) == 23 and len(done) == 6
