@@ -305,29 +305,42 @@ def test_embedding_service_outage_opens_the_breaker_and_vector_search_stays_up()
     assert all(process_start_time(p) is None for p in pids)  # nothing left running
 
 
-def test_mlx_gets_an_optimized_blas_when_one_is_installed():
-    """`--backend mlx` re-executes once with a system BLAS preloaded, and says so;
-    AKIDB_BLAS_LIB=none keeps the wheel's own BLAS."""
+def _embed_with_blas(env_value: str) -> subprocess.CompletedProcess[str]:
+    """`akidb embed text --backend mlx` with AKIDB_BLAS_LIB set, in a clean environment."""
     import os
 
     from server.embeddings import blas
 
-    def run(env_value: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LD_PRELOAD", "AKIDB_BLAS_REEXEC")}
-        env[blas.BLAS_LIB_ENV] = env_value
-        return subprocess.run([sys.executable, "-m", "server", "embed", "text", "--backend",
-                               "mlx", "hello"], capture_output=True, text=True, timeout=300,
-                              env=env)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "AKIDB_BLAS_REEXEC")}
+    env[blas.BLAS_LIB_ENV] = env_value
+    return subprocess.run([sys.executable, "-m", "server", "embed", "text", "--backend", "mlx",
+                           "hello"], capture_output=True, text=True, timeout=300, env=env)
 
-    plain = run("none")
+
+def _system_blas() -> list:
+    from server.embeddings import blas
+
+    return [p for p in blas.candidates() if p.exists()] if sys.platform == "linux" else []
+
+
+def test_mlx_keeps_the_wheels_blas_when_told():
+    """AKIDB_BLAS_LIB=none: no re-exec, MLX on its bundled netlib, and it says so."""
+    plain = _embed_with_blas("none")
     assert plain.returncode == 0, plain.stderr
     assert "BLAS netlib" in plain.stderr
-    found = [p for p in blas.candidates() if p.exists()] if sys.platform == "linux" else []
-    if not found:
-        pytest.skip("no optimized system BLAS here (e.g. Debian libopenblas0-pthread)")
-    fast = run(str(found[0]))
+    out = json.loads(plain.stdout)
+    want = Encoder("numpy").embed(["hello"])[0][:8]
+    assert out["dim"] == 384 and np.allclose(out["vector"], want, atol=2e-5)
+
+
+@pytest.mark.skipif(not _system_blas(), reason="needs a system OpenBLAS/BLIS/MKL "
+                    "(e.g. Debian libopenblas0-pthread), which pip cannot install")
+def test_mlx_gets_an_optimized_blas_when_one_is_installed():
+    """`--backend mlx` re-executes once with a system BLAS preloaded, says so, and
+    embeds the same as on the wheel's own BLAS."""
+    found = _system_blas()[0]
+    plain, fast = _embed_with_blas("none"), _embed_with_blas(str(found))
     assert fast.returncode == 0, fast.stderr
-    assert f"BLAS preloaded {found[0]}" in fast.stderr
+    assert f"BLAS preloaded {found}" in fast.stderr
     assert np.allclose(json.loads(fast.stdout)["vector"], json.loads(plain.stdout)["vector"],
                        atol=2e-5)  # printed rounded to 5 decimals
