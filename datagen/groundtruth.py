@@ -82,6 +82,9 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosi
         raise ValueError(f"metric must be cosine, l2 or ip, got {metric!r}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if query_block < 1 or base_block < 1:
+        raise ValueError(f"blocks must be >= 1, got query_block={query_block}, "
+                         f"base_block={base_block}")
     base = _prepare(base, metric)
     queries = _prepare(queries, metric)
     nq, nb = len(queries), len(base)
@@ -90,11 +93,9 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosi
     base_sq = np.einsum("ij,ij->i", base, base) if metric == "l2" else None
     bounds = _tile_bounds(nb, k, base_block)
     widest = max((be - bs for bs, be in zip(bounds, bounds[1:], strict=False)), default=0)
-    if query_block < 1 or base_block < 1:
-        raise ValueError(f"blocks must be >= 1, got query_block={query_block}, "
-                         f"base_block={base_block}")
-    blocks = _query_blocks(nq, query_block, max(1, workers or usable_cores()))
-    workers = max(1, min(workers or usable_cores(), len(blocks)))
+    workers = max(1, workers or usable_cores())
+    blocks = _query_blocks(nq, query_block, workers)
+    workers = min(workers, max(1, len(blocks)))
     todo: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
     for block in blocks:
         todo.put(block)
