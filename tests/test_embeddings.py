@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,7 +318,7 @@ def _embed_with_blas(env_value: str) -> subprocess.CompletedProcess[str]:
                            "hello"], capture_output=True, text=True, timeout=300, env=env)
 
 
-def _system_blas() -> list:
+def _system_blas() -> list[Path]:
     from server.embeddings import blas
 
     return [p for p in blas.candidates() if p.exists()] if sys.platform == "linux" else []
