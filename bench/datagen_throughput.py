@@ -21,8 +21,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.results import record, save
-from datagen import vectors
-from datagen.groundtruth import exact_knn, usable_cores
+from datagen import usable_cores, vectors
+from datagen.groundtruth import exact_knn
 
 
 def generation(n: int, dim: int) -> dict[str, float]:

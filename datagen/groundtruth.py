@@ -18,7 +18,6 @@ over every pair) and converts the final k only.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from datagen import usable_cores
 from server.query import filters
 
 FIRST_BLOCK = 1024
@@ -53,14 +53,6 @@ def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.where(norms == 0, 1, norms)
     return x
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosine", *,

@@ -7,12 +7,13 @@ caller consumes and on any machine (PCG64 and the standard normal are stable).
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+from datagen import usable_cores
 
 CHUNK = 65536
 
@@ -63,7 +64,7 @@ def _in_order(make: Callable[[int], np.ndarray], count: int, workers: int | None
               ) -> Iterator[np.ndarray]:
     """Build chunks on a few threads (numpy's generators release the GIL: two threads
     drew 2x faster than one here), yielding them in order with bounded look-ahead."""
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or min(4, usable_cores())
     if workers == 1 or count <= 1:
         yield from (make(i) for i in range(count))
         return

@@ -4,6 +4,7 @@ text ingest and query, and outage protection of a separate embedding service."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -308,8 +309,6 @@ def test_embedding_service_outage_opens_the_breaker_and_vector_search_stays_up()
 
 def _embed_with_blas(env_value: str) -> subprocess.CompletedProcess[str]:
     """`akidb embed text --backend mlx` with AKIDB_BLAS_LIB set, in a clean environment."""
-    import os
-
     from server.embeddings import blas
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "AKIDB_BLAS_REEXEC")}
