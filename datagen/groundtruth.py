@@ -113,7 +113,7 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosi
                     scores *= 2
                     scores -= base_sq[bs:be]
                 if mask is not None:
-                    m = mask[bs:be] if mask.ndim == 1 else mask[qs : qs + len(q), bs:be]
+                    m = mask[bs:be] if mask.ndim == 1 else mask[qs:qe, bs:be]
                     np.copyto(scores, -np.inf, where=~m)
                 top.offer(scores, bs, above[: scores.size].reshape(shape))
             best_s, best_i = top.result()
@@ -143,7 +143,7 @@ def _query_blocks(nq: int, query_block: int, workers: int) -> list[tuple[int, in
     count = -(-nq // query_block)
     count = -(-count // workers) * workers
     edges = np.linspace(0, nq, min(count, nq) + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [(int(a), int(b)) for a, b in zip(edges, edges[1:], strict=False)]
 
 
 class _TopK:
