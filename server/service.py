@@ -37,6 +37,7 @@ from server.errors import (
     PayloadTooLarge,
     PermissionDenied,
     QuotaExceeded,
+    Unauthenticated,
     Unprocessable,
 )
 from server.query import filters
@@ -102,7 +103,7 @@ class Service:
         self.auth = auth
         self.authz = Authorizer(self.store)
         self.rate = RateLimiter()
-        self._quotas: dict[str, dict[str, Any]] = {}
+        self._tenants: dict[str, dict[str, Any]] = {}
 
     # -- authorization, quotas and audit ----------------------------------------------
     def require_admin(self, principal: Principal, what: str) -> None:
@@ -119,6 +120,10 @@ class Service:
         it; it comes first so a flood past the quota is refused before the costlier
         policy evaluation."""
         check_name("tenant", tenant)
+        if (not principal.is_admin and principal.tenant == tenant
+                and principal.tenant_id != self._tenant(tenant)["id"]):
+            raise Unauthenticated(f"the API key of {principal.name} belongs to a tenant "
+                                  f"{tenant!r} that has been deleted")
         self._charge_rate(principal)
         faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
@@ -133,12 +138,26 @@ class Service:
         if not principal.is_admin and principal.tenant:
             self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
 
+    def _tenant(self, tenant: str) -> dict[str, Any]:
+        """The tenant's row (id, quotas), cached until the tenant is deleted."""
+        row = self._tenants.get(tenant)
+        if row is None:
+            row = self.store.get_tenant(tenant)
+            self._tenants[tenant] = row
+        return row
+
     def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
-        quotas = self._quotas.get(tenant)
-        if quotas is None:
-            quotas = self.store.get_tenant(tenant)["quotas"]
-            self._quotas[tenant] = quotas
-        return quotas
+        return self._tenant(tenant)["quotas"]
+
+    def _revoke_credentials(self, tenant: str | None = None) -> None:
+        """After a change that takes access away: every cached key and decision goes.
+
+        Called before the change's call returns, on every transport (REST and gRPC
+        share this service), so no request that starts afterwards sees the old answer."""
+        self.auth.revoke_cached()
+        if tenant is not None:
+            self.authz.invalidate(tenant)
+            self._tenants.pop(tenant, None)
 
     def _audit_admin(self, principal: Principal, action: str, tenant: str, resource: str,
                      detail: str | None = None) -> None:
@@ -168,9 +187,8 @@ class Service:
     def delete_tenant(self, principal: Principal, tenant: str) -> None:
         self.require_admin(principal, "delete tenants")
         self.engine.drop_collections(self.store.delete_tenant(check_name("tenant", tenant)))
-        self.authz.invalidate(tenant)
+        self._revoke_credentials(tenant)
         self.rate.forget(tenant)
-        self._quotas.pop(tenant, None)
         self._audit_admin(principal, "delete_tenant", tenant, tenant)
 
     # -- users, keys and policies ------------------------------------------------------
@@ -189,7 +207,8 @@ class Service:
 
     def delete_user(self, principal: Principal, tenant: str, user: str) -> None:
         self._authorize(principal, "admin", tenant)
-        self.auth.forget(self.store.delete_user(tenant, user))
+        self.store.delete_user(tenant, user)
+        self._revoke_credentials()
         self._audit_admin(principal, "delete_user", tenant, f"{tenant}/{user}")
 
     def create_key(self, principal: Principal, tenant: str, user: str) -> dict[str, Any]:
@@ -201,7 +220,8 @@ class Service:
 
     def revoke_key(self, principal: Principal, tenant: str, user: str, key_id: str) -> None:
         self._authorize(principal, "admin", tenant)
-        self.auth.forget(self.store.revoke_keys(tenant, user, key_id))
+        self.store.revoke_keys(tenant, user, key_id)
+        self._revoke_credentials()
         self._audit_admin(principal, "revoke_key", tenant, f"{tenant}/{user}", key_id)
 
     def put_policies(self, principal: Principal, tenant: str, req: schema.PoliciesIn) -> None:
@@ -240,6 +260,7 @@ class Service:
     def delete_database(self, principal: Principal, tenant: str, database: str) -> None:
         self._authorize(principal, "admin", tenant, check_name("database", database))
         self.engine.drop_collections(self.store.delete_database(tenant, database))
+        self._revoke_credentials(tenant)
         self._audit_admin(principal, "delete_database", tenant, f"{tenant}/{database}")
 
     # -- collections -------------------------------------------------------------------

@@ -33,6 +33,9 @@ class Principal:
     is_admin: bool
     tenant: str | None = None
     role: str | None = None
+    # The tenant's row id when the key was verified: a tenant deleted and created again
+    # under the same name is another tenant, and this principal belongs to the old one.
+    tenant_id: int | None = None
 
 
 ADMIN = Principal("admin", True)
@@ -77,13 +80,18 @@ def load_or_create_admin_key(data_dir: Path, environ: dict[str, str] | None = No
 
 
 class KeyAuthenticator:
-    """Bearer token → principal. Verified user keys are cached by id; revocation
-    drops them from the cache (``forget``) before the revoke call returns."""
+    """Bearer token → principal. Verified user keys are cached by id.
+
+    Every control-plane change that can take a credential away (a revoked key, a deleted
+    user, database or tenant) calls ``revoke_cached`` before it returns: the cache is
+    emptied and its epoch advances, so a lookup that read the store before the change
+    cannot put its stale answer back afterwards."""
 
     def __init__(self, admin_key: str, store: MetadataStore | None = None) -> None:
         self._admin = admin_key.encode()
         self._store = store
         self._cache: dict[str, tuple[bytes, Principal]] = {}
+        self._epoch = 0
         self._lock = threading.Lock()
 
     def authenticate(self, header: str | None) -> Principal:
@@ -106,17 +114,21 @@ class KeyAuthenticator:
             if hmac.compare_digest(_hash(salt, secret), digest[16:]):
                 return principal
             raise Unauthenticated("unknown API key")
+        epoch = self._epoch
         row = self._store.lookup_key(key_id)
         if row is None or not hmac.compare_digest(_hash(row.salt, secret), row.hash):
             raise Unauthenticated("unknown API key")
         if row.revoked:
             raise Unauthenticated(f"API key {key_id} has been revoked")
-        principal = Principal(f"{row.tenant}/{row.user}", False, row.tenant, row.role)
+        principal = Principal(f"{row.tenant}/{row.user}", False, row.tenant, row.role,
+                              row.tenant_id)
         with self._lock:
-            self._cache[key_id] = (row.salt + row.hash, principal)
+            if epoch == self._epoch:
+                self._cache[key_id] = (row.salt + row.hash, principal)
         return principal
 
-    def forget(self, key_ids: list[str]) -> None:
+    def revoke_cached(self) -> None:
+        """Forget every verified key; the next call of each re-reads the store."""
         with self._lock:
-            for key_id in key_ids:
-                self._cache.pop(key_id, None)
+            self._epoch += 1
+            self._cache.clear()

@@ -153,6 +153,7 @@ class UserKey:
     salt: bytes
     hash: bytes
     revoked: bool
+    tenant_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -443,12 +444,13 @@ class MetadataStore:
 
     def lookup_key(self, key_id: str) -> UserKey | None:
         row = self._reader().execute(
-            "SELECT k.key_id, u.name, t.name, u.role, k.salt, k.hash, k.revoked_at"
+            "SELECT k.key_id, u.name, t.name, u.role, k.salt, k.hash, k.revoked_at, t.id"
             " FROM api_keys k JOIN users u ON u.id = k.user_id JOIN tenants t"
             " ON t.id = u.tenant_id WHERE k.key_id = ?", (key_id,)).fetchone()
         if row is None:
             return None
-        return UserKey(row[0], row[1], row[2], row[3], row[4], row[5], row[6] is not None)
+        return UserKey(row[0], row[1], row[2], row[3], row[4], row[5], row[6] is not None,
+                       row[7])
 
     def set_policies(self, tenant: str, policies: str) -> None:
         tenant_id = self.get_tenant(tenant)["id"]
