@@ -113,6 +113,8 @@ def import_command(file: Path, collection: str, fmt: str | None, create: bool,
         line += f"; rejected {summary.rejected} (written to {summary.reject_file})"
     if summary.queries_file:
         line += f"; query set kept in {summary.queries_file}"
+    if summary.repeated_ids:
+        line += f"; {summary.repeated_ids} rows repeated an earlier id (the later row won)"
     click.echo(line)
 
 

@@ -38,6 +38,7 @@ class ImportSummary:
     rejected: int = 0
     resumed_after: int = 0  # rows skipped because an earlier run had done them
     batches: int = 0
+    repeated_ids: int = 0  # rows whose id an earlier row of the same batch had
     seconds: float = 0.0
     reject_file: str | None = None
     queries_file: str | None = None
@@ -54,6 +55,7 @@ class _Batch:
     texts: list[str | None] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0  # data rows this batch accounts for, rejected ones included
+    seen: set[str] = field(default_factory=set)
 
 
 def _check(row: Row, dim: int, embeds: bool) -> tuple[str, np.ndarray | None] | str:
@@ -191,6 +193,12 @@ def run_import(client: Client, path: Path, fmt: str, collection: str, *,
                 pending.rows += 1
                 continue
             ext_id, vector = checked  # type: ignore[misc]
+            if ext_id in pending.seen:
+                # A file may repeat an id; as across batches, the later row wins, so the
+                # earlier one is sent first (one batch may not hold an id twice).
+                summary.repeated_ids += 1
+                flush()
+            pending.seen.add(ext_id)
             pending.ids.append(ext_id)
             pending.vectors.append(vector)
             pending.texts.append(item.text)

@@ -174,7 +174,27 @@ def parse_vector_text(cell: str) -> list[float]:
     return [float(x) for x in _SPLIT.split(cell) if x]
 
 
+def _first_non_utf8_line(path: Path) -> tuple[int, str]:
+    """(line number, the decoder's complaint) of the first line that is not UTF-8."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, f"byte {line[exc.start]:#04x} at column {exc.start + 1}"
+    return 0, "undecodable"
+
+
 def _csv(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
+    try:
+        yield from _csv_rows(path, fields, start)
+    except UnicodeDecodeError:
+        line, what = _first_non_utf8_line(path)
+        raise DatasetError(f"{path}: line {line}: not UTF-8 ({what}); CSV files must be "
+                           "UTF-8: convert it first, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _csv_rows(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
     with open(path, newline="", encoding="utf-8", errors="strict") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
@@ -204,7 +224,7 @@ def _csv(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
                 elif rec.get("payload"):
                     obj["payload"] = rec["payload"]
                 yield _record(obj, fields, where, rec)
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise DatasetError(f"{path}: line {reader.line_num}: unreadable CSV ({exc})") from None
 
 

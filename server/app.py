@@ -66,7 +66,7 @@ class AkiServer:
         self.service = Service(self.engine, settings.limits, self.auth, self.embedder)
         self.metrics = Metrics(self.engine, self.embedder)
         self.app = create_app(self.service, self.auth, self.metrics,
-                              settings.limits.max_body_bytes)
+                              settings.limits.max_body_bytes, settings.metrics_token)
         self.http = create_server(
             self.app, host=settings.host, port=settings.port, threads=settings.threads,
             max_request_body_size=settings.limits.max_body_bytes + (1 << 20),

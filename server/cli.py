@@ -58,6 +58,9 @@ def main() -> None:
               help="HTTP worker threads (default 8).")
 @click.option("--repair", is_flag=True,
               help="On WAL corruption keep the valid prefix instead of refusing to start.")
+@click.option("--rebuild-metadata", is_flag=True,
+              help="metadata.db is lost: rebuild the catalogue and documents from the "
+                   "collections' collection.json, snapshots and logs (see README).")
 @click.option("--embedder", default=None, metavar="inproc|off|URL",
               help="Embedding model: in this process (default, loaded on first use), off, "
                    "or an `akidb embed serve` at grpc://HOST:PORT.")
@@ -74,12 +77,14 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
-          threads: int | None, repair: bool, embedder: str | None, embed_backend: str | None,
+          threads: int | None, repair: bool, rebuild_metadata: bool, embedder: str | None,
+          embed_backend: str | None,
           object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
           log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
     from server import logs
     from server.app import AkiServer, DataDirLocked
+    from server.errors import StartupError
     from server.storage.objectstore import ObjectStoreError
     from server.storage.restore import RestoreError
 
@@ -114,6 +119,8 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         overrides["threads"] = threads
     if repair:
         overrides["repair"] = True
+    if rebuild_metadata:
+        overrides["rebuild_metadata"] = True
     try:
         settings = Settings(data_dir=data_dir.resolve(), host=host, port=port,
                             grpc_port=grpc_port, **overrides)  # type: ignore[arg-type]
@@ -123,7 +130,7 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         server = AkiServer(settings)
     except ValueError as exc:  # a bad --embedder
         raise click.UsageError(str(exc)) from None
-    except (RestoreError, ObjectStoreError, DataDirLocked, OSError) as exc:
+    except (RestoreError, ObjectStoreError, DataDirLocked, StartupError, OSError) as exc:
         if isinstance(exc, RestoreError | ObjectStoreError) and settings.restore_from:
             what = "restore failed: "
         elif isinstance(exc, ObjectStoreError):

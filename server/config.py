@@ -35,6 +35,8 @@ class Settings:
     fsync: str = "always"
     threads: int = 8
     repair: bool = False
+    # Rebuild a lost metadata.db from the collections' manifests, snapshots and logs.
+    rebuild_metadata: bool = False
     # hnswlib build threads for one upsert batch; searches are single-threaded each.
     index_threads: int = 2
     # WAL segments are sealed and a new one started past this size.
@@ -62,6 +64,9 @@ class Settings:
     restore_from: str = ""
     s3_endpoint: str = ""
     ship_max_backoff_s: float = 30.0
+    # /metrics: per-collection series (they name tenants) only for this bearer token or
+    # the admin key; when set, anonymous scrapes are refused.
+    metrics_token: str = ""
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -4,25 +4,88 @@ It owns start-up recovery (every collection's snapshot + log replay) and the
 on-disk layout of the data directory::
 
     DIR/metadata.db                       SQLite (WAL mode)
+    DIR/collections/<id>/collection.json  the collection's identity (name, dimension, ...)
     DIR/collections/<id>/wal/*.wal        the collection's write-ahead log
-    DIR/collections/<id>/snapshots/<seq>/ its newest index snapshot
+    DIR/collections/<id>/snapshots/<seq>/ its newest index snapshot (+ documents catalogue)
+    DIR/quarantine/                       collection directories no catalogue row claims
+
+Nothing is ever deleted that the catalogue cannot account for: a collection's directory
+is removed only after its drop is committed and a ``DROPPED`` marker is in it; any other
+directory without a catalogue row is moved to ``quarantine/`` and reported.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import sqlite3
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from server.collection import Collection, RecoveryReport
 from server.config import Settings
-from server.errors import NotFound, Unavailable
-from server.storage.metadata import MetadataStore
+from server.errors import NotFound, StartupError, Unavailable
+from server.storage.fsync import fsync_path
+from server.storage.metadata import CollectionRow, MetadataStore
 from server.storage.shipper import Shipper
 
 log = logging.getLogger("akidb.engine")
+MANIFEST = "collection.json"
+DROPPED = "DROPPED"
+METADATA_FILE = "metadata.db"
+
+
+def collection_dirs(data_dir: Path) -> list[Path]:
+    root = data_dir / "collections"
+    return sorted((p for p in root.iterdir() if p.is_dir()),
+                  key=lambda p: p.name) if root.is_dir() else []
+
+
+def write_manifest(directory: Path, row: CollectionRow) -> None:
+    """``collection.json``: what the catalogue knows of the collection, beside its data."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(asdict(row), indent=1))
+    fsync_path(tmp)
+    os.replace(tmp, directory / MANIFEST)
+    # The directory chain must be durable too, or a power loss could drop the whole
+    # collection directory although every file in it was synced.
+    for path in (directory, directory.parent, directory.parent.parent):
+        fsync_path(path)
+
+
+def _open_store(data_dir: Path, rebuild: bool) -> MetadataStore:
+    path = data_dir / METADATA_FILE
+    dirs = [d for d in collection_dirs(data_dir) if not (d / DROPPED).exists()]
+    if rebuild:
+        if path.exists():
+            raise StartupError(f"--rebuild-metadata: {path} exists; move it (and "
+                               f"{path.name}-wal, {path.name}-shm) aside first")
+        from server.rebuild import rebuild_catalogue
+
+        store = MetadataStore(path)
+        rebuild_catalogue(store, dirs)
+        return store
+    if not path.exists() and dirs:
+        raise StartupError(
+            f"{path} is missing but {data_dir / 'collections'} holds the logs and snapshots "
+            f"of {len(dirs)} collection(s) ({', '.join(d.name for d in dirs[:10])}). "
+            "Refusing to start with an empty catalogue, which would orphan them. Restore "
+            f"{path.name} from a backup (or start an empty directory with --restore-from), "
+            "or start with --rebuild-metadata to rebuild the catalogue and documents from "
+            "the collections' snapshots and logs")
+    try:
+        return MetadataStore(path)
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(
+            f"{path} cannot be read as a SQLite database ({exc}). Restore it from a backup "
+            "or --restore-from; or move it (with its -wal and -shm files) aside and start "
+            "with --rebuild-metadata to rebuild it from the collections' snapshots and "
+            "logs") from None
 
 
 class Engine:
@@ -30,7 +93,8 @@ class Engine:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = MetadataStore(self.data_dir / "metadata.db")
+        self.store = _open_store(self.data_dir, settings.rebuild_metadata)
+        self.quarantined: list[str] = []
         self._collections: dict[int, Collection] = {}
         self._by_path: dict[tuple[str, str, str], Collection] = {}
         self._lock = threading.Lock()
@@ -64,15 +128,14 @@ class Engine:
             self.recovery_reports.append(report)
             self._register(coll)
             known.add(str(row.id))
+            if not (coll.dir / MANIFEST).exists():
+                write_manifest(coll.dir, row)  # directories from before manifests existed
             log.info("recovered %s: %d documents, snapshot seq %s, %d log records replayed"
                      " in %.3fs", row.path, coll.count, report.snapshot_seq,
                      report.replayed_records, report.seconds)
-        root = self.data_dir / "collections"
-        if root.is_dir():
-            for leftover in root.iterdir():
-                if leftover.name not in known:
-                    # A collection dropped (or never committed) before a crash.
-                    shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in collection_dirs(self.data_dir):
+            if leftover.name not in known:
+                self._remove_or_quarantine(leftover)
         self.recovery_seconds = time.perf_counter() - started
         self.ready = True
         if self.settings.snapshot_wal_bytes > 0:
@@ -117,7 +180,9 @@ class Engine:
                                            metric=metric, m=m, ef_construction=ef_construction,
                                            ef_search=ef_search, embedding=embedding)
         directory = self._collection_dir(row.id)
-        shutil.rmtree(directory, ignore_errors=True)
+        if directory.exists():
+            self._remove_or_quarantine(directory)
+        write_manifest(directory, row)
         coll = Collection(row, self.store, directory, self.settings)
         self._hook(coll)
         coll.open()
@@ -136,7 +201,33 @@ class Engine:
                     continue
                 self._by_path.pop((coll.row.tenant, coll.row.database, coll.row.name), None)
                 coll.close()
+                _mark_dropped(coll.dir)
                 shutil.rmtree(coll.dir, ignore_errors=True)
+
+    def _remove_or_quarantine(self, directory: Path) -> None:
+        """A collection directory no catalogue row claims: finish a drop that a crash
+        interrupted (it carries the DROPPED marker), otherwise keep it aside."""
+        if (directory / DROPPED).exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        target = self.data_dir / "quarantine" / f"{directory.name}-{int(time.time())}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(directory, target)
+        fsync_path(target.parent)
+        fsync_path(directory.parent)
+        self.quarantined.append(str(target))
+        log.error("%s has no entry in the catalogue; moved it to %s instead of deleting it "
+                  "(see README: recovery)", directory, target)
+
+    def recovery_repairs(self) -> dict[str, int]:
+        """What recovery had to repair, summed over collections (for /metrics)."""
+        reports = self.recovery_reports
+        return {"documents_reindexed": sum(r.index_from_store for r in reports),
+                "stale_labels_removed": sum(r.index_removed for r in reports),
+                "indexes_rebuilt": sum(r.index_rebuilt for r in reports),
+                "log_truncations": sum(len(r.truncations) for r in reports),
+                "lost_record_ranges": sum(len(r.lost_records) for r in reports),
+                "quarantined_directories": len(self.quarantined)}
 
     def close(self) -> None:
         self._stop.set()
@@ -149,3 +240,11 @@ class Engine:
                 except Exception:
                     log.exception("closing %s", coll.row.path)
         self.store.close()
+
+
+def _mark_dropped(directory: Path) -> None:
+    """The drop is committed in SQLite: mark the directory so a crash during its removal
+    leaves a leftover that recovery knows it may delete."""
+    if directory.is_dir():
+        (directory / DROPPED).write_text("dropped\n")
+        fsync_path(directory)

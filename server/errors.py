@@ -110,6 +110,11 @@ class TransportError(AkiError):
     grpc_status = "UNAVAILABLE"
 
 
+class StartupError(Exception):
+    """The server cannot start as configured (data directory, settings); the message
+    names what is wrong and what to do. Not an API error: it never reaches a client."""
+
+
 ERRORS_BY_CODE: dict[str, type[AkiError]] = {
     cls.code: cls
     for cls in (

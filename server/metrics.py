@@ -39,7 +39,10 @@ class _EmbedderCollector(Collector):
                                     value=state)
 
 
-class _EngineCollector(Collector):
+class _CollectionsCollector(Collector):
+    """Per-collection series: their labels name tenants, so only authorized scrapes
+    (the scrape token or the admin key) get them."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -53,6 +56,25 @@ class _EngineCollector(Collector):
             wal.add_metric([coll.row.path], coll.wal.size_bytes())
         yield vectors
         yield wal
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        collections = self.engine.collections()
+        yield GaugeMetricFamily("akidb_collections", "Open collections",
+                                value=len(collections))
+        yield GaugeMetricFamily("akidb_vectors", "Live vectors in all collections",
+                                value=sum(c.count for c in collections))
+        yield GaugeMetricFamily("akidb_wal_total_bytes", "Write-ahead log bytes, all "
+                                "collections", value=sum(c.wal.size_bytes() for c in collections))
+        repairs = GaugeMetricFamily("akidb_recovery_repairs", "What start-up recovery had to "
+                                    "repair (see the log for which collection)", labels=["kind"])
+        for kind, count in self.engine.recovery_repairs().items():
+            repairs.add_metric([kind], count)
+        yield repairs
         yield GaugeMetricFamily("akidb_ready", "1 once recovery has finished",
                                 value=1.0 if self.engine.ready else 0.0)
         shipper = self.engine.shipper
@@ -82,8 +104,10 @@ class Metrics:
         self.latency = Histogram("akidb_request_seconds", "HTTP request latency",
                                  ["route", "method"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
+        self.detail_registry = CollectorRegistry()
         if engine is not None:
             self.registry.register(_EngineCollector(engine))
+            self.detail_registry.register(_CollectionsCollector(engine))
         if embedder is not None:
             self.registry.register(_EmbedderCollector(embedder))
 
@@ -91,5 +115,7 @@ class Metrics:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, detail: bool = False) -> bytes:
+        """The exposition; ``detail`` adds the per-collection series (tenant names)."""
+        out = generate_latest(self.registry)
+        return out + generate_latest(self.detail_registry) if detail else out

@@ -79,6 +79,33 @@ class SearchIn(_Strict):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="hybrid: weight of the vector rank")
 
 
+# JSON documents the server stores or evaluates (payloads, filters): bounded nesting,
+# and integers SQLite can hold (it stores INTEGER as 64-bit; a larger one overflows in
+# the driver, which used to surface as a 500 on text and hybrid searches).
+MAX_JSON_DEPTH = 32
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_json_value(value: Any, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Reject over-deep nesting and out-of-range integers, naming the offending place.
+
+    Iterative, so a hostile 100k-deep document cannot exhaust the Python stack."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, at, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise BadRequest(f"{at} is nested deeper than {max_depth} levels")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                stack.append((child, f"{at}[{key!r}]" if isinstance(item, dict)
+                              else f"{at}[{key}]", depth + 1))
+        elif isinstance(item, int) and not isinstance(item, bool) and not (
+                INT64_MIN <= item <= INT64_MAX):
+            raise BadRequest(f"{at}: integer {item} is outside the 64-bit range "
+                             f"[{INT64_MIN}, {INT64_MAX}]")
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:

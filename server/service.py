@@ -546,6 +546,7 @@ def _collection_info(coll: Collection) -> dict[str, Any]:
 
 
 def _canonical_json(payload: dict[str, Any], where: str) -> str:
+    schema.check_json_value(payload, where)
     try:
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False, sort_keys=True)

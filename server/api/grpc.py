@@ -8,7 +8,9 @@ the exact error class in the ``akidb-error-code`` trailing metadata.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,12 +39,19 @@ def _collection(path: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+# orjson reads integers past 64 bits as floats; such text is re-read exactly so that
+# validation refuses it as it does for REST (where pydantic keeps the integer).
+_LONG_INTEGER = re.compile(r"\d{19,}")
+
+
 def _json_object(raw: str, where: str) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_INTEGER.search(raw):
+            value = json.loads(raw)
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         raise BadRequest(f"{where} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{where} must be a JSON object, got {type(value).__name__}")

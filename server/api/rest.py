@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
-               max_body_bytes: int) -> Flask:
+               max_body_bytes: int, metrics_token: str = "") -> Flask:
     app = Flask("akidb")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
@@ -125,7 +126,19 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+        # Anonymous scrapes get totals only; per-collection series name tenants, so they
+        # need the scrape token (Prometheus `authorization` / bearer_token) or the admin
+        # key. With a token configured, anonymous scrapes are refused altogether.
+        header = request.headers.get("Authorization")
+        detail = False
+        if header is not None or metrics_token:
+            scheme, _, token = (header or "").partition(" ")
+            if metrics_token and scheme.lower() == "bearer" and hmac.compare_digest(
+                    token.strip().encode(), metrics_token.encode()):
+                detail = True
+            else:
+                detail = auth.authenticate(header).is_admin
+        return Response(metrics.render(detail), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
     def openapi() -> Response:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import Unauthenticated
+from server.errors import StartupError, Unauthenticated
 from server.storage.metadata import MetadataStore
 
 ADMIN_KEY_FILE = "admin.key"
@@ -60,16 +60,33 @@ def _hash(salt: bytes, secret: str) -> bytes:
     return hashlib.sha256(salt + secret.encode()).digest()
 
 
+MIN_ADMIN_KEY_LENGTH = 16
+
+
+def check_admin_key(key: str, source: str) -> str:
+    """A key no client can send, or one short enough to guess, is refused at start-up."""
+    if key != key.strip():
+        raise StartupError(f"{source} starts or ends with whitespace, which an Authorization "
+                           "header cannot carry, so the key could never authenticate; "
+                           "remove the whitespace")
+    if len(key) < MIN_ADMIN_KEY_LENGTH:
+        raise StartupError(
+            f"{source} is {len(key)} characters long; an admin key needs at least "
+            f"{MIN_ADMIN_KEY_LENGTH} (make one with: python -c \"import secrets; "
+            "print(secrets.token_urlsafe(32))\")")
+    return key
+
+
 def load_or_create_admin_key(data_dir: Path, environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
-    if env.get(ENV_ADMIN_KEY):
-        return env[ENV_ADMIN_KEY]
+    if env.get(ENV_ADMIN_KEY) is not None and env[ENV_ADMIN_KEY] != "":
+        return check_admin_key(env[ENV_ADMIN_KEY], ENV_ADMIN_KEY)
     path = data_dir / ADMIN_KEY_FILE
     if path.exists():
         key = path.read_text().strip()
         if not key:
-            raise ValueError(f"{path} is empty; delete it to create a new admin key")
-        return key
+            raise StartupError(f"{path} is empty; delete it to create a new admin key")
+        return check_admin_key(key, str(path))
     key = "akidb_admin_" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -38,12 +38,7 @@ class HnswIndex:
         self.ef_search = ef_search
         self.threads = threads
         self.lock = RWLock()
-        self._index = hnswlib.Index(space=metric, dim=dimension)
-        self._index.init_index(max_elements=MIN_CAPACITY, ef_construction=ef_construction,
-                               M=m, allow_replace_deleted=False)
-        self._index.set_ef(ef_search)
-        self._index.set_num_threads(threads)
-        self._deleted = 0
+        self.clear()
 
     # -- size --------------------------------------------------------------------------
     @property
@@ -109,6 +104,27 @@ class HnswIndex:
                 # selective filter); the caller falls back to exact search.
                 raise ShortResult(str(exc)) from None
         return labels[0].astype(np.int64), self._scores(distances[0])
+
+    def labels(self) -> np.ndarray:
+        """Every label the graph holds, deleted ones included (recovery checks only)."""
+        with self.lock.read():
+            return np.asarray(self._index.get_ids_list(), dtype=np.int64)
+
+    def vectors(self, labels: np.ndarray) -> np.ndarray:
+        """Stored vectors of live labels (normalized for cosine, as hnswlib keeps them)."""
+        with self.lock.read():
+            return np.asarray(self._index.get_items(labels.tolist()), dtype=np.float32)
+
+    def clear(self) -> None:
+        """Start over with an empty graph of the same parameters (recovery rebuilds)."""
+        index = hnswlib.Index(space=self.metric, dim=self.dimension)
+        index.init_index(max_elements=MIN_CAPACITY, ef_construction=self.ef_construction,
+                         M=self.m, allow_replace_deleted=False)
+        index.set_ef(self.ef_search)
+        index.set_num_threads(self.threads)
+        with self.lock.write():
+            self._index = index
+            self._deleted = 0
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:

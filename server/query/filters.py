@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.errors import BadRequest
+from server.schema import check_json_value
 
 Scalar = str | int | float | bool
 
@@ -68,6 +69,7 @@ Node = Cmp | AnyOf | Exists | Not | And | Or
 
 def parse(raw: Any) -> Node:
     """Validate a filter document; every problem names where in the filter it is."""
+    check_json_value(raw, "filter", MAX_DEPTH * 2 + 2)
     counter = [0]
     return _parse_doc(raw, "filter", 0, counter)
 

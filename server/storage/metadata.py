@@ -500,16 +500,20 @@ class MetadataStore:
         ef_construction: int,
         ef_search: int,
         embedding: str | None = None,
+        collection_id: int | None = None,
+        created_at: float | None = None,
     ) -> CollectionRow:
+        """A new collection row; ``collection_id`` is given only when the catalogue is
+        rebuilt and must match the collection's existing directory."""
         db_id = self.get_database(tenant, database)["id"]
         try:
             with self._tx(durable=True) as conn:
                 conn.execute(
-                    "INSERT INTO collections (database_id, name, dimension, metric, m,"
+                    "INSERT INTO collections (id, database_id, name, dimension, metric, m,"
                     " ef_construction, ef_search, created_at, embedding)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (db_id, name, dimension, metric, m, ef_construction, ef_search, time.time(),
-                     embedding),
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (collection_id, db_id, name, dimension, metric, m, ef_construction,
+                     ef_search, created_at or time.time(), embedding),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"collection {tenant}/{database}/{name} already exists") from None
@@ -586,6 +590,21 @@ class MetadataStore:
             "SELECT label, vector FROM documents WHERE collection_id = ? AND vector IS NOT NULL",
             (collection_id,),
         )
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def vectors_after(self, collection_id: int, seq: int) -> list[tuple[int, bytes]]:
+        """(label, vector) of documents last written by a log record after ``seq``."""
+        return self._reader().execute(
+            "SELECT label, vector FROM documents WHERE collection_id = ? AND seq > ?"
+            " AND vector IS NOT NULL", (collection_id, seq)).fetchall()
+
+    def iter_catalogue_documents(self, collection_id: int, batch: int = 10000
+                                 ) -> Iterator[list[tuple[int, str, str | None, str]]]:
+        """(label, ext id, text, payload JSON) of every document, for snapshot manifests."""
+        cur = self._reader().execute(
+            "SELECT label, ext_id, text, payload FROM documents WHERE collection_id = ?",
+            (collection_id,))
         while rows := cur.fetchmany(batch):
             yield rows
 

@@ -24,6 +24,14 @@ log = logging.getLogger("akidb.snapshot")
 
 INDEX_FILE = "index.bin"
 META_FILE = "meta.json"
+# The catalogue of the documents the index holds (label, id, text, payload, norm), so the
+# metadata store can be rebuilt from snapshot + log if it is ever lost.
+DOCUMENTS_FILE = "documents.jsonl"
+
+
+def _meta_crc(meta: dict[str, Any]) -> int:
+    body = {k: v for k, v in meta.items() if k != "meta_crc32"}
+    return zlib.crc32(json.dumps(body, sort_keys=True).encode())
 
 
 @dataclass(frozen=True)
@@ -45,19 +53,27 @@ def _crc32_file(path: Path) -> int:
     return crc
 
 
-def write(directory: Path, seq: int, save_index: Any, meta: dict[str, Any]) -> Snapshot:
-    """Write a snapshot at ``seq``; ``save_index(path)`` writes the index file."""
+def write(directory: Path, seq: int, save_index: Any, meta: dict[str, Any],
+          save_documents: Any = None) -> Snapshot:
+    """Write a snapshot at ``seq``; ``save_index(path)`` writes the index file and
+    ``save_documents(path)``, when given, the documents catalogue beside it."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{seq:020d}"
     tmp = directory / f".tmp-{seq:020d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_index(tmp / INDEX_FILE)
+    names = [INDEX_FILE, META_FILE]
     full_meta = dict(meta, seq=seq, created_at=time.time(),
                      index_crc32=_crc32_file(tmp / INDEX_FILE),
                      index_bytes=(tmp / INDEX_FILE).stat().st_size)
+    if save_documents is not None:
+        save_documents(tmp / DOCUMENTS_FILE)
+        full_meta["documents_crc32"] = _crc32_file(tmp / DOCUMENTS_FILE)
+        names.append(DOCUMENTS_FILE)
+    full_meta["meta_crc32"] = _meta_crc(full_meta)
     (tmp / META_FILE).write_text(json.dumps(full_meta))
-    for name in (INDEX_FILE, META_FILE):
+    for name in names:
         fsync_path(tmp / name)
     fsync_path(tmp)
     if final.exists():
@@ -77,6 +93,9 @@ def load_latest(directory: Path) -> Snapshot | None:
     for path in sorted((p for p in directory.iterdir() if p.name.isdigit()), reverse=True):
         try:
             meta = json.loads((path / META_FILE).read_text())
+            # Snapshots from before the field existed carry no meta CRC.
+            if "meta_crc32" in meta and _meta_crc(meta) != meta["meta_crc32"]:
+                raise ValueError("meta.json differs from its own CRC32 (edited or damaged)")
             index_path = path / INDEX_FILE
             if index_path.stat().st_size != meta["index_bytes"]:
                 raise ValueError("index size differs from meta.json")
@@ -86,6 +105,17 @@ def load_latest(directory: Path) -> Snapshot | None:
         except (OSError, ValueError, KeyError) as exc:
             log.error("skipping invalid snapshot %s: %s", path, exc)
     return None
+
+
+def verify_documents(snapshot: Snapshot) -> Path:
+    """The snapshot's documents catalogue, checked against meta.json (for rebuilds)."""
+    path = snapshot.path / DOCUMENTS_FILE
+    if "documents_crc32" not in snapshot.meta or not path.exists():
+        raise ValueError(f"snapshot {snapshot.path} has no documents catalogue (written by "
+                         "an older server)")
+    if _crc32_file(path) != snapshot.meta["documents_crc32"]:
+        raise ValueError(f"{path} differs from the CRC32 in meta.json")
+    return path
 
 
 def size_bytes(snapshot: Snapshot) -> int:
