@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from waitress.server import create_server
-
 from server import __version__
 from server.api.grpc import create_grpc_server
+from server.api.http_server import HttpServer, raise_open_file_limit
 from server.api.rest import create_app
 from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
 from server.config import PARENT_PID_ENV, Settings
@@ -67,10 +66,17 @@ class AkiServer:
         self.metrics = Metrics(self.engine, self.embedder)
         self.app = create_app(self.service, self.auth, self.metrics,
                               settings.limits.max_body_bytes, settings.metrics_token)
-        self.http = create_server(
+        files = raise_open_file_limit(settings.http_connection_limit + 512)
+        limit = min(settings.http_connection_limit, max(64, files - 256))
+        if limit < settings.http_connection_limit:
+            log.warning("open-file limit %d allows only %d HTTP connections (asked for %d)",
+                        files, limit, settings.http_connection_limit)
+        self.http = HttpServer(
             self.app, host=settings.host, port=settings.port, threads=settings.threads,
-            max_request_body_size=settings.limits.max_body_bytes + (1 << 20),
-            ident="akidb", clear_untrusted_proxy_headers=True)
+            max_body_bytes=settings.limits.max_body_bytes + (1 << 20), connection_limit=limit,
+            idle_timeout_s=settings.http_idle_timeout_s,
+            request_timeout_s=settings.http_request_timeout_s)
+        self.metrics.watch_http(self.http.stats)
         self.grpc, self.grpc_port = create_grpc_server(self.service, self.auth, self.metrics,
                                                        settings)
         self.fatal: BaseException | None = None

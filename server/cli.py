@@ -56,6 +56,15 @@ def main() -> None:
               help="WAL fsync policy: always (default), batch (group commit) or none.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="HTTP worker threads (default 8).")
+@click.option("--http-connection-limit", type=click.IntRange(1, 1_000_000), default=None,
+              help="Open REST connections allowed; past it the newest idle one is shed "
+                   "(default 4096, AKIDB_HTTP_CONNECTION_LIMIT).")
+@click.option("--http-request-timeout", type=click.FloatRange(0.1, 3600), default=None,
+              help="Seconds a request may take to arrive whole, headers and body (default "
+                   "30, AKIDB_HTTP_REQUEST_TIMEOUT_S).")
+@click.option("--http-idle-timeout", type=click.FloatRange(0.1, 86400), default=None,
+              help="Seconds an idle keep-alive connection stays open (default 60, "
+                   "AKIDB_HTTP_IDLE_TIMEOUT_S).")
 @click.option("--repair", is_flag=True,
               help="On WAL corruption keep the valid prefix instead of refusing to start.")
 @click.option("--rebuild-metadata", is_flag=True,
@@ -77,8 +86,9 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
-          threads: int | None, repair: bool, rebuild_metadata: bool, embedder: str | None,
-          embed_backend: str | None,
+          threads: int | None, http_connection_limit: int | None,
+          http_request_timeout: float | None, http_idle_timeout: float | None, repair: bool,
+          rebuild_metadata: bool, embedder: str | None, embed_backend: str | None,
           object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
           log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
@@ -117,6 +127,11 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         overrides["fsync"] = fsync_policy
     if threads is not None:
         overrides["threads"] = threads
+    for key, value in (("http_connection_limit", http_connection_limit),
+                       ("http_request_timeout_s", http_request_timeout),
+                       ("http_idle_timeout_s", http_idle_timeout)):
+        if value is not None:
+            overrides[key] = value
     if repair:
         overrides["repair"] = True
     if rebuild_metadata:

@@ -34,6 +34,12 @@ class Settings:
     grpc_threads: int = 8
     fsync: str = "always"
     threads: int = 8
+    # REST connection limits (see server/api/http_server.py): past the limit the newest
+    # idle connection is shed; a request must arrive whole within the request timeout;
+    # keep-alive connections with nothing in flight close after the idle timeout.
+    http_connection_limit: int = 4096
+    http_request_timeout_s: float = 30.0
+    http_idle_timeout_s: float = 60.0
     repair: bool = False
     # Rebuild a lost metadata.db from the collections' manifests, snapshots and logs.
     rebuild_metadata: bool = False
@@ -76,6 +82,12 @@ class Settings:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.http_connection_limit < 1:
+            raise ValueError(f"http_connection_limit must be >= 1, got "
+                             f"{self.http_connection_limit}")
+        for name in ("http_request_timeout_s", "http_idle_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, object]:

@@ -6,10 +6,10 @@ servers in one test process never collide.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from server.embeddings.embedder import Embedder, breaker_state_value
@@ -96,6 +96,22 @@ class _EngineCollector(Collector):
                                     value=self.engine.recovery_seconds)
 
 
+class _HttpCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self.stats()
+        yield GaugeMetricFamily("akidb_http_connections", "Open REST connections",
+                                value=s["open"])
+        closed = CounterMetricFamily("akidb_http_connections_closed", "REST connections the "
+                                     "server closed: shed past the limit, request too slow "
+                                     "to arrive, idle", labels=["reason"])
+        for reason in ("shed", "timed_out", "idle_closed"):
+            closed.add_metric([reason], s[reason])
+        yield closed
+
+
 class Metrics:
     def __init__(self, engine: Engine | None, embedder: Embedder | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -110,6 +126,10 @@ class Metrics:
             self.detail_registry.register(_CollectionsCollector(engine))
         if embedder is not None:
             self.registry.register(_EmbedderCollector(embedder))
+
+    def watch_http(self, stats: Callable[[], dict[str, int]]) -> None:
+        """Report the HTTP server's connection counters (open, shed, timed out)."""
+        self.registry.register(_HttpCollector(stats))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -1,0 +1,149 @@
+"""The REST port keeps serving while idle and slowloris connections pile up."""
+
+from __future__ import annotations
+
+import resource
+import select
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from harness import Node
+from server.client import Client
+
+
+@pytest.fixture(autouse=True)
+def _enough_descriptors():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _address(node: Node) -> tuple[str, int]:
+    host, port = node.rest_url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def _open(node: Node, n: int, first_bytes: bytes = b"") -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(_address(node), timeout=10)
+        if first_bytes:
+            s.sendall(first_bytes)
+        socks.append(s)
+    return socks
+
+
+def _metric(client: Client, name: str) -> float:
+    for line in client.metrics().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _closed_by_server(sock: socket.socket, deadline_s: float) -> bool:
+    """Wait (on the socket, not a sleep) until the peer closes it or the deadline passes."""
+    sock.settimeout(0.2)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+        if data == b"" or data.startswith(b"HTTP/1.1 503"):
+            return True
+    return False
+
+
+def _closed_among(socks: list[socket.socket], deadline_s: float, want: int
+                  ) -> list[socket.socket]:
+    """The sockets the server closed (or answered 503), waiting until ``want`` are."""
+    closed: list[socket.socket] = []
+    open_ = list(socks)
+    end = time.monotonic() + deadline_s
+    while open_ and len(closed) < want and time.monotonic() < end:
+        ready, _, _ = select.select(open_, [], [], 0.2)
+        for s in ready:
+            open_.remove(s)
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if data == b"" or data.startswith(b"HTTP/1.1 503"):
+                closed.append(s)
+    return closed
+
+
+def test_serves_with_1000_idle_and_100_slowloris_connections_open(node: Node):
+    with node.admin_client() as admin:
+        admin.create_collection("t/db/c", dimension=4, metric="l2", create_parents=True)
+        admin.upsert("t/db/c", [{"id": "a", "vector": [1, 0, 0, 0]}])
+    socks = _open(node, 1000)
+    socks += _open(node, 50, b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    socks += _open(node, 50, b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: 100000\r\n\r\n{\"na")
+    try:
+        with Client(node.rest_url, node.admin_key, timeout=10, retries=0) as fresh:
+            for _ in range(20):
+                assert fresh.health()["status"] == "ok"
+                assert fresh.search("t/db/c", np.array([1, 0, 0, 0]), k=1).ids == ["a"]
+            assert _metric(fresh, "akidb_http_connections") >= 1100
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_slow_requests_and_idle_connections_are_closed_by_their_timeouts(tmp_path):
+    node = Node(tmp_path / "data", extra_args=["--http-request-timeout", "1",
+                                               "--http-idle-timeout", "2"])
+    node.start()
+    try:
+        (header,) = _open(node, 1, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        (body,) = _open(node, 1, b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\n"
+                                 b"Content-Length: 1000\r\n\r\n{")
+        (idle,) = _open(node, 1)
+        # Each is closed by the server well within these deadlines (timeouts of 1 and 2
+        # seconds, checked every second): the test waits on the sockets themselves.
+        assert _closed_by_server(header, 30)
+        assert _closed_by_server(body, 30)
+        assert _closed_by_server(idle, 30)
+        with node.admin_client() as admin:
+            text = admin.metrics()
+        assert 'akidb_http_connections_closed_total{reason="timed_out"} 2.0' in text
+        assert 'akidb_http_connections_closed_total{reason="idle_closed"}' in text
+    finally:
+        node.close()
+
+
+def test_past_the_limit_the_newest_idle_connection_is_shed_not_the_accept_loop(tmp_path):
+    node = Node(tmp_path / "data", extra_args=["--http-connection-limit", "20"])
+    node.start()
+    try:
+        old = _open(node, 20)
+        # Past the one-second grace every one of them counts as idle and sheddable.
+        time.sleep(1.5)
+        with Client(node.rest_url, node.admin_key, timeout=10, retries=0) as fresh:
+            assert fresh.health()["status"] == "ok"
+            assert fresh.metrics()
+        assert len(_closed_among(old, 10, want=1)) == 1  # the fresh client's arrival shed one
+        for s in old:
+            s.close()
+        # With nothing idle old enough to shed, new connections get a 503 and are closed.
+        young = _open(node, 25)
+        refused = _closed_among(young, 10, want=5)
+        assert len(refused) == 5, "connections past the limit were left waiting"
+        for s in young:
+            s.close()
+        # The server notices those closes on its next loop turns; a 503 meanwhile says
+        # Retry-After, which the client honours.
+        with Client(node.rest_url, node.admin_key, timeout=10, retries=5) as fresh:
+            assert fresh.health()["status"] == "ok"
+            text = fresh.metrics()
+        assert 'akidb_http_connections_closed_total{reason="shed"}' in text
+    finally:
+        node.close()
