@@ -29,7 +29,7 @@ from pathlib import Path
 from server.collection import Collection, RecoveryReport
 from server.config import Settings
 from server.errors import NotFound, StartupError, Unavailable
-from server.storage.fsync import fsync_path
+from server.storage.fsync import fsync_path, mkdirs_durable
 from server.storage.metadata import CollectionRow, MetadataStore
 from server.storage.shipper import Shipper
 
@@ -47,15 +47,14 @@ def collection_dirs(data_dir: Path) -> list[Path]:
 
 def write_manifest(directory: Path, row: CollectionRow) -> None:
     """``collection.json``: what the catalogue knows of the collection, beside its data."""
-    directory.mkdir(parents=True, exist_ok=True)
+    # The directory chain must be durable too, or a power loss could drop the whole
+    # collection directory although every file in it was synced.
+    mkdirs_durable(directory)
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(asdict(row), indent=1))
     fsync_path(tmp)
     os.replace(tmp, directory / MANIFEST)
-    # The directory chain must be durable too, or a power loss could drop the whole
-    # collection directory although every file in it was synced.
-    for path in (directory, directory.parent, directory.parent.parent):
-        fsync_path(path)
+    fsync_path(directory)
 
 
 def _open_store(data_dir: Path, rebuild: bool) -> MetadataStore:

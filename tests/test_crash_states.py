@@ -18,9 +18,11 @@ import pytest
 
 from chaos.crashstates import CrashLog, ShimUnavailable, build_shim, pick, shim_env
 from harness import Node
+from server.errors import NotFound
 
 DIM = 4
 COLL = "t/db/c"
+LATE_COLL = "t/db/late"  # created during the recorded run: its directories must be durable
 SAMPLED_STATES = 5
 
 
@@ -45,7 +47,9 @@ def _record_run(tmp_path, shim, fsync: str) -> tuple[CrashLog, list[tuple[str, n
     log_dir = tmp_path / "log"
     node = Node(data, fsync=fsync, env=shim_env(shim, data, log_dir))
     node.start()
-    acked: list[tuple[str, np.ndarray, int]] = []
+    with node.admin_client() as admin:
+        admin.create_collection(LATE_COLL, dimension=DIM, metric="l2")
+    acked: list[tuple[str, np.ndarray, int]] = [("", np.zeros(0), time.monotonic_ns())]
     sent: set[str] = set()
     lock = threading.Lock()
 
@@ -57,7 +61,8 @@ def _record_run(tmp_path, shim, fsync: str) -> tuple[CrashLog, list[tuple[str, n
                 vector = rng.standard_normal(DIM).astype(np.float32)
                 with lock:
                     sent.add(doc_id)
-                client.upsert(COLL, [{"id": doc_id, "vector": vector, "payload": {"i": i}}])
+                client.upsert(COLL if w == 0 else LATE_COLL,
+                              [{"id": doc_id, "vector": vector, "payload": {"i": i}}])
                 with lock:
                     acked.append((doc_id, vector, time.monotonic_ns()))
                 if w == 0 and i == 15:
@@ -85,19 +90,28 @@ def _explore(tmp_path, shim, fsync: str, states: int) -> dict[str, int]:
         node = Node(state, fsync=fsync)
         node.start()  # every crash state must recover
         with node.admin_client() as client:
-            present = {d["id"]: np.asarray(d["vector"], np.float32)
-                       for page in client.iter_documents(COLL, include=["vector"])
-                       for d in page}
+            present = {}
+            for coll in (COLL, LATE_COLL):
+                try:
+                    found = {d["id"]: np.asarray(d["vector"], np.float32)
+                             for page in client.iter_documents(coll, include=["vector"])
+                             for d in page}
+                except NotFound:
+                    created = acked[0][2]
+                    assert fsync == "none" or coll == LATE_COLL and t < created, \
+                        f"{coll} vanished in crash state {i}"
+                    continue
+                assert len(client.search(coll, np.zeros(DIM), k=100).ids) == len(found)
+                present.update(found)
             assert set(present) <= sent, "a document that was never sent appeared"
-            assert len(client.search(COLL, np.zeros(DIM), k=100).ids) == len(present)
-            due = [(d, v) for d, v, at in acked if at <= t]
+            due = [(d, v) for d, v, at in acked[1:] if at <= t]
             lost = [d for d, v in due if d not in present or not np.array_equal(present[d], v)]
         node.close()
         explored += 1
         lost_total += len(lost)
         if fsync != "none":
             assert not lost, f"{len(lost)} acknowledged writes lost in crash state {i}: {lost}"
-    return {"states": explored, "lost": lost_total, "acked": len(acked)}
+    return {"states": explored, "lost": lost_total, "acked": len(acked) - 1}
 
 
 @pytest.mark.parametrize("fsync", ["always", "batch", "none"])

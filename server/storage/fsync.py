@@ -13,3 +13,16 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mkdirs_durable(path: Path) -> None:
+    """``mkdir -p`` whose new entries survive a power loss: each directory created is
+    followed by a sync of its parent (an entry is durable only once its parent is)."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_path(directory.parent)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.storage.fsync import fsync_path
+from server.storage.fsync import fsync_path, mkdirs_durable
 
 log = logging.getLogger("akidb.snapshot")
 
@@ -57,7 +57,7 @@ def write(directory: Path, seq: int, save_index: Any, meta: dict[str, Any],
           save_documents: Any = None) -> Snapshot:
     """Write a snapshot at ``seq``; ``save_index(path)`` writes the index file and
     ``save_documents(path)``, when given, the documents catalogue beside it."""
-    directory.mkdir(parents=True, exist_ok=True)
+    mkdirs_durable(directory)
     final = directory / f"{seq:020d}"
     tmp = directory / f".tmp-{seq:020d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

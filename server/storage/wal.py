@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from server import faults
-from server.storage.fsync import fsync_path
+from server.storage.fsync import fsync_path, mkdirs_durable
 
 log = logging.getLogger("akidb.wal")
 
@@ -168,7 +168,7 @@ class WriteAheadLog:
 
     def open(self, *, min_seq: int = 0, repair: bool = False) -> OpenReport:
         """Validate every segment, cut a torn tail, and position for appending."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        mkdirs_durable(self.dir)
         report = OpenReport()
         segments = self.segments()
         last_seq = min_seq
