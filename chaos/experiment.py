@@ -141,9 +141,9 @@ def _apply(action: Action, cluster: Cluster) -> None:
         for name in node.proxy.toxics():
             node.proxy.destroy_toxic(name)
     elif action.action in ("fault", "clear_faults"):
-        values = action.attributes if action.action == "fault" else {
-            "authz_delay_ms": 0, "search_delay_ms": 0, "disk_full": 0}
         with node.admin_client(retries=0, timeout=5) as admin:
+            values = action.attributes if action.action == "fault" else dict.fromkeys(
+                admin.request("GET", "/v1/admin/faults")["faults"], 0)
             admin.set_faults(**values)
     elif action.action == "kill_embedder":
         cluster.embed_service.kill()  # type: ignore[union-attr]

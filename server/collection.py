@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from server import faults
 from server.config import Settings
 from server.errors import NotFound, Unavailable
 from server.index.flat import FlatVectors
@@ -242,6 +243,8 @@ class Collection:
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str | None],
                payloads: Sequence[str]) -> int:
         """Durably upsert validated documents (payloads are canonical JSON strings)."""
+        if faults.lose_write():
+            return len(ids)  # the deliberately broken mode: acknowledged, never written
         with self.write_lock:
             self._check_writable()
             labels: list[int] = []

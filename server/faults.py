@@ -2,7 +2,9 @@
 
 ``authz_delay_ms`` slows every authorization decision, ``search_delay_ms`` every
 search, ``disk_full`` (1/0) makes every WAL append fail with ENOSPC as a full
-disk would. The admin route ``PUT /v1/admin/faults`` sets them only when the
+disk would, and ``lose_acked_writes`` (1/0) is a deliberately broken server: upserts
+are acknowledged without being written, so checkers can be shown to catch a lost
+acknowledged write. The admin route ``PUT /v1/admin/faults`` sets them only when the
 server was started with ``AKIDB_FAULT_INJECTION=1``; otherwise it answers 404
 and every check is one dict lookup of a zero. ``AKIDB_TEST_SEARCH_DELAY_MS``
 presets the search delay (the regression gate's power test uses it).
@@ -19,7 +21,8 @@ from typing import Any
 from server.errors import BadRequest, NotFound
 
 ENABLED = os.environ.get("AKIDB_FAULT_INJECTION") == "1"
-_LIMITS = {"authz_delay_ms": 60_000.0, "search_delay_ms": 60_000.0, "disk_full": 1.0}
+_LIMITS = {"authz_delay_ms": 60_000.0, "search_delay_ms": 60_000.0, "disk_full": 1.0,
+           "lose_acked_writes": 1.0}
 _values: dict[str, float] = dict.fromkeys(_LIMITS, 0.0)
 _values["search_delay_ms"] = float(os.environ.get("AKIDB_TEST_SEARCH_DELAY_MS", "0") or 0)
 _lock = threading.Lock()
@@ -55,3 +58,8 @@ def delay(name: str) -> None:
 def check_disk() -> None:
     if _values["disk_full"]:
         raise OSError(errno.ENOSPC, "No space left on device (injected failpoint disk_full)")
+
+
+def lose_write() -> bool:
+    """True while the broken mode that acknowledges writes without making them is on."""
+    return bool(_values["lose_acked_writes"])

@@ -113,3 +113,31 @@ def test_checker_reports_lost_and_corrupted_writes(tmp_path):
     assert not result.ok
     assert result.lost == [acked[0]] and result.corrupted == [acked[1]]
     assert result.indeterminate == 0 and result.phantoms == 2  # 3 strangers, 1 loss
+
+
+def test_an_experiment_whose_node_loses_acknowledged_writes_fails_with_exit_1(tmp_path):
+    """The verdict must follow the checker: a node that acknowledges writes it never
+    makes (the lose_acked_writes failpoint) fails the run."""
+    spec = tmp_path / "lossy.toml"
+    spec.write_text('''name = "lossy node"
+description = "acknowledges writes without making them for half a second"
+[workload]
+writers = 2
+batch = 5
+duration_s = 1.5
+[[method]]
+action = "fault"
+at_s = 0.3
+attributes = {lose_acked_writes = 1}
+[[method]]
+action = "clear_faults"
+at_s = 0.8
+''')
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "server", "chaos", "run", str(spec), "--out",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert not result["passed"] and not result["checks"]["durability"]
+    assert len(result["durability"]["lost"]) > 0
+    assert "FAILED" in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -120,18 +121,37 @@ def test_truncate_through_drops_covered_segments_and_keeps_sequence(tmp_path):
     wal.close()
 
 
-def test_group_commit_makes_every_concurrent_writer_durable(tmp_path):
+def test_group_commit_makes_every_concurrent_writer_durable(tmp_path, monkeypatch):
+    """Every writer returns only after an fdatasync that began after its append
+    (counted at the os boundary, in the main thread, so a failure fails the test)."""
     wal = WriteAheadLog(tmp_path, fsync="batch")
     wal.open()
     seqs: list[int] = []
     lock = threading.Lock()
+    syncs: list[int] = []  # for each completed fdatasync: appends done when it began
+    appended = [0]
+    late: list[tuple[int, int]] = []
+    real_sync = os.fdatasync
+
+    def counting_sync(fd: int) -> None:
+        with lock:
+            covered = appended[0]
+        real_sync(fd)
+        with lock:
+            syncs.append(covered)
+
+    monkeypatch.setattr(os, "fdatasync", counting_sync)
 
     def writer(w: int) -> None:
         for i in range(50):
-            seq, token = wal.append(OP_DELETE, {"ids": [f"{w}-{i}"], "labels": [i]})
-            wal.wait_durable(token)
-            assert wal._durable >= token
             with lock:
+                seq, token = wal.append(OP_DELETE, {"ids": [f"{w}-{i}"], "labels": [i]})
+                appended[0] += 1
+                mine = appended[0]
+            wal.wait_durable(token)
+            with lock:
+                if not any(covered >= mine for covered in syncs):
+                    late.append((w, i))
                 seqs.append(seq)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
@@ -140,6 +160,8 @@ def test_group_commit_makes_every_concurrent_writer_durable(tmp_path):
     for t in threads:
         t.join()
     wal.close()
+    assert late == [], f"returned before a sync covered the append: {late[:5]}"
+    assert len(syncs) < 200, "group commit: concurrent writers should share syncs"
     assert sorted(seqs) == list(range(1, 201))
     _, records = _reopen(tmp_path)
     assert [r.seq for r in records] == list(range(1, 201))
