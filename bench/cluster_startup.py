@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bench.environment import rss_bytes
-from bench.results import record, save
+from bench.results import markdown_table, publish, record
 from harness import Cluster
 
 
@@ -38,9 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     result = record("cluster_startup", args, {
         "runs": runs, "median_ready_s": statistics.median(r["ready_s"] for r in runs),
         "single_node_ready_s": single_s})
-    save(args.out, result)
-    print(f"median {args.nodes}-node ready: {result['median_ready_s']:.2f}s; one node: "
-          f"{single_s:.2f}s (target: a node ready in <= 1.5 s)")
+    publish(args.out, result, [
+        "# Cluster start-up", "",
+        *markdown_table(["run", "nodes ready (s)", "RSS per node (MiB)"],
+                        [[str(i + 1), f"{r['ready_s']:.2f}",
+                          ", ".join(f"{x:.0f}" for x in r["rss_mib"])]
+                         for i, r in enumerate(runs)]),
+        "", f"median {args.nodes}-node ready: {result['median_ready_s']:.2f}s; one node: "
+        f"{single_s:.2f}s (target: a node ready in <= 1.5 s)"])
     return 0
 
 

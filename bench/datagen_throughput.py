@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.results import record, save
+from bench.results import markdown_table, publish, record
 from datagen import usable_cores, vectors
 from datagen.groundtruth import exact_knn
 
@@ -115,9 +115,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{big['one_worker_gflops'] / peak:.2f}x, {big['workers']} workers used")
     print(f"peak traced memory: {small['peak_traced_mib']:.0f} MiB at base {small['base']}, "
           f"{big['peak_traced_mib']:.0f} MiB at base {big['base']} (bounded by the blocks)")
-    save(args.out, record("datagen_throughput", args, {
+    rec = record("datagen_throughput", args, {
         "generation": gen, "matmul_gflops": peak, "ground_truth": [small, big],
-        "gt_ratio": big["gflops"] / peak}))
+        "gt_ratio": big["gflops"] / peak})
+    publish(args.out, rec, [
+        "# datagen throughput", "",
+        *markdown_table(["figure", "measured", "target"], [
+            [f"vector generation {args.n} x {args.dim}",
+             f"{gen['ours_mb_s']:.0f} vs raw numpy {gen['raw_mb_s']:.0f} MB/s = "
+             f"{gen['ratio']:.2f}x", ">= 0.8x"],
+            [f"ground truth {args.gt_queries} x {args.gt_base} x {args.gt_dim}-d, k={args.k}",
+             f"{big['gflops']:.1f} vs matmul {peak:.1f} GFLOP/s = {big['gflops'] / peak:.2f}x",
+             ">= 0.7x"],
+            ["peak traced memory (small / full base)",
+             f"{small['peak_traced_mib']:.0f} / {big['peak_traced_mib']:.0f} MiB", "bounded"],
+        ])])
     return 0
 
 

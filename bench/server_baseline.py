@@ -25,7 +25,7 @@ import hnswlib
 import numpy as np
 
 from bench.environment import rss_bytes
-from bench.results import record, save
+from bench.results import markdown_to_html, record, save
 from bench.timing import percentile, timed_calls
 from datagen import vectors
 from harness import Node
@@ -172,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                             index_threads=THREADS)
     report = render(result)
     save(args.out, result, report)
+    (args.out / "server_baseline.html").write_text(markdown_to_html(report, "server_baseline"))
     print(report)
-    print(f"report: {args.out / 'server_baseline.md'} (JSON: {args.out / 'server_baseline.json'})")
+    print(f"report: {args.out / 'server_baseline.md'} (and .html; JSON: "
+          f"{args.out / 'server_baseline.json'})")
     return 0
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server import __version__
+from server import __version__, faults
 from server.api.grpc import create_grpc_server
 from server.api.http_server import HttpServer, raise_open_file_limit
 from server.api.rest import create_app
@@ -99,6 +99,7 @@ class AkiServer:
 
     def _recover(self) -> None:
         try:
+            faults.hold_recovery()
             self.engine.recover()
             self._write_server_file()
             log.info("ready", extra={"rest_url": self.rest_url,

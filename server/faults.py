@@ -7,7 +7,9 @@ are acknowledged without being written, so checkers can be shown to catch a lost
 acknowledged write. The admin route ``PUT /v1/admin/faults`` sets them only when the
 server was started with ``AKIDB_FAULT_INJECTION=1``; otherwise it answers 404
 and every check is one dict lookup of a zero. ``AKIDB_TEST_SEARCH_DELAY_MS``
-presets the search delay (the regression gate's power test uses it).
+presets the search delay (the regression gate's power test uses it), and
+``AKIDB_TEST_RECOVERY_GATE=PATH`` holds start-up recovery until PATH exists, so a test
+can observe the recovering state without racing it.
 """
 
 from __future__ import annotations
@@ -63,3 +65,11 @@ def check_disk() -> None:
 def lose_write() -> bool:
     """True while the broken mode that acknowledges writes without making them is on."""
     return bool(_values["lose_acked_writes"])
+
+
+def hold_recovery(timeout_s: float = 120.0) -> None:
+    """Wait for the test gate file (``AKIDB_TEST_RECOVERY_GATE``), if one is named."""
+    gate = os.environ.get("AKIDB_TEST_RECOVERY_GATE")
+    deadline = time.monotonic() + timeout_s
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -102,9 +102,10 @@ def test_timeout_reset_peer_limit_data_slicer(proxied):
     api.reset()
     proxy.add_toxic(type="timeout", attributes={"timeout": 200})
     started = time.perf_counter()
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportError) as info:
         client.health()
-    assert 0.15 < time.perf_counter() - started < 1.9
+    assert time.perf_counter() - started >= 0.15  # it held the connection that long ...
+    assert "timed out" not in str(info.value)  # ... and closed it, before the client's 2 s
     api.reset()
     proxy.add_toxic(type="reset_peer", attributes={"timeout": 50})
     with pytest.raises(TransportError) as info:
@@ -125,8 +126,8 @@ def test_timeout_reset_peer_limit_data_slicer(proxied):
                                                 "delay": 100})
     assert client.openapi()["openapi"].startswith("3.")
     api.reset()
-    proxy.add_toxic(type="latency", toxicity=0.0, attributes={"latency": 1000})
-    assert _timed(client.health) < 0.5  # toxicity 0: never applied
+    proxy.add_toxic(type="latency", toxicity=0.0, attributes={"latency": 30_000})
+    assert client.health()["status"] == "ok"  # toxicity 0: never applied (else 30 s)
 
 
 def test_cli_serves_the_api():

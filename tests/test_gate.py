@@ -149,6 +149,7 @@ def test_calibration_suggests_thresholds_from_a_a_drift():
         gate.suggest_thresholds(runs[:1])
 
 
+@pytest.mark.slow  # a performance claim: measured by the A/B calibration, not asserted here
 def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
     """Two servers sampled interleaved (so machine drift hits both alike); one has a
     search-path delay of 10% of the measured median latency."""

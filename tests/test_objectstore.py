@@ -157,7 +157,13 @@ def test_outage_backlog_survives_restart_and_drains(s3, tmp_path):
         proxy_api.close()
 
 
-def test_corrupt_object_is_detected_and_never_loaded(s3, tmp_path):
+CORRUPTED = {"snapshot index": lambda k: k.endswith("/index.bin"),
+             "log segment": lambda k: k.endswith(".wal"),
+             "metadata backup": lambda k: "/metadata/" in k}
+
+
+@pytest.mark.parametrize("what", sorted(CORRUPTED))
+def test_corrupt_object_is_detected_and_never_loaded(s3, tmp_path, what):
     endpoint, bucket = s3
     coll = "t/db/c"
     with _node(tmp_path / "a", endpoint, "--object-store", "s3://akidb/n3") as node:
@@ -165,10 +171,11 @@ def test_corrupt_object_is_detected_and_never_loaded(s3, tmp_path):
         client.create_collection(coll, dimension=DIM, create_parents=True)
         _ingest(client, coll, 0, 100)
         client.snapshot(coll)
+        _ingest(client, coll, 100, 20, batch=5)  # sealed log segments after the snapshot
         _wait_drained(client)
         client.close()
     keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="akidb", Prefix="n3/")["Contents"]]
-    index_key = next(k for k in keys if k.endswith("/index.bin"))
+    index_key = max(k for k in keys if CORRUPTED[what](k))
     head = bucket.head_object(Bucket="akidb", Key=index_key)
     body = bytearray(bucket.get_object(Bucket="akidb", Key=index_key)["Body"].read())
     body[len(body) // 2] ^= 0xFF  # one flipped byte, checksum metadata kept
@@ -198,3 +205,22 @@ def test_bad_object_store_arguments(s3, tmp_path):
                            env={**os.environ, **AWS})
     assert empty.returncode == 1 and "no metadata backup under s3://akidb/nothing-here" in \
         empty.stderr
+
+
+def test_files_above_16_mib_are_uploaded_in_parts_and_verified(s3, tmp_path):
+    from server.storage.objectstore import MULTIPART_THRESHOLD, ObjectStore, S3Location
+
+    endpoint, bucket = s3
+    store = ObjectStore(S3Location.parse("s3://akidb/big"), endpoint)
+    big = tmp_path / "big.bin"
+    big.write_bytes(np.random.default_rng(0).bytes(MULTIPART_THRESHOLD + 1024 * 1024))
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 1024)
+    store.upload(big, "big/big.bin")
+    store.upload(small, "big/small.bin")
+    # S3 marks a multipart object's ETag with the part count: "<md5 of md5s>-N".
+    assert bucket.head_object(Bucket="akidb", Key="big/big.bin")["ETag"].strip('"') \
+        .endswith("-2")
+    assert "-" not in bucket.head_object(Bucket="akidb", Key="big/small.bin")["ETag"]
+    store.download("big/big.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()

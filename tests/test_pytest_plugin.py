@@ -102,3 +102,35 @@ def test_interrupted_or_killed_runner_leaves_no_server(pytester, isolated_tmp, s
     assert _server_pids_under(isolated_tmp) == []
     if sig == signal.SIGINT:  # teardown ran: the temp dirs are gone too
         assert list(isolated_tmp.iterdir()) == []
+
+
+OPTION_TESTS = """
+SEEN = []
+
+def test_first(akidb_cluster):
+    assert len(akidb_cluster.nodes) == 2
+    assert all(n.fsync == "batch" for n in akidb_cluster.nodes)
+    assert all(n.proxy is not None for n in akidb_cluster.nodes)
+    c = akidb_cluster.admin_client()
+    assert c.health()["status"] == "ok"
+    from server.client import Client
+    through = Client(akidb_cluster.nodes[0].proxy_url, akidb_cluster.nodes[0].admin_key)
+    assert through.health()["status"] == "ok"
+    SEEN.append(str(akidb_cluster.base_dir))
+
+def test_second(akidb_cluster):
+    SEEN.append(str(akidb_cluster.base_dir))
+    assert SEEN[0] != SEEN[1], "function scope gives every test its own cluster"
+"""
+
+
+def test_plugin_options_shape_the_cluster(pytester, isolated_tmp):
+    pytester.makepyfile(OPTION_TESTS)
+    result = pytester.runpytest_subprocess(
+        "--akidb-nodes", "2", "--akidb-fsync", "batch", "--akidb-fault-proxy",
+        "--akidb-scope", "function", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert _server_pids_under(isolated_tmp) == []
+    bad = pytester.runpytest_subprocess("--akidb-fsync", "sometimes")
+    assert bad.ret != 0
+    bad.stderr.fnmatch_lines(["*--akidb-fsync*invalid choice*"])

@@ -21,9 +21,7 @@ def test_readers_waiting_get_in_before_the_writers_next_chunk():
                 events.append(f"w{i}")
                 if i == 0:
                     first_chunk.set()
-                    time.sleep(0.2)  # the reader queues up during this chunk
-                else:
-                    time.sleep(0.01)
+                    _wait_for(lambda: lock._readers_waiting == 1)  # the reader queued up
 
     def reader() -> None:
         first_chunk.wait()
@@ -38,21 +36,32 @@ def test_readers_waiting_get_in_before_the_writers_next_chunk():
     assert events.index("r") == 1, events  # right after the chunk it waited for
 
 
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    """Wait on a condition with a deadline (never a fixed sleep as synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.0005)
+
+
 def test_a_waiting_writer_is_not_starved_by_a_stream_of_readers():
     lock = RWLock()
     stop = threading.Event()
     wrote = threading.Event()
+    entered = threading.Semaphore(0)
 
     def reader() -> None:
         while not stop.is_set():
             with lock.read():
-                time.sleep(0.002)
+                entered.release()
+                time.sleep(0.002)  # hold the read lock a while: overlapping readers
 
     readers = [threading.Thread(target=reader) for _ in range(4)]
     for t in readers:
         t.start()
     try:
-        time.sleep(0.05)
+        for _ in range(20):  # the readers are overlapping by now
+            assert entered.acquire(timeout=10)
 
         def writer() -> None:
             with lock.write():
