@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench microbench microbench-compare lint clean
+.PHONY: install demo test test-slow bench microbench microbench-compare mutation lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ microbench-compare: $(STAMP)
 	$(BIN)/python -m pytest -q -m microbench --benchmark-only \
 		--benchmark-storage=reports/microbench --benchmark-compare \
 		--benchmark-compare-fail=median:10%
+
+## mutation: mutation testing of the core modules; writes reports/mutation/report.md
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[mutation]'
+	$(BIN)/python -m testkube.mutation
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -133,9 +133,11 @@ def test_the_table_covers_every_operator():
         assert op in used, op
 
 
-@pytest.mark.parametrize(("flt", "want"), TABLE, ids=[json.dumps(f) for f, _ in TABLE])
-def test_every_path_gives_the_hand_written_answer(flt, want, store, payload_index,
-                                                  server_collection):
+CASES = pytest.mark.parametrize(("flt", "want"), TABLE, ids=[json.dumps(f) for f, _ in TABLE])
+
+
+@CASES
+def test_every_in_process_path_gives_the_hand_written_answer(flt, want, store, payload_index):
     node = filters.parse(flt)
     assert {d for d, p in DOCS.items() if filters.matches(node, p)} == want, "oracle"
     assert _names(payload_index.evaluate(node)) == want, "payload index"
@@ -143,6 +145,10 @@ def test_every_path_gives_the_hand_written_answer(flt, want, store, payload_inde
     sql, params = filters.to_sql(node)
     assert _names(label for label, _ in s.text_search(cid, '"common"', 100, sql, params)) \
         == want, "SQL"
+
+
+@CASES
+def test_the_server_gives_the_hand_written_answer(flt, want, server_collection):
     client, coll = server_collection
     assert set(client.search(coll, [1.0, 0.0], k=10, filter=flt).ids) == want, "REST vector"
     assert set(client.search(coll, text="common", mode="text", k=10, filter=flt).ids) \

@@ -5,6 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from server.query.hybrid import reciprocal_rank_fusion
+
+
+def test_fusion_weighs_the_two_rankings_by_alpha():
+    vec, text = [1, 2, 3, 4], [4, 3, 5]
+    assert [x for x, _ in reciprocal_rank_fusion(vec, text, alpha=1.0, k=4)] == [1, 2, 3, 4]
+    assert [x for x, _ in reciprocal_rank_fusion(vec, text, alpha=0.0, k=3)] == [4, 3, 5]
+    fused = reciprocal_rank_fusion(vec, text, alpha=0.5, k=10)
+    score = dict(fused)
+    assert score[4] == pytest.approx(0.5 / 64 + 0.5 / 61)
+    assert score[3] == pytest.approx(0.5 / 63 + 0.5 / 62)
+    assert score[5] == pytest.approx(0.5 / 63)
+    assert [x for x, _ in fused] == [4, 3, 1, 2, 5]  # best first (4 edges out 3)
+    assert len(reciprocal_rank_fusion(vec, text, k=2)) == 2
+    assert reciprocal_rank_fusion([], [], k=5) == []
+    # Equal fused scores are ordered by label, so results are deterministic.
+    assert [x for x, _ in reciprocal_rank_fusion([7], [6], alpha=0.5, k=2)] == [6, 7]
+    assert reciprocal_rank_fusion([1], [], alpha=0.5, k=1, rrf_k=0)[0][1] == pytest.approx(0.5)
+
 
 @pytest.fixture
 def hybrid_coll(client, tenant):

@@ -1,0 +1,161 @@
+"""Mutation testing of the core modules (``make mutation``): run mutmut, write the report.
+
+mutmut changes one small thing at a time in the modules listed under
+``[tool.mutmut]`` in pyproject.toml (an operator, a constant, a condition) and runs
+the tests that execute the changed function. A mutant the tests do not notice
+"survives". ``reports/mutation/equivalent.toml`` names the survivors that cannot be
+told apart from the original by any test (the change means the same thing), each
+with the reason; every other survivor is a missing test. The report lists both, the
+score per module and overall:
+
+    score = killed / (mutants - equivalent)
+
+timeouts count as killed (the mutant broke the code), mutants no test executes as
+survivors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_DIR = Path("reports/mutation")
+EQUIVALENT_FILE = REPORT_DIR / "equivalent.toml"
+_LINE = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
+KILLED = {"killed", "timeout"}
+
+
+@dataclass
+class Mutant:
+    name: str
+    status: str
+
+    @property
+    def module(self) -> str:
+        # "server.query.filters.x__parse_doc__mutmut_3" -> "server/query/filters.py"
+        dotted = self.name.split(".x", 1)[0] if ".x" in self.name else self.name
+        return dotted.replace(".", "/") + ".py"
+
+
+def _mutmut(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "mutmut", *args], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"mutmut {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def collect() -> list[Mutant]:
+    """Every mutant with its status (``mutmut results --all``)."""
+    out = _mutmut("results", "--all", "true")
+    mutants = []
+    for line in out.splitlines():
+        match = _LINE.match(line)
+        if match:
+            mutants.append(Mutant(match.group(1), match.group(2).strip()))
+    return mutants
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {name: str(reason) for name, reason in tomllib.loads(path.read_text()).items()}
+
+
+def score(mutants: list[Mutant], equivalent: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per module and overall: mutants, killed, survivors, equivalent, score."""
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for m in mutants:
+        for key in (m.module, "all"):
+            table[key]["mutants"] += 1
+            if m.status in KILLED:
+                table[key]["killed"] += 1
+            elif m.name in equivalent:
+                table[key]["equivalent"] += 1
+            else:
+                table[key]["survived"] += 1
+    out = {}
+    for key, c in table.items():
+        relevant = c["mutants"] - c["equivalent"]
+        out[key] = {"mutants": c["mutants"], "killed": c["killed"],
+                    "survived": c["survived"], "equivalent": c["equivalent"],
+                    "score": c["killed"] / relevant if relevant else 1.0}
+    return out
+
+
+def render(mutants: list[Mutant], equivalent: dict[str, str], diffs: dict[str, str]) -> str:
+    scores = score(mutants, equivalent)
+    lines = ["# Mutation testing of the core modules", "",
+             "Written by `make mutation` (mutmut; see testkube/mutation.py). Score = killed / "
+             "(mutants - equivalent).", "",
+             "| module | mutants | killed | survived | equivalent | score |",
+             "|---|---|---|---|---|---|"]
+    for key in sorted(scores, key=lambda k: (k == "all", k)):
+        s = scores[key]
+        lines.append(f"| {'**all**' if key == 'all' else key} | {s['mutants']} | {s['killed']} | "
+                     f"{s['survived']} | {s['equivalent']} | {s['score']:.1%} |")
+    survivors = [m for m in mutants if m.status not in KILLED and m.name not in equivalent]
+    lines += ["", f"## Survivors ({len(survivors)})", ""]
+    for m in survivors:
+        lines += [f"### {m.name} ({m.status})", "", "```diff", diffs.get(m.name, "").strip(),
+                  "```", ""]
+    lines += ["## Equivalent mutants", ""]
+    for m in mutants:
+        if m.name in equivalent and m.status not in KILLED:
+            lines.append(f"- `{m.name}`: {equivalent[m.name]}")
+    return "\n".join(lines) + "\n"
+
+
+def _diff(name: str) -> str:
+    text = _mutmut("show", name)
+    return "\n".join(line for line in text.splitlines()
+                     if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-run", action="store_true", help="report on the last mutmut run")
+    ap.add_argument("--min-score", type=float, default=0.85,
+                    help="exit 1 below this overall score (default 0.85)")
+    ap.add_argument("--out", type=Path, default=REPORT_DIR,
+                    help="directory for report.md and mutation.json (default reports/mutation)")
+    args = ap.parse_args(argv)
+    if not args.skip_run:
+        print("mutmut run (a few minutes per thousand mutants) ...", flush=True)
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run"],
+                              stdout=subprocess.DEVNULL)
+        if done.returncode not in (0, 1):
+            print(f"mutmut run exited {done.returncode}", file=sys.stderr)
+            return 2
+    mutants = collect()
+    if not mutants:
+        print("no mutants found: run without --skip-run first", file=sys.stderr)
+        return 2
+    equivalent = load_equivalent()
+    diffs = {m.name: _diff(m.name) for m in mutants
+             if m.status not in KILLED and m.name not in equivalent}
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = args.out / "report.md"
+    report.write_text(render(mutants, equivalent, diffs))
+    scores = score(mutants, equivalent)
+    overall = scores["all"]
+    # The gate's metric format, so a nightly testkube suite can track the score.
+    (args.out / "mutation.json").write_text(json.dumps({
+        "benchmark": "mutation", "results": scores,
+        "metrics": {"mutation_score": {"unit": "fraction", "direction": "higher",
+                                       "samples": [overall["score"]]}}}, indent=1))
+    print(f"mutation score {overall['score']:.1%}: {overall['killed']} killed, "
+          f"{overall['survived']} survived, {overall['equivalent']} equivalent of "
+          f"{overall['mutants']}; report {report}")
+    return 0 if overall["score"] >= args.min_score else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Authentication, Cedar decisions and rate quotas, in-process (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.auth.cedar import ACTIONS, ROLE_ACTIONS, Authorizer, role_policies
+from server.auth.keys import ADMIN, KeyAuthenticator, Principal, check_admin_key, new_key
+from server.auth.quotas import RateLimiter, parse_quotas
+from server.errors import BadRequest, QuotaExceeded, StartupError, Unauthenticated
+from server.storage.metadata import MetadataStore
+
+ADMIN_KEY = "admin-key-for-unit-tests-0123456789"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MetadataStore(tmp_path / "m.db")
+    for t in ("acme", "other"):
+        s.create_tenant(t, {})
+        s.create_database(t, "db")
+    yield s
+    s.close()
+
+
+def _user(store: MetadataStore, tenant: str, name: str, role: str) -> str:
+    key = new_key()
+    store.create_user(tenant, name, role, key.key_id, key.salt, key.hash)
+    return key.secret_key
+
+
+def test_headers_and_keys(store):
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    assert auth.authenticate(f"Bearer {ADMIN_KEY}") is ADMIN
+    assert auth.authenticate(f"bearer   {ADMIN_KEY}  ") is ADMIN
+    secret = _user(store, "acme", "dev", "developer")
+    who = auth.authenticate(f"Bearer {secret}")
+    assert (who.name, who.tenant, who.role, who.is_admin) == ("acme/dev", "acme", "developer",
+                                                              False)
+    assert who.tenant_id == store.get_tenant("acme")["id"]
+    assert auth.authenticate(f"Bearer {secret}") == who  # from the cache now
+    for header, match in ((None, "missing"), ("", "missing"), ("Basic abc", "Bearer"),
+                          ("Bearer ", "Bearer"), (f"Token {ADMIN_KEY}", "Bearer"),
+                          ("Bearer nonsense", "unknown"), ("Bearer akidb_x_y", "unknown"),
+                          (f"Bearer {secret[:-2]}zz", "unknown"),
+                          (f"Bearer {ADMIN_KEY}x", "unknown")):
+        with pytest.raises(Unauthenticated, match=match):
+            auth.authenticate(header)
+    # A cached key with a wrong secret is still refused.
+    with pytest.raises(Unauthenticated, match="unknown"):
+        auth.authenticate(f"Bearer {secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}")
+    assert KeyAuthenticator(ADMIN_KEY, None).authenticate(f"Bearer {ADMIN_KEY}") is ADMIN
+    with pytest.raises(Unauthenticated):
+        KeyAuthenticator(ADMIN_KEY, None).authenticate(f"Bearer {secret}")
+
+
+def test_revocation_reaches_cached_keys_only_after_revoke_cached(store):
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    secret = _user(store, "acme", "dev", "developer")
+    auth.authenticate(f"Bearer {secret}")
+    key_id = secret.split("_")[1]
+    store.revoke_keys("acme", "dev", key_id)
+    auth.authenticate(f"Bearer {secret}")  # still cached: the service must call revoke
+    auth.revoke_cached()
+    with pytest.raises(Unauthenticated, match="revoked"):
+        auth.authenticate(f"Bearer {secret}")
+    other = _user(store, "acme", "dev2", "viewer")
+    auth.authenticate(f"Bearer {other}")
+    store.delete_tenant("acme")
+    auth.revoke_cached()
+    with pytest.raises(Unauthenticated, match="unknown"):
+        auth.authenticate(f"Bearer {other}")
+
+
+def test_admin_key_rules():
+    assert check_admin_key("x" * 16, "env") == "x" * 16
+    with pytest.raises(StartupError, match="at least 16"):
+        check_admin_key("x" * 15, "env")
+    with pytest.raises(StartupError, match="whitespace"):
+        check_admin_key(" " + "x" * 20, "env")
+    with pytest.raises(StartupError, match="whitespace"):
+        check_admin_key("x" * 20 + "\n", "env")
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_ACTIONS))
+def test_each_role_gets_exactly_its_actions_in_its_own_tenant(store, role):
+    authz = Authorizer(store)
+    me = Principal(f"acme/{role}", False, "acme", role)
+    for action in ACTIONS:
+        allowed = action in ROLE_ACTIONS[role]
+        assert authz.is_allowed(me, action, "acme") is allowed, action
+        assert authz.is_allowed(me, action, "acme", "db", "c") is allowed, action
+        assert authz.is_allowed(me, action, "other", "db", "c") is False  # isolation
+    assert authz.is_allowed(ADMIN, "admin", "other")
+
+
+def test_custom_policies_are_validated_then_applied_and_invalidated(store):
+    authz = Authorizer(store)
+    viewer = Principal("acme/v", False, "acme", "viewer")
+    assert not authz.is_allowed(viewer, "write", "acme", "db", "c")
+    with pytest.raises(BadRequest, match="do not parse"):
+        authz.validate("acme", "permit(principal, action resource);")
+    with pytest.raises(BadRequest, match="do not validate"):
+        authz.validate("acme", 'permit(principal, action == AkiDB::Action::"fly", resource);')
+    policy = ('permit (principal in AkiDB::Role::"acme/viewer", action == AkiDB::Action::'
+              '"write", resource in AkiDB::Database::"acme/db");')
+    authz.validate("acme", policy)
+    store.set_policies("acme", policy)
+    assert not authz.is_allowed(viewer, "write", "acme", "db", "c")  # cached set
+    authz.invalidate("acme")
+    assert authz.is_allowed(viewer, "write", "acme", "db", "c")
+    assert not authz.is_allowed(viewer, "write", "acme", "db2", "c")
+    assert not authz.is_allowed(viewer, "admin", "acme")
+    assert 'AkiDB::Role::"acme/admin"' in role_policies("acme")
+
+
+def test_rate_limiter_bucket():
+    rate = RateLimiter()
+    quotas = {"requests_per_second": 0.001, "burst": 3}
+    for _ in range(3):
+        rate.take("t", quotas)
+    with pytest.raises(QuotaExceeded) as info:
+        rate.take("t", quotas)
+    assert 0 < info.value.details["retry_after"] <= 1000
+    rate.take("u", quotas)  # another tenant has its own bucket
+    rate.forget("t")
+    rate.take("t", quotas)
+    for _ in range(100):
+        rate.take("t", {})  # no rate quota: never limited
+    default_burst = {"requests_per_second": 0.001}
+    rate.take("v", default_burst)  # burst defaults to ceil(rate) = 1
+    with pytest.raises(QuotaExceeded):
+        rate.take("v", default_burst)
+
+
+def test_quota_validation():
+    assert parse_quotas({"max_vectors": 5, "burst": 2}) == {"max_vectors": 5, "burst": 2}
+    assert parse_quotas({}) == {}
+    for bad in ({"max_vectors": -1}, {"requests_per_second": 0}, {"burst": 0},
+                {"max_vectors": "5"}, {"unknown": 1}):
+        with pytest.raises(BadRequest, match="invalid quotas"):
+            parse_quotas(bad)

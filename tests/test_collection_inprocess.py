@@ -1,0 +1,201 @@
+"""One collection in-process: search strategies against brute force, and recovery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from server import collection as collection_module
+from server.collection import Collection, RecoveryError
+from server.config import Settings
+from server.query import filters
+from server.storage.metadata import MetadataStore
+from server.storage.wal import FRAME
+
+DIM = 8
+N = 1200
+
+
+def _open(tmp_path, repair: bool = False) -> Collection:
+    store = MetadataStore(tmp_path / "m.db")
+    try:
+        store.create_tenant("t", {})
+        store.create_database("t", "d")
+        store.create_collection("t", "d", "c", dimension=DIM, metric="l2", m=16,
+                                ef_construction=64, ef_search=64)
+    except Exception:  # noqa: BLE001 - exists from an earlier open
+        pass
+    row = store.get_collection("t", "d", "c")
+    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
+    coll.report = coll.open(repair=repair)
+    return coll
+
+
+def _close(coll: Collection) -> None:
+    coll.close()
+    coll.store.close()
+
+
+def _docs(n: int = N, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    payloads = [{"g": i % 100, "half": i % 2 == 0, "tags": [f"t{i % 7}"]} for i in range(n)]
+    return [str(i) for i in range(n)], vecs, payloads
+
+
+def _fill(coll: Collection, n: int = N) -> tuple[list[str], np.ndarray, list[dict]]:
+    ids, vecs, payloads = _docs(n)
+    texts = [f"word{i % 5} common" for i in range(n)]
+    for s in range(0, n, 300):
+        coll.upsert(ids[s:s + 300], vecs[s:s + 300], texts[s:s + 300],
+                    [json.dumps(p) for p in payloads[s:s + 300]])
+    return ids, vecs, payloads
+
+
+def _brute(vecs, payloads, q, k, flt=None) -> list[str]:
+    node = filters.parse(flt) if flt is not None else None
+    keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
+    dist = np.linalg.norm(vecs[keep] - q, axis=1)
+    return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    coll = _open(tmp_path_factory.mktemp("search"))
+    data = _fill(coll)
+    yield coll, data
+    _close(coll)
+
+
+@pytest.mark.parametrize("flt", [None, {"g": 5}, {"half": True}, {"g": {"$lt": 30}},
+                                 {"tags": "t3"}, {"g": {"$in": [1, 2, 3]}, "half": False}])
+def test_vector_search_matches_brute_force_on_every_strategy(filled, flt, monkeypatch):
+    coll, (_ids, vecs, payloads) = filled
+    # Small cut-offs so this collection reaches all three strategies: exact over the
+    # matches, oversampling the graph, and the filtered graph walk.
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)
+    queries = np.random.default_rng(7).standard_normal((10, DIM)).astype(np.float32)
+    node = filters.parse(flt) if flt else None
+    recall = []
+    for q in queries:
+        hits = coll.vector_search(q, 10, 200, node)
+        want = _brute(vecs, payloads, q, 10, flt)
+        got = [h.ext_id for h in hits]
+        assert len(got) == len(want)
+        assert all(node is None or filters.matches(node, payloads[int(g)]) for g in got)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)  # higher is better, best first
+        recall.append(len(set(got) & set(want)) / len(want))
+    assert np.mean(recall) >= 0.95, recall
+
+
+def test_exact_path_is_exact_and_scores_are_negative_l2(filled):
+    coll, (_ids, vecs, payloads) = filled
+    q = vecs[17] + 0.01
+    hits = coll.vector_search(q, 5, None, filters.parse({"g": 17}))
+    assert [h.ext_id for h in hits] == _brute(vecs, payloads, q, 5, {"g": 17})
+    assert hits[0].ext_id == "17"
+    assert hits[0].score == pytest.approx(-float(np.linalg.norm(vecs[17] - q)), abs=1e-4)
+    assert coll.vector_search(q, 5, None, filters.parse({"g": 1000})) == []
+
+
+def test_text_and_hybrid_search(filled):
+    coll, (_ids, vecs, _payloads) = filled
+    text = coll.text_search('"word3"', 5, filters.to_sql(filters.parse({"half": True})))
+    assert len(text) == 5 and all(int(h.ext_id) % 5 == 3 and int(h.ext_id) % 2 == 0
+                                  for h in text)
+    q = vecs[8]
+    where = ("1", [])
+    vector_first = coll.hybrid_search(q, '"word3"', 3, None, None, where, 1.0)
+    assert vector_first[0].ext_id == "8"
+    text_first = coll.hybrid_search(q, '"word3"', 3, None, None, where, 0.0)
+    assert int(text_first[0].ext_id) % 5 == 3
+
+
+def test_short_graph_results_fall_back_to_exact_search(tmp_path):
+    coll = _open(tmp_path)
+    ids, vecs, _payloads = _fill(coll, 300)
+    coll.delete(ids[:290])
+    hits = coll.vector_search(vecs[295], 50, 10)
+    assert sorted(h.ext_id for h in hits) == sorted(ids[290:])
+    assert hits[0].ext_id == "295"
+    _close(coll)
+
+
+def _state(coll: Collection) -> dict:
+    return {ext: coll.store.get_document(coll.row.id, ext).payload
+            for ext in coll.labels}
+
+
+def test_reopen_after_snapshot_and_more_writes_is_the_same_collection(tmp_path):
+    coll = _open(tmp_path)
+    ids, vecs, _ = _fill(coll, 600)
+    coll.snapshot()
+    coll.delete(ids[:10])
+    coll.upsert(["new"], np.ones((1, DIM), np.float32), [None], ['{"n": 1}'])
+    before = (_state(coll), coll.next_label)
+    _close(coll)
+    again = _open(tmp_path)
+    assert (_state(again), again.next_label) == before
+    assert again.report.snapshot_seq is not None and again.report.replayed_records == 2
+    assert again.index.count == again.count == 591
+    assert again.vector_search(np.ones(DIM, np.float32), 1, None)[0].ext_id == "new"
+    assert not again.report.index_rebuilt and again.report.index_from_store == 0
+    _close(again)
+
+
+def test_a_damaged_last_record_is_taken_from_the_store(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 300)
+    coll.snapshot()
+    coll.upsert(["moved"], np.full((1, DIM), 5, np.float32), [None], ["{}"])
+    _close(coll)
+    (segment,) = sorted((tmp_path / "c" / "wal").glob("*.wal"))
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    again = _open(tmp_path)
+    assert again.report.index_from_store == 1 and again.report.truncations
+    assert again.vector_search(np.full(DIM, 5, np.float32), 1, None)[0].ext_id == "moved"
+    _close(again)
+
+
+def test_missing_records_beyond_the_store_stop_recovery_unless_repair(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 900)  # three records of 300
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    with store._tx() as conn:  # SQLite forgets records 2 and 3 (as a rollback would)
+        conn.execute("DELETE FROM documents WHERE seq > 1")
+        conn.execute("UPDATE collections SET applied_seq = 1")
+    store.close()
+    (segment,) = sorted((tmp_path / "c" / "wal").glob("*.wal"))
+    data = segment.read_bytes()
+    second = FRAME.size + FRAME.unpack_from(data, 0)[0]
+    third = second + FRAME.size + FRAME.unpack_from(data, second)[0]
+    segment.write_bytes(data[:second] + data[third:])  # record 2 is gone from the log too
+    with pytest.raises(RecoveryError, match="log records 2..2 are missing"):
+        _open(tmp_path)
+    repaired = _open(tmp_path, repair=True)
+    assert repaired.report.lost_records == [(2, 2)]
+    assert repaired.count == 600 and repaired.index.count == 600
+    assert "300" not in repaired.labels and "0" in repaired.labels and "600" in repaired.labels
+    _close(repaired)
+
+
+def test_an_index_that_disagrees_with_the_store_is_rebuilt(tmp_path):
+    coll = _open(tmp_path)
+    ids, vecs, _ = _fill(coll, 300)
+    coll.snapshot()
+    _close(coll)
+    (meta,) = (tmp_path / "c" / "snapshots").glob("*/meta.json")
+    edited = json.loads(meta.read_text())
+    edited["seq"] = 0  # claims less than it holds; the CRC catches the edit
+    meta.write_text(json.dumps(edited))
+    again = _open(tmp_path)
+    assert again.report.snapshot_seq is None and again.report.rebuilt_from_sqlite
+    assert again.index.count == 300
+    assert again.vector_search(vecs[3], 1, None)[0].ext_id == ids[3]
+    _close(again)

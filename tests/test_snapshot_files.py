@@ -1,0 +1,89 @@
+"""Index snapshot files: atomic write, CRC checks of index and meta, the catalogue."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server.storage import snapshot as snapshots
+
+
+def _save(payload: bytes):
+    def save(path):
+        path.write_bytes(payload)
+    return save
+
+
+def _docs(lines: list[str]):
+    def save(path):
+        path.write_text("".join(line + "\n" for line in lines))
+    return save
+
+
+def test_write_then_load_round_trips_and_keeps_only_the_newest(tmp_path):
+    first = snapshots.write(tmp_path, 5, _save(b"index-five"), {"count": 5})
+    second = snapshots.write(tmp_path, 9, _save(b"index-nine"), {"count": 9},
+                             _docs(['[0, "a", null, "{}", 1.0]']))
+    assert not first.path.exists()  # older snapshots are removed
+    loaded = snapshots.load_latest(tmp_path)
+    assert loaded is not None and loaded.seq == 9 and loaded.path == second.path
+    assert loaded.index_path.read_bytes() == b"index-nine"
+    assert loaded.meta["count"] == 9 and loaded.meta["index_bytes"] == len(b"index-nine")
+    assert snapshots.verify_documents(loaded).read_text().startswith('[0, "a"')
+    assert snapshots.size_bytes(loaded) == sum(p.stat().st_size for p in loaded.path.iterdir())
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert loaded.path.name == f"{9:020d}"
+
+
+def test_load_latest_of_nothing(tmp_path):
+    assert snapshots.load_latest(tmp_path / "missing") is None
+    (tmp_path / "not-a-snapshot").mkdir()
+    assert snapshots.load_latest(tmp_path) is None
+
+
+@pytest.mark.parametrize("damage", ["index_byte", "index_size", "meta_edit", "meta_torn",
+                                    "meta_missing_field"])
+def test_a_damaged_snapshot_is_skipped_for_an_older_good_one(tmp_path, damage):
+    good = snapshots.write(tmp_path / "a", 3, _save(b"old-good"), {"count": 3})
+    bad = snapshots.write(tmp_path / "b", 7, _save(b"new-index"), {"count": 7})
+    # Put both side by side, as after an interrupted clean-up.
+    target = tmp_path / "a" / bad.path.name
+    bad.path.rename(target)
+    index, meta = target / snapshots.INDEX_FILE, target / snapshots.META_FILE
+    if damage == "index_byte":
+        index.write_bytes(b"new-indey")
+    elif damage == "index_size":
+        index.write_bytes(b"new-index-longer")
+    elif damage == "meta_edit":
+        edited = json.loads(meta.read_text())
+        edited["seq"] = 8
+        meta.write_text(json.dumps(edited))
+    elif damage == "meta_torn":
+        meta.write_text(meta.read_text()[:20])
+    else:
+        edited = json.loads(meta.read_text())
+        del edited["index_crc32"]
+        edited.pop("meta_crc32")
+        meta.write_text(json.dumps(edited))
+    loaded = snapshots.load_latest(tmp_path / "a")
+    assert loaded is not None and loaded.seq == 3 and loaded.path == good.path
+
+
+def test_meta_without_its_own_crc_still_loads(tmp_path):
+    """Snapshots written before meta.json carried a CRC are accepted on their index CRC."""
+    snap = snapshots.write(tmp_path, 4, _save(b"idx"), {"count": 1})
+    meta = json.loads((snap.path / snapshots.META_FILE).read_text())
+    meta.pop("meta_crc32")
+    (snap.path / snapshots.META_FILE).write_text(json.dumps(meta))
+    assert snapshots.load_latest(tmp_path).seq == 4
+
+
+def test_documents_catalogue_is_checked(tmp_path):
+    plain = snapshots.write(tmp_path / "p", 2, _save(b"i"), {})
+    with pytest.raises(ValueError, match="no documents catalogue"):
+        snapshots.verify_documents(plain)
+    snap = snapshots.write(tmp_path / "d", 2, _save(b"i"), {}, _docs(["[1]"]))
+    (snap.path / snapshots.DOCUMENTS_FILE).write_text("[2]\n")
+    with pytest.raises(ValueError, match="differs from the CRC32"):
+        snapshots.verify_documents(snap)
