@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,9 @@ class Collection:
         self.next_label = 0
         self.last_snapshot: snapshots.Snapshot | None = None
         self.broken: str | None = None
+        # How searches were answered (graph, exact, oversample, filtered_walk, ...): for
+        # /metrics, and to show which strategy a filter's selectivity picked.
+        self.strategies: Counter[str] = Counter()
         # Set by the engine when snapshots are shipped to an object store.
         self.on_snapshot: Callable[[snapshots.Snapshot], None] | None = None
 
@@ -341,8 +345,10 @@ class Collection:
             return self._filtered_vector_search(vector, k, ef, self.payloads.evaluate(flt))
         try:
             labels, scores = self.index.search(vector, k, ef)
+            self.strategies["graph"] += 1
         except ShortResult:
             labels, scores = self.flat.exact(vector, self._live_labels(), k)
+            self.strategies["exact_fallback"] += 1
         return self._hits(labels, scores)
 
     def _exact_vectors(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -365,6 +371,7 @@ class Collection:
             return np.fromiter(allowed, dtype=np.int64, count=len(allowed))
 
         if len(allowed) <= EXACT_SEARCH_MAX:
+            self.strategies["exact"] += 1
             return self._hits(*self.flat.exact(vector, allowed_arr(), k))
         selectivity = len(allowed) / total
         if selectivity >= OVERSAMPLE_MIN_SELECTIVITY:
@@ -373,13 +380,16 @@ class Collection:
                 labels, scores = self.index.search(vector, wanted, max(ef or 0, wanted))
                 keep = [i for i, label in enumerate(labels.tolist()) if label in allowed][:k]
                 if len(keep) >= k:
+                    self.strategies["oversample"] += 1
                     return self._hits(labels[keep], scores[keep])
             except ShortResult:
                 pass
         try:
             labels, scores = self.index.search(vector, k, ef, filter=allowed.__contains__)
+            self.strategies["filtered_walk"] += 1
         except ShortResult:
             labels, scores = self.flat.exact(vector, allowed_arr(), k)
+            self.strategies["exact_fallback"] += 1
         return self._hits(labels, scores)
 
     def text_search(self, match: str, k: int, where: tuple[str, list[Any]]) -> list[Hit]:

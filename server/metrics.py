@@ -6,6 +6,7 @@ servers in one test process never collide.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -70,6 +71,16 @@ class _EngineCollector(Collector):
                                 value=sum(c.count for c in collections))
         yield GaugeMetricFamily("akidb_wal_total_bytes", "Write-ahead log bytes, all "
                                 "collections", value=sum(c.wal.size_bytes() for c in collections))
+        strategies = CounterMetricFamily("akidb_search_strategy", "Vector searches by how "
+                                         "they were answered (graph, exact over a filter's "
+                                         "matches, oversample, filtered_walk, exact_fallback)",
+                                         labels=["strategy"])
+        totals: Tally[str] = Tally()
+        for c in collections:
+            totals.update(c.strategies)
+        for name in sorted(totals):
+            strategies.add_metric([name], totals[name])
+        yield strategies
         repairs = GaugeMetricFamily("akidb_recovery_repairs", "What start-up recovery had to "
                                     "repair (see the log for which collection)", labels=["kind"])
         for kind, count in self.engine.recovery_repairs().items():

@@ -140,3 +140,35 @@ def test_quota_validation():
                 {"max_vectors": "5"}, {"unknown": 1}):
         with pytest.raises(BadRequest, match="invalid quotas"):
             parse_quotas(bad)
+
+
+def test_the_admin_key_file_is_created_once_private_and_reread(tmp_path):
+    from server.auth.keys import ADMIN_KEY_FILE, load_or_create_admin_key
+
+    key = load_or_create_admin_key(tmp_path, environ={})
+    path = tmp_path / ADMIN_KEY_FILE
+    assert key.startswith("akidb_admin_") and len(key) > 40
+    assert path.read_text() == key + "\n" and (path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create_admin_key(tmp_path, environ={}) == key
+    assert load_or_create_admin_key(tmp_path, environ={"AKIDB_ADMIN_KEY": ""}) == key
+    override = "o" * 20
+    assert load_or_create_admin_key(tmp_path, environ={"AKIDB_ADMIN_KEY": override}) == override
+    with pytest.raises(StartupError, match="AKIDB_ADMIN_KEY"):
+        load_or_create_admin_key(tmp_path, environ={"AKIDB_ADMIN_KEY": "short"})
+    path.write_text("  \n")
+    with pytest.raises(StartupError, match="is empty"):
+        load_or_create_admin_key(tmp_path, environ={})
+    path.write_text("tiny\n")
+    with pytest.raises(StartupError, match="at least 16"):
+        load_or_create_admin_key(tmp_path, environ={})
+    other = tmp_path / "other"
+    other.mkdir()
+    assert load_or_create_admin_key(other, environ={}) != key  # random per directory
+
+
+def test_new_keys_are_unique_and_well_formed():
+    a, b = new_key(), new_key()
+    assert a.key_id != b.key_id and a.secret_key != b.secret_key and a.salt != b.salt
+    prefix, key_id, secret = a.secret_key.split("_", 2)
+    assert prefix == "akidb" and key_id == a.key_id and len(key_id) == 12
+    assert len(secret) >= 32 and len(a.salt) == 16 and len(a.hash) == 32

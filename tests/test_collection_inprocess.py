@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -199,3 +200,120 @@ def test_an_index_that_disagrees_with_the_store_is_rebuilt(tmp_path):
     assert again.index.count == 300
     assert again.vector_search(vecs[3], 1, None)[0].ext_id == ids[3]
     _close(again)
+
+
+@pytest.mark.parametrize(("flt", "strategy"), [
+    ({"g": 5}, "exact"),                      # 12 matches <= the exact cut-off
+    ({"half": True}, "oversample"),           # 50% >= 25%: oversample and post-filter
+    ({"g": {"$lt": 20}}, "filtered_walk"),    # 20%: walk the graph skipping the rest
+])
+def test_each_selectivity_picks_its_strategy(filled, flt, strategy, monkeypatch):
+    coll, (_ids, vecs, payloads) = filled
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)
+    before = dict(coll.strategies)
+    hits = coll.vector_search(vecs[0], 10, None, filters.parse(flt))
+    assert len(hits) == 10
+    changed = {k for k in coll.strategies if coll.strategies[k] != before.get(k, 0)}
+    assert changed == {strategy}
+    coll.vector_search(vecs[0], 10, None)
+    assert coll.strategies["graph"] >= 1
+
+
+def test_the_snapshot_catalogue_holds_every_document_with_its_norm(tmp_path):
+    store = MetadataStore(tmp_path / "m.db")
+    store.create_tenant("t", {})
+    store.create_database("t", "d")
+    row = store.create_collection("t", "d", "c", dimension=4, metric="cosine", m=8,
+                                  ef_construction=16, ef_search=16)
+    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
+    coll.open()
+    vecs = np.asarray([[3, 4, 0, 0], [0, 0, 5, 12], [1, 0, 0, 0]], np.float32)
+    coll.upsert(["a", "b", "c"], vecs, ["text a", None, "text c"],
+                ['{"k":1}', '{}', '{"k":[1,2]}'])
+    snap = coll.snapshot()
+    lines = (snap.path / "documents.jsonl").read_bytes().splitlines()
+    docs = sorted(json.loads(line) for line in lines)
+    assert docs == [[0, "a", "text a", '{"k":1}', 5.0], [1, "b", None, "{}", 13.0],
+                    [2, "c", "text c", '{"k":[1,2]}', 1.0]]
+    assert snap.meta["count"] == 3 and snap.meta["metric"] == "cosine"
+    assert snap.meta["dimension"] == 4 and snap.meta["next_label"] == 3
+    coll.close()
+    store.close()
+
+
+def test_l2_catalogue_norms_are_one_and_the_index_keeps_raw_vectors(tmp_path):
+    coll = _open(tmp_path)
+    coll.upsert(["x"], np.full((1, DIM), 2, np.float32), [None], ["{}"])
+    snap = coll.snapshot()
+    (line,) = (snap.path / "documents.jsonl").read_bytes().splitlines()
+    assert json.loads(line) == [0, "x", None, "{}", 1.0]
+    assert np.array_equal(coll.index.vectors(np.asarray([0])), np.full((1, DIM), 2, np.float32))
+    _close(coll)
+
+
+def test_stale_live_labels_in_the_index_are_removed_on_open(tmp_path, caplog):
+    coll = _open(tmp_path)
+    ids, vecs, _ = _fill(coll, 300)
+    coll.snapshot()
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    with store._tx() as conn:  # the store lost two documents the snapshot still holds
+        conn.execute("DELETE FROM documents WHERE ext_id IN ('5', '6')")
+    store.close()
+    caplog.set_level(logging.WARNING, "akidb.collection")
+    again = _open(tmp_path)
+    assert again.report.index_removed == 2 and not again.report.index_rebuilt
+    assert again.index.count == again.count == 298
+    assert {h.ext_id for h in again.vector_search(vecs[5], 5, None)}.isdisjoint({"5", "6"})
+    assert ("t/d/c: the index disagreed with the store after replay and was repaired from "
+            "it: 0 documents re-indexed, 2 stale labels removed") in caplog.text
+    stats = again.stats()
+    assert stats["count"] == 298 and stats["snapshot_seq"] == again.last_snapshot.seq
+    assert stats["last_seq"] == again.wal.last_seq and stats["wal_bytes"] == 0
+    assert stats["index_capacity"] >= 300
+    _close(again)
+
+
+def test_reads_deletes_and_segment_bookkeeping(tmp_path):
+    coll = _open(tmp_path)
+    ids, vecs, payloads = _fill(coll, 30)
+    doc = coll.get("7")
+    assert doc.ext_id == "7" and doc.payload == payloads[7] and doc.text == "word2 common"
+    assert np.array_equal(np.frombuffer(doc.vector, np.float32), vecs[7])
+    with pytest.raises(collection_module.NotFound, match="'nope' not found in t/d/c"):
+        coll.get("nope")
+    hits = coll.vector_search(vecs[3], 2, None)
+    coll.attach_documents(hits)
+    assert hits[0].document.ext_id == "3" and hits[0].document.payload == payloads[3]
+    assert coll.delete(["3", "4"]) == 2
+    assert "3" not in coll.labels and coll.count == 28 and coll.index.count == 28
+    with pytest.raises(collection_module.NotFound, match="'3' not found"):
+        coll.delete(["3"])
+    assert sorted(coll._live_labels().tolist()) == sorted(coll.ext_ids)
+    rows = coll.store._reader().execute(
+        "SELECT start_seq, sealed FROM wal_segments WHERE collection_id = ?",
+        (coll.row.id,)).fetchall()
+    assert rows == [(1, 0)]  # recorded at open: one open segment
+    coll.snapshot()
+    rows = coll.store._reader().execute(
+        "SELECT start_seq FROM wal_segments WHERE collection_id = ?", (coll.row.id,)).fetchall()
+    assert rows == [(coll.wal.last_seq + 1,)]
+    _close(coll)
+
+
+def test_a_write_the_store_refuses_is_cut_from_the_log(tmp_path, monkeypatch):
+    coll = _open(tmp_path)
+    _fill(coll, 10)
+    size = coll.wal.size_bytes()
+
+    def refuse(*_args, **_kwargs):
+        raise collection_module.Unavailable("disk full")
+
+    monkeypatch.setattr(coll.store, "apply_upsert", refuse)
+    with pytest.raises(collection_module.Unavailable, match="was not applied"):
+        coll.upsert(["z"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    assert coll.wal.size_bytes() == size and "z" not in coll.labels and coll.broken is None
+    monkeypatch.undo()
+    coll.upsert(["z"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    assert coll.get("z").ext_id == "z"
+    _close(coll)

@@ -109,3 +109,50 @@ def test_range_band_keeps_any_element_semantics_for_arrays():
         assert idx.evaluate(node) == expected
     assert idx.evaluate(f.parse({"p": band})) == {1, 2}
     assert idx.evaluate(f.parse({"q": band})) == {4}
+
+
+def test_limits_on_depth_conditions_and_list_sizes():
+    deep = {"a": 1}
+    for _ in range(filters.MAX_DEPTH):
+        deep = {"$and": [deep]}
+    filters.parse(deep)  # exactly the limit
+    with pytest.raises(BadRequest, match=f"deeper than {filters.MAX_DEPTH} levels"):
+        filters.parse({"$and": [deep]})
+    many = {f"f{i}": i for i in range(filters.MAX_NODES)}
+    filters.parse(many)
+    with pytest.raises(BadRequest, match=f"more than {filters.MAX_NODES} conditions"):
+        filters.parse({**many, "extra": 1})
+    filters.parse({"a": {"$in": list(range(filters.MAX_IN))}})
+    with pytest.raises(BadRequest, match=f"at most {filters.MAX_IN} values"):
+        filters.parse({"a": {"$nin": list(range(filters.MAX_IN + 1))}})
+
+
+def test_parsed_shapes_and_error_places():
+    assert filters.parse({"a": 1}) == filters.Cmp("a", "$eq", 1)
+    assert filters.parse({"a": {"$ne": "x"}}) == filters.Not(filters.Cmp("a", "$eq", "x"))
+    assert filters.parse({"a": {"$gt": 1, "$lte": 2.5}}) == filters.And(
+        (filters.Cmp("a", "$gt", 1), filters.Cmp("a", "$lte", 2.5)))
+    assert filters.parse({"a": {"$in": [1, "b"]}}) == filters.AnyOf("a", (1, "b"))
+    assert filters.parse({"a": {"$nin": [True]}}) == filters.Not(filters.AnyOf("a", (True,)))
+    assert filters.parse({"a": {"$exists": False}}) == filters.Not(filters.Exists("a"))
+    assert filters.parse({"$or": [{"a": 1}, {"b": 2}]}) == filters.Or(
+        (filters.Cmp("a", "$eq", 1), filters.Cmp("b", "$eq", 2)))
+    assert filters.parse({"a": 1, "b": 2}) == filters.And(
+        (filters.Cmp("a", "$eq", 1), filters.Cmp("b", "$eq", 2)))
+    assert filters.parse({"m.k-2": 1}) == filters.Cmp("m.k-2", "$eq", 1)
+    for bad, message in [
+        ({"$and": [{"a": 1}, 5]}, "invalid filter at filter.$and[1]: expected a non-empty object"),
+        ({"a": {"$in": [1, [2]]}}, "invalid filter at filter.a.$in[1]: expected a string"),
+        ({"a": {"$gt": float("nan")}}, "invalid filter at filter.a.$gt: NaN"),
+        ({"a": float("inf")}, "invalid filter at filter.a: NaN and infinity"),
+        ({"$or": []}, "invalid filter at filter.$or: expected a non-empty list"),
+        ({"a": {}}, "invalid filter at filter.a: expected at least one operator"),
+        ({"$nor": [{"a": 1}]}, "unknown operator '$nor' (top level takes $and, $or or fields)"),
+        ({"a": {"$in": "x"}}, "$in takes a non-empty list"),
+        ({"a": {"$lt": "3"}}, "$lt takes a number, got '3'"),
+        ({"1a": 1}, "invalid field path '1a'"),
+        ({"a.": 1}, "invalid field path 'a.'"),
+    ]:
+        with pytest.raises(BadRequest) as info:
+            filters.parse(bad)
+        assert message in str(info.value), (bad, str(info.value))

@@ -69,7 +69,7 @@ Node = Cmp | AnyOf | Exists | Not | And | Or
 
 def parse(raw: Any) -> Node:
     """Validate a filter document; every problem names where in the filter it is."""
-    check_json_value(raw, "filter", MAX_DEPTH * 2 + 2)
+    check_json_value(raw, "filter", 4 * MAX_DEPTH + 4)  # before recursing; the parser says more
     counter = [0]
     return _parse_doc(raw, "filter", 0, counter)
 
