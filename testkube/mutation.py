@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tomllib
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no mutants found: run without --skip-run first", file=sys.stderr)
         return 2
     equivalent = load_equivalent()
-    diffs = {m.name: _diff(m.name) for m in mutants
-             if m.status not in KILLED and m.name not in equivalent}
+    shown = [m.name for m in mutants if m.status not in KILLED and m.name not in equivalent]
+    with ThreadPoolExecutor(4) as pool:  # one `mutmut show` process per survivor
+        diffs = dict(zip(shown, pool.map(_diff, shown), strict=True))
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.out / "report.md"
     report.write_text(render(mutants, equivalent, diffs))

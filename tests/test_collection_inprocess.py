@@ -317,3 +317,128 @@ def test_a_write_the_store_refuses_is_cut_from_the_log(tmp_path, monkeypatch):
     coll.upsert(["z"], np.ones((1, DIM), np.float32), [None], ["{}"])
     assert coll.get("z").ext_id == "z"
     _close(coll)
+
+
+def test_strategy_counts_add_up(filled, monkeypatch):
+    coll, (_ids, vecs, _payloads) = filled
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)
+    for flt, name in (({"g": 5}, "exact"), ({"half": True}, "oversample"),
+                      ({"g": {"$lt": 20}}, "filtered_walk"), (None, "graph")):
+        before = coll.strategies[name]
+        for _ in range(3):
+            coll.vector_search(vecs[1], 5, None, filters.parse(flt) if flt else None)
+        assert coll.strategies[name] == before + 3, name
+
+
+def test_labels_survive_a_snapshot_after_the_newest_documents_were_deleted(tmp_path):
+    """next_label and the deleted count come from the snapshot: a reopened collection must
+    not hand out labels that the graph still holds as deleted."""
+    coll = _open(tmp_path)
+    ids, vecs, _ = _fill(coll, 300)
+    coll.delete(ids[-3:])
+    coll.snapshot()
+    _close(coll)
+    again = _open(tmp_path)
+    assert again.next_label == 300 and again.index.deleted == 3
+    assert again.index.count == 297 and not again.report.index_rebuilt
+    assert again.report.sqlite_seq == again.row.applied_seq
+    assert 0 <= again.report.seconds < 60
+    again.upsert(["fresh"], np.full((1, DIM), 9, np.float32), [None], ["{}"])
+    assert again.labels["fresh"] == 300
+    assert again.vector_search(np.full(DIM, 9, np.float32), 1, None)[0].ext_id == "fresh"
+    _close(again)
+
+
+def test_upserting_an_existing_id_keeps_its_label(tmp_path):
+    coll = _open(tmp_path)
+    coll.upsert(["a", "b"], np.ones((2, DIM), np.float32), [None, None], ["{}", "{}"])
+    label = coll.labels["a"]
+    coll.upsert(["a"], np.full((1, DIM), 3, np.float32), [None], ['{"v":2}'])
+    assert coll.labels["a"] == label and coll.count == 2 and coll.index.count == 2
+    assert coll.next_label == 2 and coll.ext_ids[label] == "a"
+    assert coll.vector_search(np.full(DIM, 3, np.float32), 1, None)[0].ext_id == "a"
+    _close(coll)
+
+
+def test_batch_upserts_wait_for_the_group_sync(tmp_path):
+    store = MetadataStore(tmp_path / "m.db")
+    store.create_tenant("t", {})
+    store.create_database("t", "d")
+    row = store.create_collection("t", "d", "c", dimension=DIM, metric="l2", m=8,
+                                  ef_construction=16, ef_search=16)
+    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="batch"))
+    coll.open()
+    coll.upsert(["a"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    assert coll.wal._durable == coll.wal._written == 1
+    coll.delete(["a"])
+    assert coll.wal._durable == 2
+    _close(coll)
+
+
+def test_a_gap_names_the_whole_missing_range_and_repair_logs_it(tmp_path, caplog):
+    coll = _open(tmp_path)
+    _fill(coll, 1200)  # four records of 300
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    with store._tx() as conn:
+        conn.execute("DELETE FROM documents WHERE seq > 1")
+        conn.execute("UPDATE collections SET applied_seq = 1")
+    store.close()
+    (segment,) = sorted((tmp_path / "c" / "wal").glob("*.wal"))
+    data = segment.read_bytes()
+    ends = [0]
+    while ends[-1] < len(data):
+        ends.append(ends[-1] + FRAME.size + FRAME.unpack_from(data, ends[-1])[0])
+    segment.write_bytes(data[:ends[1]] + data[ends[3]:])  # records 2 and 3 are gone
+    with pytest.raises(RecoveryError) as info:
+        _open(tmp_path)
+    text = str(info.value)
+    assert "t/d/c: log records 2..3 are missing from" in text
+    assert "the metadata store holds records only up to 1" in text
+    assert "restore the missing segment, or start with --repair" in text
+    caplog.set_level(logging.ERROR, "akidb.collection")
+    repaired = _open(tmp_path, repair=True)
+    assert repaired.report.lost_records == [(2, 3)] and repaired.count == 600
+    assert "log records 2..3 are missing" in caplog.text
+    assert "--repair: continuing without them" in caplog.text
+    _close(repaired)
+
+
+def test_a_document_the_index_never_got_forces_a_rebuild(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 300)
+    coll.snapshot()
+    seq = coll.wal.last_seq
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    stray = np.full(DIM, 7, np.float32)
+    store.apply_upsert(1, seq, [("stray", 300, None, "{}", stray.tobytes())])
+    store.close()
+    again = _open(tmp_path)
+    assert again.report.index_rebuilt and again.report.index_from_store == 0
+    assert again.index.count == again.count == 301
+    assert again.vector_search(stray, 1, None)[0].ext_id == "stray"
+    _close(again)
+
+
+def test_a_write_that_cannot_be_undone_leaves_the_collection_read_only(tmp_path,
+                                                                      monkeypatch, caplog):
+    coll = _open(tmp_path)
+    _fill(coll, 10)
+
+    def refuse(*_args, **_kwargs):
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(coll.store, "apply_upsert", refuse)
+    monkeypatch.setattr(coll.wal, "undo", lambda seq: False)
+    caplog.set_level(logging.ERROR, "akidb.collection")
+    with pytest.raises(collection_module.Unavailable, match="may be applied on restart"):
+        coll.upsert(["z"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    assert coll.broken == "applying record 2: I/O error"
+    assert "collection t/d/c: applying record 2: I/O error" in caplog.text
+    monkeypatch.undo()
+    with pytest.raises(collection_module.Unavailable, match="read-only after a storage failure"):
+        coll.upsert(["y"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    with pytest.raises(collection_module.Unavailable, match="read-only"):
+        coll.delete(["1"])
+    _close(coll)

@@ -87,3 +87,26 @@ def test_documents_catalogue_is_checked(tmp_path):
     (snap.path / snapshots.DOCUMENTS_FILE).write_text("[2]\n")
     with pytest.raises(ValueError, match="differs from the CRC32"):
         snapshots.verify_documents(snap)
+
+
+def test_the_newest_of_two_valid_snapshots_wins_and_skips_are_logged(tmp_path, caplog):
+    import logging
+
+    old = snapshots.write(tmp_path / "a", 3, _save(b"three"), {})
+    new = snapshots.write(tmp_path / "b", 8, _save(b"eight"), {})
+    new.path.rename(tmp_path / "a" / new.path.name)
+    assert snapshots.load_latest(tmp_path / "a").seq == 8
+    caplog.set_level(logging.ERROR, "akidb.snapshot")
+    for name, body, reason in (
+            (snapshots.INDEX_FILE, b"eighT", "index CRC32 differs from meta.json"),
+            (snapshots.INDEX_FILE, b"eight!", "index size differs from meta.json")):
+        (tmp_path / "a" / new.path.name / name).write_bytes(body)
+        assert snapshots.load_latest(tmp_path / "a").seq == 3
+        assert f"skipping invalid snapshot {tmp_path / 'a' / new.path.name}: {reason}" \
+            in caplog.text
+    meta = tmp_path / "a" / new.path.name / snapshots.META_FILE
+    edited = json.loads(meta.read_text())
+    edited["count"] = 99
+    meta.write_text(json.dumps(edited))
+    assert snapshots.load_latest(tmp_path / "a").path == old.path
+    assert "meta.json differs from its own CRC32 (edited or damaged)" in caplog.text
