@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## demo: start an embedded server, generate data, run the baseline benchmark, print the report
 demo: $(STAMP)
-	$(BIN)/python -m bench.server_baseline --vectors 50000 --recovery-vectors 20000 \
+	$(BIN)/python -m akidb.bench.server_baseline --vectors 50000 --recovery-vectors 20000 \
 		--wal-records 2000 --out reports/demo
 
 ## test: lint, then the default (fast) test suite
@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 
 ## bench: the full server baseline (sizes per the issue: 100k recovery set)
 bench: $(STAMP)
-	$(BIN)/python -m bench.server_baseline --out reports/baseline
+	$(BIN)/python -m akidb.bench.server_baseline --out reports/baseline
 
 ## microbench: pytest-benchmark microbenchmarks, saved under reports/microbench
 microbench: $(STAMP)
@@ -47,7 +47,7 @@ microbench-compare: $(STAMP)
 ## mutation: mutation testing of the core modules; writes reports/mutation/report.md
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[mutation]'
-	$(BIN)/python -m testkube.mutation
+	$(BIN)/python -m akidb.testkube.mutation
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

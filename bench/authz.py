@@ -6,7 +6,7 @@
 - end to end: single-client REST search as a tenant user (Cedar on every call) vs
   the global admin key (no Cedar evaluation).
 
-Target: sliced P99 < 1 ms. Run: ``python -m bench.authz [--decisions N]``.
+Target: sliced P99 < 1 ms. Run: ``python -m akidb.bench.authz [--decisions N]``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import cedarpy
 import numpy as np
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.timing import percentile, timed_calls
+from akidb.harness import Node
+from akidb.server.auth.cedar import Authorizer, entities_for, role_policies
+from akidb.server.auth.keys import Principal
+from akidb.server.storage.metadata import MetadataStore
 
-import fixtures
-from bench.results import markdown_table, publish, record
-from bench.timing import percentile, timed_calls
-from harness import Node
-from server.auth.cedar import Authorizer, entities_for, role_policies
-from server.auth.keys import Principal
-from server.storage.metadata import MetadataStore
+from akidb import fixtures
 
 POLICY_START = re.compile(r'^@id\("(tenant-\d+)-', re.M)
 

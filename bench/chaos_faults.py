@@ -1,6 +1,6 @@
 """Chaos figures: the fault proxy's own cost, availability through a partition, recovery.
 
-``python -m bench.chaos_faults [--partition-s 30] [--recovery-vectors 100000]``
+``python -m akidb.bench.chaos_faults [--partition-s 30] [--recovery-vectors 100000]``
 
 - Proxy overhead with no toxics: search P50 through the Toxiproxy-API proxy vs
   direct, and download throughput of a large response (a 5000-document page).
@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.timing import percentile, timed_calls
-from chaos.durability import History, run_writers
-from datagen import vectors
-from harness import Cluster, Node
-from server.client import Client
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.timing import percentile, timed_calls
+from akidb.chaos.durability import History, run_writers
+from akidb.datagen import vectors
+from akidb.harness import Cluster, Node
+from akidb.server.client import Client
 
 
 def proxy_overhead(cluster: Cluster, dim: int) -> dict[str, float]:

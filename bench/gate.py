@@ -57,7 +57,7 @@ def load_result(path: Path) -> dict[str, Any]:
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if not isinstance(metrics, dict) or not metrics:
         raise GateError(f"{path}: no 'metrics' object with samples (run a benchmark that "
-                        "records them, e.g. python -m bench.server_baseline)")
+                        "records them, e.g. python -m akidb.bench.server_baseline)")
     for name, m in metrics.items():
         if not isinstance(m, dict) or m.get("direction") not in DIRECTIONS:
             raise GateError(f"{path}: metric {name!r} needs direction 'lower' or 'higher'")

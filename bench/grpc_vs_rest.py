@@ -4,7 +4,7 @@
 - streaming ingest over one gRPC stream vs REST batch requests from one client
   (target ≥ 1.5x) and vs raw hnswlib ``add_items`` with the same batches (≥ 0.8x).
 
-Run: ``python -m bench.grpc_vs_rest [--vectors N] [--dim D]``.
+Run: ``python -m akidb.bench.grpc_vs_rest [--vectors N] [--dim D]``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 
 import hnswlib
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.timing import percentile, timed_calls
-from datagen import vectors
-from harness import Node
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.timing import percentile, timed_calls
+from akidb.datagen import vectors
+from akidb.harness import Node
 
 M, EF_CONSTRUCTION = 32, 200
 

@@ -1,6 +1,6 @@
 """Import throughput: ``akidb import`` from Parquet and .npy vs the server's own batch ingest.
 
-``python -m bench.import_throughput [--vectors 100000 --dim 384 --batch 1000]``
+``python -m akidb.bench.import_throughput [--vectors 100000 --dim 384 --batch 1000]``
 
 All three load the same vectors into fresh collections of one server, over the
 same client and transport, in batches of the same size: the baseline sends
@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bulk.importer import run_import
-from datagen import vectors
-from harness import Node
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bulk.importer import run_import
+from akidb.datagen import vectors
+from akidb.harness import Node
 
 
 def _parquet(path: Path, base: np.ndarray) -> None:

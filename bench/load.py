@@ -1,6 +1,6 @@
 """The seed's 100-QPS hybrid load (60% vector, 30% filtered, 10% hybrid) with locust.
 
-``python -m bench.load [--vectors 100000 --dim 512 --qps 100 --duration 60]
+``python -m akidb.bench.load [--vectors 100000 --dim 512 --qps 100 --duration 60]
 [--workers N] [--target URL --api-key KEY]``
 
 Starts a server (or uses ``--target``), loads documents with payloads and text,
@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.target import add_target_options, open_target
-from datagen import vectors
-from datagen.documents import iter_documents
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.target import add_target_options, open_target
+from akidb.datagen import vectors
+from akidb.datagen.documents import iter_documents
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 COLLECTION = "bench/db/load"

@@ -4,7 +4,7 @@ Each user sends at fixed intended times (a random phase, then every
 ``users / qps`` seconds), so the users together offer the target rate whatever
 the server does. Latency is measured from the intended send time, not from
 when the request actually left (no coordinated omission): a slow server shows
-up as latency, not as a lower offered rate. Run by ``python -m bench.load``,
+up as latency, not as a lower offered rate. Run by ``python -m akidb.bench.load``,
 which sets the ``AKIDB_LOAD_*`` variables; usable with the ``locust`` command
 directly, headless or with its web UI, single-process or ``--master``/``--worker``.
 """
@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import gevent
+from akidb.datagen import vectors
+from akidb.datagen.workload import workload
+from akidb.server.client import Client
 from locust import User, events, task
-
-from datagen import vectors
-from datagen.workload import workload
-from server.client import Client
 
 URL = os.environ.get("AKIDB_LOAD_URL", "http://127.0.0.1:8080")
 KEY = os.environ.get("AKIDB_LOAD_KEY")

@@ -7,7 +7,7 @@ in random order, the reads a dashboard or an operator tool makes: a tenant, the
 databases of a tenant, the collections of a database, one collection (with its
 count), one document by id (payload), and the payloads of a page of documents.
 
-Run: ``python -m bench.metadata_query [--tenants 20 --databases 5 --collections 10]
+Run: ``python -m akidb.bench.metadata_query [--tenants 20 --databases 5 --collections 10]
 [--documents 20000] [--samples 500] [--target URL --api-key KEY]``.
 """
 
@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.target import Target, add_target_options, open_target
-from datagen import vectors
-from datagen.documents import iter_documents
-from server.client import Client
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.target import Target, add_target_options, open_target
+from akidb.datagen import vectors
+from akidb.datagen.documents import iter_documents
+from akidb.server.client import Client
 
 TARGET_P99_MS = 5.0
 

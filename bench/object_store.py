@@ -1,6 +1,6 @@
 """Object-store shipping and restore, against an S3 API (moto's server unless --endpoint).
 
-``python -m bench.object_store [--vectors 100000 --dim 384] [--endpoint URL --bucket B]``
+``python -m akidb.bench.object_store [--vectors 100000 --dim 384] [--endpoint URL --bucket B]``
 
 - Ship throughput: after a snapshot, the shipper's MB/s (SHA-256 + upload,
   multipart above 16 MiB) vs a plain boto3 ``upload_file`` of the same files.
@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.results import markdown_table, publish, record
-from datagen import vectors
-from harness import Node
-from harness.node import free_port
+from akidb.bench.results import markdown_table, publish, record
+from akidb.datagen import vectors
+from akidb.harness import Node
+from akidb.harness.node import free_port
 
 AWS_DEFAULTS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1"}

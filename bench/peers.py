@@ -1,6 +1,6 @@
 """The server beside raw hnswlib and an embedded peer (chromadb), same data, same run.
 
-``python -m bench.peers [--vectors 20000 --dim 384] [--chroma-python PY]``
+``python -m akidb.bench.peers [--vectors 20000 --dim 384] [--chroma-python PY]``
 
 Every system gets the same vectors, the same queries and the same HNSW settings
 (M=32, ef_construction=200, ef_search=64, cosine): ingest in batches of 1000,
@@ -23,12 +23,11 @@ from typing import Any
 
 import hnswlib
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.timing import percentile
-from datagen import vectors
-from datagen.groundtruth import exact_knn, recall_at_k
-from harness import Node
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.timing import percentile
+from akidb.datagen import vectors
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.harness import Node
 
 M, EF_CONSTRUCTION, EF_SEARCH, K = 32, 200, 64, 10
 

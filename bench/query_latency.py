@@ -12,7 +12,7 @@ freshness), on one collection of documents with text and payloads:
 - top-10 latency while another client upserts batches, beside the same
   queries with no writer.
 
-Run: ``python -m bench.query_latency [--vectors 50000 --dim 384] [--queries 300]
+Run: ``python -m akidb.bench.query_latency [--vectors 50000 --dim 384] [--queries 300]
 [--target URL --api-key KEY]``.
 """
 
@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.load import load_data
-from bench.results import markdown_table, publish, record
-from bench.target import Target, add_target_options, open_target
-from datagen import vectors
-from server.client import Client
+from akidb.bench.load import load_data
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.target import Target, add_target_options, open_target
+from akidb.datagen import vectors
+from akidb.server.client import Client
 
 TEXTS = ["market growth report", "family travel plans", "science and technology news",
          "community health program", "financial investment strategy"]

@@ -1,6 +1,6 @@
 """Recall@k against QPS over an ef sweep (the ann-benchmarks curve), server and raw hnswlib.
 
-``python -m bench.recall_sweep [--dataset FILE.hdf5 | --vectors 20000 --dim 128]
+``python -m akidb.bench.recall_sweep [--dataset FILE.hdf5 | --vectors 20000 --dim 128]
 [--ef 10,20,40,80,160,320] [--k 10]``
 
 Same data, same M/ef_construction, same queries, one run: the server is queried
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from datagen import io, vectors
-from datagen.groundtruth import exact_knn, recall_at_k
-from harness import Node
+from akidb.bench.results import markdown_table, publish, record
+from akidb.datagen import io, vectors
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.harness import Node
 
 M, EF_CONSTRUCTION = 32, 200
 

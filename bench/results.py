@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.environment import fingerprint
+from akidb.bench.environment import fingerprint
 
 
 def record(name: str, args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any]:

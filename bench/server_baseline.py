@@ -9,7 +9,7 @@ Figures (ratios, because absolute times on a shared 2-core machine are noisy):
   records (target ≤ 10 s for 100k × 384 + 10k records);
 - memory per 1M vectors, extrapolated from the server's RSS growth.
 
-Run: ``python -m bench.server_baseline [--vectors N] [--out DIR]``.
+Run: ``python -m akidb.bench.server_baseline [--vectors N] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from typing import Any
 
 import hnswlib
 import numpy as np
-
-from bench.environment import rss_bytes
-from bench.results import markdown_to_html, record, save
-from bench.timing import percentile, timed_calls
-from datagen import vectors
-from harness import Node
+from akidb.bench.environment import rss_bytes
+from akidb.bench.results import markdown_to_html, record, save
+from akidb.bench.timing import percentile, timed_calls
+from akidb.datagen import vectors
+from akidb.harness import Node
 
 M, EF_CONSTRUCTION, EF_SEARCH, THREADS = 32, 200, 64, 2
 

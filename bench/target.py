@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from server.client import Client
-from server.errors import NotFound
+from akidb.server.client import Client
+from akidb.server.errors import NotFound
 
 
 def add_target_options(ap: argparse.ArgumentParser) -> None:
@@ -72,7 +72,7 @@ def open_target(args: argparse.Namespace, **node_options: Any) -> Iterator[Targe
             raise SystemExit("--target needs --api-key (or AKIDB_API_KEY): the admin key")
         yield Target(args.target.rstrip("/"), args.api_key, args.grpc_target)
         return
-    from harness import Node
+    from akidb.harness import Node
 
     node = Node(**node_options).start()
     try:

@@ -14,7 +14,7 @@ figures:
 - isolation of data: every quiet search returns only its own tenant's documents,
   and each tenant's key is refused (403) on another tenant's collection.
 
-Run: ``python -m bench.tenants [--tenants 10 --documents 20000] [--duration 20]
+Run: ``python -m akidb.bench.tenants [--tenants 10 --documents 20000] [--duration 20]
 [--quiet-qps 5 --noisy-quota 50 --noisy-procs 2] [--target URL --api-key KEY]``.
 """
 
@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.results import markdown_table, publish, record
-from bench.target import Target, add_target_options, open_target
-from datagen import vectors
-from datagen.tenants import zipf_sizes
-from server.client import Client
-from server.errors import PermissionDenied, QuotaExceeded
+from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.target import Target, add_target_options, open_target
+from akidb.datagen import vectors
+from akidb.datagen.tenants import zipf_sizes
+from akidb.server.client import Client
+from akidb.server.errors import PermissionDenied, QuotaExceeded
 
 DIM = 64
 

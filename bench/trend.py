@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench import gate
-from bench.results import markdown_table, markdown_to_html
+from akidb.bench import gate
+from akidb.bench.results import markdown_table, markdown_to_html
 
 
 class TrendError(ValueError):

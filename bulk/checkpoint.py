@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datagen.io import DatasetError
+from akidb.datagen.io import DatasetError
 
 DEFAULT_DIR = Path(".akidb-import")
 

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import click
-
-from bulk.readers import FORMATS, Fields, detect_format, probe
-from datagen.io import DatasetError
-from server.client.client import parse_collection_path
-from server.errors import AkiError, AlreadyExists, NotFound
+from akidb.bulk.readers import FORMATS, Fields, detect_format, probe
+from akidb.datagen.io import DatasetError
+from akidb.server.client.client import parse_collection_path
+from akidb.server.errors import AkiError, AlreadyExists, NotFound
 
 
 def _target_options(f):  # noqa: ANN001, ANN202
@@ -25,7 +24,7 @@ def _target_options(f):  # noqa: ANN001, ANN202
 
 def _client(url: str | None, api_key: str | None, data_dir: Path | None,
             grpc_target: str | None, transport: str):  # noqa: ANN202
-    from server.client.connect import TargetError, connect
+    from akidb.server.client.connect import TargetError, connect
 
     try:
         return connect(url, api_key, data_dir, grpc_target=grpc_target, transport=transport)
@@ -77,7 +76,7 @@ def import_command(file: Path, collection: str, fmt: str | None, create: bool,
                    transport: str, grpc_target: str | None, url: str | None,
                    api_key: str | None, data_dir: Path | None) -> None:
     """Import FILE (CSV, JSONL, Parquet, .npy, ann-benchmarks HDF5) into a collection."""
-    from bulk.importer import BadRowError, run_import
+    from akidb.bulk.importer import BadRowError, run_import
 
     try:
         fmt = detect_format(file, fmt)
@@ -164,7 +163,7 @@ def export_command(collection: str, fmt: str, out: Path, page: int, no_progress:
                    transport: str, grpc_target: str | None, url: str | None,
                    api_key: str | None, data_dir: Path | None) -> None:
     """Export a collection (id order) to JSONL, Parquet or .npy (+ FILE.ids.txt)."""
-    from bulk.exporter import ExportError, run_export
+    from akidb.bulk.exporter import ExportError, run_export
 
     client = _client(url, api_key, data_dir, grpc_target, "rest")
     try:

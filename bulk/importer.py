@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from bulk import checkpoint as ckpt
-from bulk.readers import Fields, Rejected, Row, count_rows, parse_vector_text, read
-from datagen.io import DatasetError
-from server.client import Client
+from akidb.bulk import checkpoint as ckpt
+from akidb.bulk.readers import Fields, Rejected, Row, count_rows, parse_vector_text, read
+from akidb.datagen.io import DatasetError
+from akidb.server.client import Client
 
 
 class BadRowError(DatasetError):

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from datagen.io import DatasetError
+from akidb.datagen.io import DatasetError
 
 FORMATS = ("csv", "jsonl", "parquet", "npy", "hdf5")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",

@@ -8,12 +8,11 @@ import threading
 from typing import Any
 
 import orjson
+from akidb.chaos.proxy import ProxyError, ProxyServer
+from akidb.chaos.toxics import Toxic, ToxicError
 from flask import Flask, Response, request
 from waitress import wasyncore
 from waitress.server import create_server
-
-from chaos.proxy import ProxyError, ProxyServer
-from chaos.toxics import Toxic, ToxicError
 
 VERSION = "2.9.0-akidb"
 

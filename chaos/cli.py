@@ -8,8 +8,7 @@ import threading
 from pathlib import Path
 
 import click
-
-from chaos.api import ChaosProxy
+from akidb.chaos.api import ChaosProxy
 
 
 @click.group()
@@ -43,7 +42,7 @@ def proxy(host: str, port: int) -> None:
               help="Directory for result.json and result.md (default reports/chaos/NAME).")
 def run_experiment(experiment: str, out: Path | None) -> None:
     """Run EXPERIMENT (a TOML file or a built-in name); exit 1 if its hypothesis fails."""
-    from chaos import experiment as experiments
+    from akidb.chaos import experiment as experiments
 
     try:
         exp = experiments.load(experiment)
@@ -61,7 +60,7 @@ def run_experiment(experiment: str, out: Path | None) -> None:
 @chaos.command(name="list")
 def list_experiments() -> None:
     """The built-in experiments."""
-    from chaos import experiment as experiments
+    from akidb.chaos import experiment as experiments
 
     for path in sorted(experiments.BUILTIN_DIR.glob("*.toml")):
         exp = experiments.load(path)

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from server.client import Client
-from server.errors import AkiError, NotFound, TransportError
+from akidb.server.client import Client
+from akidb.server.errors import AkiError, NotFound, TransportError
 
 
 @dataclass

@@ -10,8 +10,8 @@ import subprocess
 import time
 from typing import Any
 
-from chaos.api import ChaosProxy
-from harness.node import free_port
+from akidb.chaos.api import ChaosProxy
+from akidb.harness.node import free_port
 
 
 class ToxiproxyEndpoint:

@@ -17,11 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from akidb.chaos.durability import History, check, run_writers
+from akidb.harness import Cluster
+from akidb.server.client import Client
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from chaos.durability import History, check, run_writers
-from harness import Cluster
-from server.client import Client
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "experiments"
 COLLECTION = "chaos/db/data"
@@ -154,7 +153,7 @@ def _apply(action: Action, cluster: Cluster) -> None:
 
 def _embedder_recovers(admin: Client, within_s: float = 20.0) -> bool:
     """The breaker's half-open probe closes it once the service is back."""
-    from server.errors import AkiError
+    from akidb.server.errors import AkiError
 
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:

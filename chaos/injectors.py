@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import Node
+from akidb.harness import Node
 
 
 def wal_segments(node: Node) -> list[Path]:

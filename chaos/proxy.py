@@ -15,7 +15,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from chaos.toxics import CloseConnection, Toxic
+from akidb.chaos.toxics import CloseConnection, Toxic
 
 CHUNK = 32 * 1024
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import click
 import numpy as np
+from akidb.datagen import io
+from akidb.datagen import tenants as tenants_mod
+from akidb.datagen import vectors as vectors_mod
+from akidb.datagen import workload as workload_mod
+from akidb.datagen.documents import iter_documents
+from akidb.datagen.groundtruth import exact_knn
 from tqdm import tqdm
-
-from datagen import io
-from datagen import tenants as tenants_mod
-from datagen import vectors as vectors_mod
-from datagen import workload as workload_mod
-from datagen.documents import iter_documents
-from datagen.groundtruth import exact_knn
 
 _SEED = click.option("--seed", default=0, show_default=True, help="Random seed.")
 

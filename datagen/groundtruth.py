@@ -25,10 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from akidb.datagen import usable_cores
+from akidb.server.query import filters
 from threadpoolctl import threadpool_limits
-
-from datagen import usable_cores
-from server.query import filters
 
 FIRST_BLOCK = 1024
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from harness.cluster import Cluster
-from harness.node import NodeError, process_start_time
-from server.client import Client
+from akidb.harness.cluster import Cluster
+from akidb.harness.node import NodeError, process_start_time
+from akidb.server.client import Client
 
 CLUSTER_FILE = "cluster.json"
 DEFAULT_DIR = Path("akidb-cluster")

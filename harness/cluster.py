@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.embed_service import EmbedService
-from harness.node import Node
-from server.client import Client
+from akidb.harness.embed_service import EmbedService
+from akidb.harness.node import Node
+from akidb.server.client import Client
 
 
 class Cluster:
@@ -51,7 +51,7 @@ class Cluster:
             for node in self.nodes:
                 node.wait_ready()
             if self._fault_proxy:
-                from chaos.endpoint import ToxiproxyEndpoint
+                from akidb.chaos.endpoint import ToxiproxyEndpoint
 
                 self.toxiproxy_endpoint = ToxiproxyEndpoint().start()
                 api = self.toxiproxy_endpoint.toxiproxy()

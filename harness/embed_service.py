@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.node import Node
+from akidb.harness.node import Node
 
 
 class EmbedService(Node):
@@ -28,7 +28,7 @@ class EmbedService(Node):
         return f"grpc://{self.grpc_target}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "server", "embed", "serve", "--port", str(self.port),
+        return [sys.executable, "-m", "akidb", "embed", "serve", "--port", str(self.port),
                 "--backend", self.backend, "--info-file", str(self.data_dir / "server.json"),
                 *self.extra_args]
 
@@ -38,5 +38,5 @@ class EmbedService(Node):
         return True
 
     def admin_client(self, **kwargs: Any) -> Any:
-        raise TypeError("the embedding service has no REST API; use server.client.grpc."
+        raise TypeError("the embedding service has no REST API; use akidb.server.client.grpc."
                         "GrpcDataPlane(service.grpc_target, None).embed(texts)")

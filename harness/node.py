@@ -23,8 +23,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from server.client import Client
-from server.config import PARENT_PID_ENV
+from akidb.server.client import Client
+from akidb.server.config import PARENT_PID_ENV
 
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
@@ -119,7 +119,7 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "server", "serve", "--data-dir", str(self.data_dir),
+        return [sys.executable, "-m", "akidb", "serve", "--data-dir", str(self.data_dir),
                 "--port", "0", "--grpc-port", "0", "--fsync", self.fsync, *self.extra_args]
 
     def start(self, wait: bool = True) -> Node:

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from harness.cluster import Cluster
-from server.client import Client
+from akidb.harness.cluster import Cluster
+from akidb.server.client import Client
 
 _FAILED = pytest.StashKey[bool]()
 

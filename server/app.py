@@ -18,19 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server import __version__, faults
-from server.api.grpc import create_grpc_server
-from server.api.http_server import HttpServer, raise_open_file_limit
-from server.api.rest import create_app
-from server.auth.keys import KeyAuthenticator, load_or_create_admin_key
-from server.config import PARENT_PID_ENV, Settings
-from server.embeddings.embedder import create_embedder
-from server.engine import Engine
-from server.metrics import Metrics
-from server.service import Service
-from server.storage.objectstore import ObjectStore, S3Location
-from server.storage.restore import restore
-from server.storage.shipper import Shipper
+from akidb.server import __version__, faults
+from akidb.server.api.grpc import create_grpc_server
+from akidb.server.api.http_server import HttpServer, raise_open_file_limit
+from akidb.server.api.rest import create_app
+from akidb.server.auth.keys import KeyAuthenticator, load_or_create_admin_key
+from akidb.server.config import PARENT_PID_ENV, Settings
+from akidb.server.embeddings.embedder import create_embedder
+from akidb.server.engine import Engine
+from akidb.server.metrics import Metrics
+from akidb.server.service import Service
+from akidb.server.storage.objectstore import ObjectStore, S3Location
+from akidb.server.storage.restore import restore
+from akidb.server.storage.shipper import Shipper
 
 log = logging.getLogger("akidb.server")
 SERVER_FILE = "server.json"

@@ -1,50 +1,16 @@
-"""The ``akidb`` command: ``serve`` here; each toolkit package adds its own group."""
+"""``akidb serve``: the reference server's command (registered in ``akidb.commands``)."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import click
-
-from server import __version__
-from server.config import FSYNC_POLICIES, Settings, env_overrides
-from server.embeddings.encoder import BACKENDS
-
-# Command groups other packages contribute, imported only when used so that
-# `akidb serve` does not pay for Faker, h5py and friends at start-up.
-PLUGIN_COMMANDS: dict[str, str] = {
-    "cluster": "harness.cli:cluster",
-    "datagen": "datagen.cli:datagen",
-    "fixtures": "fixtures.cli:fixtures",
-    "chaos": "chaos.cli:chaos",
-    "bench": "bench.cli:bench",
-    "embed": "server.embeddings.cli:embed",
-    "import": "bulk.cli:import_command",
-    "testkube": "testkube.cli:testkube",
-    "export": "bulk.cli:export_command",
-}
+from akidb.server.config import FSYNC_POLICIES, Settings, env_overrides
+from akidb.server.embeddings.encoder import BACKENDS
 
 
-class _LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *PLUGIN_COMMANDS])
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in PLUGIN_COMMANDS:
-            module, attr = PLUGIN_COMMANDS[cmd_name].split(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, cmd_name)
-
-
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="akidb")
-def main() -> None:
-    """AkiDB: reference vector database server and its test & benchmark toolkit."""
-
-
-@main.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for metadata, logs and snapshots (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -92,11 +58,11 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
           object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
           log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
-    from server import logs
-    from server.app import AkiServer, DataDirLocked
-    from server.errors import StartupError
-    from server.storage.objectstore import ObjectStoreError
-    from server.storage.restore import RestoreError
+    from akidb.server import logs
+    from akidb.server.app import AkiServer, DataDirLocked
+    from akidb.server.errors import StartupError
+    from akidb.server.storage.objectstore import ObjectStoreError
+    from akidb.server.storage.restore import RestoreError
 
     try:
         overrides = env_overrides()
@@ -112,16 +78,16 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
             overrides[key] = value
     for key in ("object_store", "restore_from"):
         if overrides.get(key):
-            from server.storage.objectstore import S3Location
+            from akidb.server.storage.objectstore import S3Location
 
             try:
                 S3Location.parse(str(overrides[key]))
             except ValueError as exc:
                 raise click.UsageError(f"--{key.replace('_', '-')}: {exc}") from None
     if str(overrides.get("embed_backend", "")).startswith("mlx"):
-        from server.embeddings import blas
+        from akidb.server.embeddings import blas
 
-        blas.maybe_reexec(["-m", "server", *sys.argv[1:]])
+        blas.maybe_reexec(["-m", "akidb", *sys.argv[1:]])
     logs.configure(log_level)
     if fsync_policy is not None:
         overrides["fsync"] = fsync_policy

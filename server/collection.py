@@ -21,18 +21,17 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from server import faults
-from server.config import Settings
-from server.errors import NotFound, Unavailable
-from server.index.flat import FlatVectors
-from server.index.hnsw import HnswIndex, ShortResult
-from server.index.payload import PayloadIndex
-from server.query.filters import Node
-from server.query.hybrid import reciprocal_rank_fusion
-from server.storage import snapshot as snapshots
-from server.storage.metadata import CollectionRow, DocumentRow, MetadataStore
-from server.storage.wal import OP_DELETE, OP_UPSERT, WalRecord, WriteAheadLog
+from akidb.server import faults
+from akidb.server.config import Settings
+from akidb.server.errors import NotFound, Unavailable
+from akidb.server.index.flat import FlatVectors
+from akidb.server.index.hnsw import HnswIndex, ShortResult
+from akidb.server.index.payload import PayloadIndex
+from akidb.server.query.filters import Node
+from akidb.server.query.hybrid import reciprocal_rank_fusion
+from akidb.server.storage import snapshot as snapshots
+from akidb.server.storage.metadata import CollectionRow, DocumentRow, MetadataStore
+from akidb.server.storage.wal import OP_DELETE, OP_UPSERT, WalRecord, WriteAheadLog
 
 log = logging.getLogger("akidb.collection")
 

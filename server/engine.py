@@ -26,12 +26,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from server.collection import Collection, RecoveryReport
-from server.config import Settings
-from server.errors import NotFound, StartupError, Unavailable
-from server.storage.fsync import fsync_path, mkdirs_durable
-from server.storage.metadata import CollectionRow, MetadataStore
-from server.storage.shipper import Shipper
+from akidb.server.collection import Collection, RecoveryReport
+from akidb.server.config import Settings
+from akidb.server.errors import NotFound, StartupError, Unavailable
+from akidb.server.storage.fsync import fsync_path, mkdirs_durable
+from akidb.server.storage.metadata import CollectionRow, MetadataStore
+from akidb.server.storage.shipper import Shipper
 
 log = logging.getLogger("akidb.engine")
 MANIFEST = "collection.json"
@@ -64,7 +64,7 @@ def _open_store(data_dir: Path, rebuild: bool) -> MetadataStore:
         if path.exists():
             raise StartupError(f"--rebuild-metadata: {path} exists; move it (and "
                                f"{path.name}-wal, {path.name}-shm) aside first")
-        from server.rebuild import rebuild_catalogue
+        from akidb.server.rebuild import rebuild_catalogue
 
         store = MetadataStore(path)
         rebuild_catalogue(store, dirs)

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from server.errors import BadRequest, NotFound
+from akidb.server.errors import BadRequest, NotFound
 
 ENABLED = os.environ.get("AKIDB_FAULT_INJECTION") == "1"
 _LIMITS = {"authz_delay_ms": 60_000.0, "search_delay_ms": 60_000.0, "disk_full": 1.0,

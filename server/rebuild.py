@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-
-from server.errors import AlreadyExists
-from server.index.hnsw import HnswIndex
-from server.storage import snapshot as snapshots
-from server.storage.metadata import MetadataStore
+from akidb.server.errors import AlreadyExists
+from akidb.server.index.hnsw import HnswIndex
+from akidb.server.storage import snapshot as snapshots
+from akidb.server.storage.metadata import MetadataStore
 
 log = logging.getLogger("akidb.rebuild")
 BATCH = 5000

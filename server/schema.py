@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
+from akidb.server.errors import BadRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from server.errors import BadRequest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 

@@ -17,22 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from server import faults, schema
-from server.auth.cedar import Authorizer, role_policies
-from server.auth.keys import KeyAuthenticator, Principal, new_key
-from server.auth.quotas import RateLimiter, parse_quotas
-from server.collection import Collection, Hit
-from server.config import Limits
-from server.embeddings.embedder import (
+from akidb.server import faults, schema
+from akidb.server.auth.cedar import Authorizer, role_policies
+from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key
+from akidb.server.auth.quotas import RateLimiter, parse_quotas
+from akidb.server.collection import Collection, Hit
+from akidb.server.config import Limits
+from akidb.server.embeddings.embedder import (
     MODEL_DIMS,
     DisabledEmbedder,
     Embedder,
     backend_label,
     check_texts,
 )
-from server.engine import Engine
-from server.errors import (
+from akidb.server.engine import Engine
+from akidb.server.errors import (
     BadRequest,
     PayloadTooLarge,
     PermissionDenied,
@@ -40,7 +39,7 @@ from server.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from server.query import filters
+from akidb.server.query import filters
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import click
-
-from testkube.config import DEFAULT_CONFIG, ConfigError, expand, load
-from testkube.pytest_plugin import parse_shard
+from akidb.testkube.config import DEFAULT_CONFIG, ConfigError, expand, load
+from akidb.testkube.pytest_plugin import parse_shard
 
 DEFAULT_REPORTS = Path("reports")
 HISTORY_FILE = "testkube.db"
@@ -23,7 +22,7 @@ def _suites(config: Path) -> dict:
 
 
 def _history(reports: Path):  # noqa: ANN202
-    from testkube.history import History
+    from akidb.testkube.history import History
 
     return History(reports / HISTORY_FILE)
 
@@ -48,8 +47,8 @@ def testkube() -> None:
 @_reports_option
 def run(suite: str, shard: str | None, no_rerun: bool, config: Path, reports: Path) -> None:
     """Run SUITE; exit 0 green, 1 on a failure, regression or failed hypothesis."""
-    from testkube import report
-    from testkube.runner import run_suite
+    from akidb.testkube import report
+    from akidb.testkube.runner import run_suite
 
     suites = _suites(config)
     try:
@@ -80,7 +79,7 @@ def run(suite: str, shard: str | None, no_rerun: bool, config: Path, reports: Pa
 @_reports_option
 def report(run_id: str | None, reports: Path) -> None:
     """Write and print the report of RUN (default: the latest)."""
-    from testkube import report as reporting
+    from akidb.testkube import report as reporting
 
     history = _history(reports)
     try:

@@ -9,7 +9,7 @@ timeout = 900                 # seconds for the whole step
 
 [[suites.perf.bench]]
 name = "baseline"
-command = ["python", "-m", "bench.server_baseline", "--vectors", "5000"]  # python: this venv's
+command = ["python", "-m", "akidb.bench.server_baseline"]  # python: this venv's
 baseline = "reports/baselines/server_baseline-small.json"
 thresholds = { search_latency_ms = 0.25 }    # per metric, fraction
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.results import markdown_to_html
-from testkube.history import History, alternating
-from testkube.runner import log_excerpt
+from akidb.bench.results import markdown_to_html
+from akidb.testkube.history import History, alternating
+from akidb.testkube.runner import log_excerpt
 
 
 def _when(ts: float) -> str:

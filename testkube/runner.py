@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from testkube.config import BenchStep, Suite, expand
-from testkube.pytest_plugin import RESULTS_ENV, SHARD_ENV
+from akidb.testkube.config import BenchStep, Suite, expand
+from akidb.testkube.pytest_plugin import RESULTS_ENV, SHARD_ENV
 
 PYTEST_OK, PYTEST_FAILED, PYTEST_NO_TESTS = 0, 1, 5
 
@@ -72,7 +72,7 @@ def run_pytest(suite: Suite, run_dir: Path, shard: str | None, rerun: bool,
                python: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     log = run_dir / f"pytest-{suite.name}.log"
     results_path = run_dir / f"results-{suite.name}.jsonl"
-    cmd = [python, "-m", "pytest", *suite.pytest, "-p", "testkube.pytest_plugin",
+    cmd = [python, "-m", "pytest", *suite.pytest, "-p", "akidb.testkube.pytest_plugin",
            "--junitxml", str(run_dir / f"junit-{suite.name}.xml"), "-q", "-rfE"]
     if suite.markers is not None:
         cmd += ["-m", suite.markers]
@@ -99,7 +99,7 @@ def run_pytest(suite: Suite, run_dir: Path, shard: str | None, rerun: bool,
     failed = [n for n, r in tests.items() if r["outcome"] in ("failed", "error")]
     if rerun and failed and code == PYTEST_FAILED:
         rerun_path = run_dir / f"results-{suite.name}-rerun.jsonl"
-        _run([python, "-m", "pytest", *failed, "-p", "testkube.pytest_plugin", "-q",
+        _run([python, "-m", "pytest", *failed, "-p", "akidb.testkube.pytest_plugin", "-q",
               "-p", "no:randomly"], run_dir / f"pytest-{suite.name}-rerun.log",
              suite.timeout, {RESULTS_ENV: str(rerun_path)})
         for r in _read_results(rerun_path):
@@ -118,7 +118,7 @@ def run_pytest(suite: Suite, run_dir: Path, shard: str | None, rerun: bool,
 
 def run_bench(suite: Suite, bench: BenchStep, run_dir: Path) -> tuple[dict[str, Any],
                                                                        dict[str, Any]]:
-    from bench import gate
+    from akidb.bench import gate
 
     out = run_dir / "bench" / bench.name
     log = run_dir / f"bench-{bench.name}.log"
@@ -161,7 +161,7 @@ def run_chaos(suite: Suite, name: str, run_dir: Path, python: str
               ) -> tuple[dict[str, Any], dict[str, Any]]:
     out = run_dir / "chaos" / Path(name).stem
     log = run_dir / f"chaos-{Path(name).stem}.log"
-    code, seconds = _run([python, "-m", "server", "chaos", "run", name, "--out", str(out)],
+    code, seconds = _run([python, "-m", "akidb", "chaos", "run", name, "--out", str(out)],
                          log, suite.timeout)
     outcome = {0: "passed", 1: "failed"}.get(code, "error")  # type: ignore[arg-type]
     step = {"kind": "chaos", "suite": suite.name, "name": name, "exit_code": code,
@@ -177,7 +177,7 @@ def run_chaos(suite: Suite, name: str, run_dir: Path, python: str
 def run_suite(suites: dict[str, Suite], name: str, reports: Path, *, shard: str | None = None,
               rerun: bool = True, python: str = sys.executable) -> dict[str, Any]:
     """Run a suite (and what it includes); returns the run record, not yet stored."""
-    from bench.environment import fingerprint
+    from akidb.bench.environment import fingerprint
 
     parts = expand(suites, name)
     run_id = new_run_id()

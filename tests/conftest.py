@@ -6,9 +6,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from harness import Cluster, Node
-from server.client import Client
+from akidb.harness import Cluster, Node
+from akidb.server.client import Client
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
-from server.client import Client
-from server.errors import (
+from akidb.server.client import Client
+from akidb.server.errors import (
     AlreadyExists,
     BadRequest,
     NotFound,

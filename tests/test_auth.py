@@ -6,17 +6,16 @@ import uuid
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from server.client import Client
-from server.errors import (
+from akidb.server.client import Client
+from akidb.server.errors import (
     BadRequest,
     NotFound,
     PermissionDenied,
     QuotaExceeded,
     Unauthenticated,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from server.auth.cedar import ACTIONS, ROLE_ACTIONS, Authorizer, role_policies
-from server.auth.keys import ADMIN, KeyAuthenticator, Principal, check_admin_key, new_key
-from server.auth.quotas import RateLimiter, parse_quotas
-from server.errors import BadRequest, QuotaExceeded, StartupError, Unauthenticated
-from server.storage.metadata import MetadataStore
+from akidb.server.auth.cedar import ACTIONS, ROLE_ACTIONS, Authorizer, role_policies
+from akidb.server.auth.keys import ADMIN, KeyAuthenticator, Principal, check_admin_key, new_key
+from akidb.server.auth.quotas import RateLimiter, parse_quotas
+from akidb.server.errors import BadRequest, QuotaExceeded, StartupError, Unauthenticated
+from akidb.server.storage.metadata import MetadataStore
 
 ADMIN_KEY = "admin-key-for-unit-tests-0123456789"
 
@@ -143,7 +142,7 @@ def test_quota_validation():
 
 
 def test_the_admin_key_file_is_created_once_private_and_reread(tmp_path):
-    from server.auth.keys import ADMIN_KEY_FILE, load_or_create_admin_key
+    from akidb.server.auth.keys import ADMIN_KEY_FILE, load_or_create_admin_key
 
     key = load_or_create_admin_key(tmp_path, environ={})
     path = tmp_path / ADMIN_KEY_FILE

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bench import load, recall_sweep
+from akidb.bench import load, recall_sweep
 
 
 def test_load_scenario_open_loop_with_locust(tmp_path):
@@ -38,7 +38,7 @@ def test_recall_sweep_curve(tmp_path):
 
 
 def test_peers_side_by_side(tmp_path):
-    from bench import peers
+    from akidb.bench import peers
 
     assert peers.main(["--vectors", "1500", "--dim", "16", "--queries", "40",
                        "--out", str(tmp_path)]) == 0
@@ -52,7 +52,7 @@ def test_peers_side_by_side(tmp_path):
 def test_chaos_figures_scenario(tmp_path):
     import math
 
-    from bench import chaos_faults
+    from akidb.bench import chaos_faults
 
     assert chaos_faults.main(["--dim", "8", "--partition-s", "1.5", "--recovery-vectors",
                               "2000", "--out", str(tmp_path)]) == 0
@@ -66,7 +66,7 @@ def test_chaos_figures_scenario(tmp_path):
 
 
 def test_metadata_query_scenario(tmp_path):
-    from bench import metadata_query
+    from akidb.bench import metadata_query
 
     assert metadata_query.main(["--tenants", "2", "--databases", "2", "--collections", "3",
                                 "--documents", "500", "--samples", "30",
@@ -84,7 +84,7 @@ def test_metadata_query_scenario(tmp_path):
 
 def test_metadata_query_against_an_external_target(tmp_path, akidb_cluster):
     """--target: the scenario runs on a server it did not start, and cleans up after."""
-    from bench import metadata_query
+    from akidb.bench import metadata_query
 
     node = akidb_cluster.nodes[0]
     assert metadata_query.main(["--tenants", "1", "--databases", "1", "--collections", "2",
@@ -95,7 +95,7 @@ def test_metadata_query_against_an_external_target(tmp_path, akidb_cluster):
 
 
 def test_tenants_isolation_and_quota_scenario(tmp_path):
-    from bench import tenants
+    from akidb.bench import tenants
 
     assert tenants.main(["--tenants", "3", "--documents", "600", "--duration", "5",
                          "--quiet-qps", "4", "--noisy-quota", "20", "--noisy-procs", "1",
@@ -110,7 +110,7 @@ def test_tenants_isolation_and_quota_scenario(tmp_path):
 
 
 def test_query_latency_scenario(tmp_path):
-    from bench import query_latency
+    from akidb.bench import query_latency
 
     assert query_latency.main(["--vectors", "1500", "--dim", "16", "--queries", "20",
                                "--concurrency", "1,2", "--seconds", "0.5",

@@ -46,7 +46,7 @@ def _numbers(value: Any, where: str = "") -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_benchmark_runs_small_and_reports_honestly(name, tmp_path, capsys):
-    module = importlib.import_module(f"bench.{name}")
+    module = importlib.import_module(f"akidb.bench.{name}")
     assert module.main([*SMOKE[name], "--out", str(tmp_path)]) == 0
     (json_file,) = [p for p in tmp_path.glob("*.json") if p.stem == name] or \
         list(tmp_path.glob("*.json"))[:1]
@@ -68,13 +68,13 @@ def test_benchmark_runs_small_and_reports_honestly(name, tmp_path, capsys):
 
 def test_bench_calibrate_writes_a_thresholds_file(tmp_path):
     config = tmp_path / "thresholds.toml"
-    done = subprocess.run([sys.executable, "-m", "server", "bench", "calibrate", "--runs", "2",
+    done = subprocess.run([sys.executable, "-m", "akidb", "bench", "calibrate", "--runs", "2",
                            "--vectors", "800", "--out", str(tmp_path / "cal"),
                            "--write-config", str(config)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     text = config.read_text()
     assert "search_latency_ms" in text and "%" in text
-    bad = subprocess.run([sys.executable, "-m", "server", "bench", "calibrate", "--runs", "1"],
+    bad = subprocess.run([sys.executable, "-m", "akidb", "bench", "calibrate", "--runs", "1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2

@@ -17,9 +17,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from datagen import vectors
-from datagen.io import write_hdf5
+from akidb.datagen import vectors
+from akidb.datagen.io import write_hdf5
 
 DIM = 8
 N = 300
@@ -62,7 +61,7 @@ def _write(fmt: str, path, ids, vecs, payloads) -> None:
 def _akidb(node, *args: str, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess[str]:
     # Run in a scratch directory: an import without --checkpoint keeps its checkpoint
     # under ./.akidb-import, which must not land in the repository.
-    return subprocess.run([sys.executable, "-m", "server", *args, "--url", node.rest_url,
+    return subprocess.run([sys.executable, "-m", "akidb", *args, "--url", node.rest_url,
                            "--api-key", node.admin_key, "--no-progress"],
                           capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or tempfile.gettempdir())
@@ -154,7 +153,7 @@ def test_killed_import_resumes_without_duplicates_or_gaps(node, tenant, tmp_path
     np.save(src, data)
     coll = f"{tenant}/db/big"
     ckpt = tmp_path / "big.ckpt.json"
-    cmd = [sys.executable, "-m", "server", "import", str(src), "--collection", coll, "--create",
+    cmd = [sys.executable, "-m", "akidb", "import", str(src), "--collection", coll, "--create",
            "--batch", "500", "--checkpoint", str(ckpt), "--url", node.rest_url, "--api-key",
            node.admin_key, "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -268,7 +267,7 @@ def test_unusable_files_and_arguments_exit_2(node, tenant, tmp_path):
     assert out.returncode == 2 and "--create" in out.stderr
     out = _akidb(node, "import", str(tmp_path / "v.npy"), "--collection", "not-a-path")
     assert out.returncode == 2 and "TENANT/DB/COLLECTION" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "server", "export", "--collection",
+    out = subprocess.run([sys.executable, "-m", "akidb", "export", "--collection",
                           f"{tenant}/db/x", "--out", str(tmp_path / "o.jsonl")],
                          capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if not k.startswith("AKIDB_")})
@@ -291,7 +290,7 @@ def test_text_only_rows_are_embedded_over_grpc(node, tenant, tmp_path):
 
 
 def test_document_pages_cover_the_collection_once(client, tenant):
-    from server.errors import BadRequest, Unprocessable
+    from akidb.server.errors import BadRequest, Unprocessable
 
     coll = f"{tenant}/db/pages"
     client.create_collection(coll, dimension=2)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from chaos.injectors import corrupt_wal, truncate_wal
-from harness import Node, NodeError
-from server.errors import Unavailable
+from akidb.chaos.injectors import corrupt_wal, truncate_wal
+from akidb.harness import Node, NodeError
+from akidb.server.errors import Unavailable
 
 
 def test_disk_full_rejects_writes_keeps_acknowledged_ones_and_recovers(tmp_path):

@@ -9,10 +9,9 @@ import threading
 import time
 
 import pytest
-
-from chaos import experiment
-from chaos.durability import History, check, run_writers
-from harness import Node
+from akidb.chaos import experiment
+from akidb.chaos.durability import History, check, run_writers
+from akidb.harness import Node
 
 
 @pytest.mark.parametrize("name", ["kill9-ingest", "partition"])
@@ -41,7 +40,7 @@ def test_failpoint_and_embedder_experiments_pass(name, tmp_path):
 
 
 def test_failpoints_on_a_live_server(tmp_path):
-    from server.errors import BadRequest, NotFound, Unavailable
+    from akidb.server.errors import BadRequest, NotFound, Unavailable
 
     with Node(tmp_path / "off") as plain, plain.admin_client() as c:
         with pytest.raises(NotFound, match="AKIDB_FAULT_INJECTION=1"):
@@ -83,12 +82,12 @@ at_s = 1.2
 [hypothesis]
 min_availability = 1.0
 """)
-    run = subprocess.run([sys.executable, "-m", "server", "chaos", "run", str(strict),
+    run = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", str(strict),
                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "FAILED" in run.stdout and "| availability | FAILED |" in run.stdout
-    bad = subprocess.run([sys.executable, "-m", "server", "chaos", "run", "no-such-thing"],
+    bad = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", "no-such-thing"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "kill9-ingest" in bad.stderr
 
@@ -134,7 +133,7 @@ action = "clear_faults"
 at_s = 0.8
 ''')
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "server", "chaos", "run", str(spec), "--out",
+    done = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", str(spec), "--out",
                            str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     result = json.loads((out / "result.json").read_text())

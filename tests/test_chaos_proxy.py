@@ -9,12 +9,11 @@ import time
 
 import pytest
 import requests
+from akidb.chaos.api import ChaosProxy
+from akidb.server.client import Client
+from akidb.server.errors import TransportError
 from toxiproxy import Toxiproxy
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
-
-from chaos.api import ChaosProxy
-from server.client import Client
-from server.errors import TransportError
 
 
 @pytest.fixture
@@ -131,7 +130,7 @@ def test_timeout_reset_peer_limit_data_slicer(proxied):
 
 
 def test_cli_serves_the_api():
-    proc = subprocess.Popen([sys.executable, "-m", "server", "chaos", "proxy", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "akidb", "chaos", "proxy", "--port", "0"],
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
@@ -145,7 +144,7 @@ def test_cli_serves_the_api():
 
 
 def test_cluster_with_fault_proxies_partitions_one_node():
-    from harness import Cluster
+    from akidb.harness import Cluster
 
     with Cluster(nodes=2, fault_proxy=True) as cluster:
         assert cluster.toxiproxy_endpoint.kind in ("akidb-chaos", "toxiproxy-server")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from bulk import checkpoint as ckpt
-from datagen.io import DatasetError
+from akidb.bulk import checkpoint as ckpt
+from akidb.datagen.io import DatasetError
 
 
 def test_fresh_save_and_resume(tmp_path):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from server.client import Client, RestTransport
-from server.errors import TransportError
+from akidb.server.client import Client, RestTransport
+from akidb.server.errors import TransportError
 
 
 class FlakyTransport:

@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-from harness.node import process_start_time
+from akidb.harness.node import process_start_time
 
 
 def _akidb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "akidb", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -61,7 +61,7 @@ def test_bad_arguments_exit_2(tmp_path):
 
 def test_up_with_an_embedding_service(tmp_path):
     """Nodes embed through the separate service; down stops it with them."""
-    from server.client import Client
+    from akidb.server.client import Client
 
     d = tmp_path / "c"
     up = _akidb("cluster", "up", "--dir", str(d), "--embed-service")

@@ -7,13 +7,12 @@ import logging
 
 import numpy as np
 import pytest
-
-from server import collection as collection_module
-from server.collection import Collection, RecoveryError
-from server.config import Settings
-from server.query import filters
-from server.storage.metadata import MetadataStore
-from server.storage.wal import FRAME
+from akidb.server import collection as collection_module
+from akidb.server.collection import Collection, RecoveryError
+from akidb.server.config import Settings
+from akidb.server.query import filters
+from akidb.server.storage.metadata import MetadataStore
+from akidb.server.storage.wal import FRAME
 
 DIM = 8
 N = 1200

@@ -15,10 +15,9 @@ import time
 
 import numpy as np
 import pytest
-
-from chaos.crashstates import CrashLog, ShimUnavailable, build_shim, pick, shim_env
-from harness import Node
-from server.errors import NotFound
+from akidb.chaos.crashstates import CrashLog, ShimUnavailable, build_shim, pick, shim_env
+from akidb.harness import Node
+from akidb.server.errors import NotFound
 
 DIM = 4
 COLL = "t/db/c"

@@ -9,14 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from akidb.datagen import io, vectors
+from akidb.datagen.documents import documents
+from akidb.datagen.groundtruth import exact_knn, filter_mask
+from akidb.datagen.tenants import tenants, zipf_sizes
+from akidb.datagen.workload import workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from datagen import io, vectors
-from datagen.documents import documents
-from datagen.groundtruth import exact_knn, filter_mask
-from datagen.tenants import tenants, zipf_sizes
-from datagen.workload import workload
 
 
 def _digest(arrays) -> str:
@@ -144,7 +143,7 @@ def test_npy_stream_and_jsonl(tmp_path):
 
 
 def _akidb(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "akidb", *args], capture_output=True,
                           text=True, timeout=300, env=env)
 
 

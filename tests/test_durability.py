@@ -10,11 +10,10 @@ import time
 
 import numpy as np
 import pytest
-
-from harness import Node, NodeError
-from server.client import Client
-from server.errors import AkiError, TransportError
-from server.storage.wal import FRAME
+from akidb.harness import Node, NodeError
+from akidb.server.client import Client
+from akidb.server.errors import AkiError, TransportError
+from akidb.server.storage.wal import FRAME
 
 DIM = 8
 COLL = "t/db/c"

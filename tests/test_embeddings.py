@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from harness import Cluster, Node
-from server.client.grpc import GrpcDataPlane
-from server.embeddings.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
-from server.embeddings.encoder import Encoder
-from server.errors import (
+from akidb.harness import Cluster, Node
+from akidb.server.client.grpc import GrpcDataPlane
+from akidb.server.embeddings.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
+from akidb.server.embeddings.encoder import Encoder
+from akidb.server.errors import (
     BadRequest,
     PayloadTooLarge,
     TransportError,
@@ -28,7 +27,7 @@ from server.errors import (
 
 
 def _reference_items() -> list[dict]:
-    from fixtures import load
+    from akidb.fixtures import load
 
     return load("minilm-reference")["items"]
 
@@ -204,7 +203,7 @@ def test_embedder_off_answers_503_and_vectors_keep_working(tmp_path):
 
 
 def test_bad_embedder_flag_is_a_usage_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "server", "serve", "--data-dir",
+    out = subprocess.run([sys.executable, "-m", "akidb", "serve", "--data-dir",
                           str(tmp_path / "d"), "--port", "0", "--embedder", "http//nope"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
@@ -212,7 +211,7 @@ def test_bad_embedder_flag_is_a_usage_error(tmp_path):
 
 
 def test_embed_text_cli():
-    out = subprocess.run([sys.executable, "-m", "server", "embed", "text", "--backend", "numpy",
+    out = subprocess.run([sys.executable, "-m", "akidb", "embed", "text", "--backend", "numpy",
                           "hello world", "ok"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -310,23 +309,23 @@ def test_embedding_service_outage_opens_the_breaker_and_vector_search_stays_up()
         assert c.get_collection(coll)["count"] == 20 + len(acknowledged)
         c.close()
         pids = [service.pid, cluster.nodes[0].pid]
-    from harness.node import process_start_time
+    from akidb.harness.node import process_start_time
 
     assert all(process_start_time(p) is None for p in pids)  # nothing left running
 
 
 def _embed_with_blas(env_value: str) -> subprocess.CompletedProcess[str]:
     """`akidb embed text --backend mlx` with AKIDB_BLAS_LIB set, in a clean environment."""
-    from server.embeddings import blas
+    from akidb.server.embeddings import blas
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "AKIDB_BLAS_REEXEC")}
     env[blas.BLAS_LIB_ENV] = env_value
-    return subprocess.run([sys.executable, "-m", "server", "embed", "text", "--backend", "mlx",
+    return subprocess.run([sys.executable, "-m", "akidb", "embed", "text", "--backend", "mlx",
                            "hello"], capture_output=True, text=True, timeout=300, env=env)
 
 
 def _system_blas() -> list[Path]:
-    from server.embeddings import blas
+    from akidb.server.embeddings import blas
 
     return [p for p in blas.candidates() if p.exists()] if sys.platform == "linux" else []
 

@@ -15,10 +15,9 @@ import json
 
 import numpy as np
 import pytest
-
-from server.index.payload import PayloadIndex
-from server.query import filters
-from server.storage.metadata import MetadataStore
+from akidb.server.index.payload import PayloadIndex
+from akidb.server.query import filters
+from akidb.server.storage.metadata import MetadataStore
 
 DOCS: dict[str, dict] = {
     "d1": {"n": 1, "s": "a", "b": True, "arr": [1, 2], "sarr": ["x", "y"],

@@ -6,15 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from akidb.datagen.strategies import filters as filter_docs
+from akidb.datagen.strategies import payloads
+from akidb.server.errors import BadRequest
+from akidb.server.index.payload import PayloadIndex
+from akidb.server.query import filters
+from akidb.server.storage.metadata import MetadataStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from datagen.strategies import filters as filter_docs
-from datagen.strategies import payloads
-from server.errors import BadRequest
-from server.index.payload import PayloadIndex
-from server.query import filters
-from server.storage.metadata import MetadataStore
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +95,8 @@ def test_invalid_filters_are_rejected_with_the_place(bad, fragment):
 def test_range_band_keeps_any_element_semantics_for_arrays():
     """{"$gte": 5, "$lt": 6} on an array field: each bound may be met by a different
     element (as filters.matches says); on scalar fields one band answers both."""
-    from server.index.payload import PayloadIndex
-    from server.query import filters as f
+    from akidb.server.index.payload import PayloadIndex
+    from akidb.server.query import filters as f
 
     idx = PayloadIndex()
     idx.put([(1, {"p": [1, 10]}), (2, {"p": 5.5}), (3, {"p": 7}), (4, {"q": 5.5}),

@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.server.storage.wal import WalCorruption, WriteAheadLog
 
-import fixtures
-from datagen.groundtruth import exact_knn, recall_at_k
-from server.storage.wal import WalCorruption, WriteAheadLog
+from akidb import fixtures
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_documents_fixture_embeddings_match_the_encoder():
     emb = fixtures.load("docs-2k-minilm")
     assert emb.shape == (2000, 384) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    from server.embeddings.encoder import Encoder
+    from akidb.server.embeddings.encoder import Encoder
 
     rows = [0, 1, 999, 1999]
     fresh = Encoder("numpy").embed([docs[i]["text"] for i in rows])
@@ -102,7 +102,7 @@ def test_modified_file_fails_verification(cache):
 
 
 def test_fixtures_cli(cache):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "server", "fixtures", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "akidb", "fixtures", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=120)
     listing = run("list")
     assert listing.returncode == 0 and "docs-2k" in listing.stdout

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from datagen.groundtruth import exact_knn
-from server.index.flat import FlatVectors
+from akidb.datagen.groundtruth import exact_knn
+from akidb.server.index.flat import FlatVectors
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Node
+from akidb.harness import Node
 
 CHECKS = ("not_a_server_error,negative_data_rejection,status_code_conformance,"
           "content_type_conformance,unsupported_method")

@@ -8,8 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from bench import gate
+from akidb.bench import gate
 
 
 def _metrics(latency, throughput):
@@ -56,7 +55,7 @@ def test_cli_exit_codes(tmp_path):
     for name, scale in (("base", 1.0), ("same", 1.0), ("slow", 1.5)):
         files[name] = tmp_path / f"{name}.json"
         files[name].write_text(json.dumps({"metrics": _draw(rng, latency_scale=scale)}))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "server", "bench", "compare", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "akidb", "bench", "compare", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=120)
     ok = run(str(files["base"]), str(files["same"]))
     assert ok.returncode == 0 and "no regression" in ok.stderr
@@ -75,7 +74,7 @@ def test_thresholds_config_file(tmp_path):
     base, slow = tmp_path / "base.json", tmp_path / "slow.json"
     base.write_text(json.dumps({"metrics": _draw(rng)}))
     slow.write_text(json.dumps({"metrics": _draw(rng, latency_scale=1.3)}))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "server", "bench", "compare",  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "akidb", "bench", "compare",  # noqa: E731
                                      str(base), str(slow), *a],
                                     capture_output=True, text=True, timeout=120)
     loose = tmp_path / "loose.toml"
@@ -106,7 +105,7 @@ def test_thresholds_config_file(tmp_path):
 
 def test_trend_across_stored_runs(tmp_path):
     """Runs ordered by their stamp (not by file name), one plot per metric, ratios."""
-    from bench import trend
+    from akidb.bench import trend
 
     rng = np.random.default_rng(6)
     for i, (stamp, scale) in enumerate((("2026-01-03T00:00:00+00:00", 1.2),
@@ -133,7 +132,7 @@ def test_trend_across_stored_runs(tmp_path):
         trend.render(runs, tmp_path / "out", {"nope"})
     with pytest.raises(trend.TrendError, match="metrics"):
         trend.collect([tmp_path / "runs" / "notes.json"])
-    result = subprocess.run([sys.executable, "-m", "server", "bench", "trend",
+    result = subprocess.run([sys.executable, "-m", "akidb", "bench", "trend",
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no result files" in result.stderr
 
@@ -153,9 +152,9 @@ def test_calibration_suggests_thresholds_from_a_a_drift():
 def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
     """Two servers sampled interleaved (so machine drift hits both alike); one has a
     search-path delay of 10% of the measured median latency."""
-    from bench.timing import timed_calls
-    from datagen import vectors
-    from harness import Node
+    from akidb.bench.timing import timed_calls
+    from akidb.datagen import vectors
+    from akidb.harness import Node
 
     base = vectors.clustered(2000, 64, seed=5)
     queries = vectors.queries(1000, 64, seed=5)

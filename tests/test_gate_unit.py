@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bench import gate
+from akidb.bench import gate
 
 
 def _m(samples, direction="lower", unit="ms"):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from datagen.groundtruth import exact_knn, recall_at_k
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
 
 
 def _naive(base, queries, k, metric, mask=None):

@@ -9,22 +9,26 @@ import time
 import grpc
 import numpy as np
 import pytest
-
-from server.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated, Unprocessable
-from server.proto import generate
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.server.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unprocessable,
+)
+from akidb.server.proto import generate
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 DIM = 8
 
 
 def test_generated_code_is_up_to_date(tmp_path):
-    generate.generate(tmp_path)
-    fresh = tmp_path / "server" / "proto" / "akidb" / "v1"
-    committed = generate.ROOT / "server" / "proto" / "akidb" / "v1"
+    fresh = generate.generate(tmp_path)
+    committed = generate.HERE / "akidb" / "v1"
     for name in ("dataplane_pb2.py", "dataplane_pb2.pyi", "dataplane_pb2_grpc.py"):
         assert filecmp.cmp(fresh / name, committed / name, shallow=False), \
-            f"{name} is stale: run python -m server.proto.generate"
+            f"{name} is stale: run python -m akidb.server.proto.generate"
 
 
 @pytest.fixture
@@ -121,7 +125,7 @@ def test_bad_input_over_grpc_gets_status_codes_and_changes_nothing(clients, tena
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     channel.close()
     with pytest.raises(Unauthenticated):
-        from server.client import Client
+        from akidb.server.client import Client
 
         Client(over_grpc.rest_url, "wrong", over_grpc.grpc_target, data_plane="grpc").search(
             path, np.ones(DIM))

@@ -9,12 +9,11 @@ import sys
 import grpc
 import numpy as np
 import pytest
-
-from harness import Node, NodeError
-from server.client import Client
-from server.errors import BadRequest
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.harness import Node, NodeError
+from akidb.server.client import Client
+from akidb.server.errors import BadRequest
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 HUGE = 2**70
 
@@ -129,7 +128,7 @@ def test_a_corrupt_metadata_db_stops_start_up_with_a_clear_message(tmp_path):
 
 
 def _akidb(*args: str, cwd) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "akidb", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=120)
 
 

@@ -7,9 +7,8 @@ import time
 
 import numpy as np
 import pytest
-
-from harness import Cluster, Node, NodeError
-from server.errors import TransportError
+from akidb.harness import Cluster, Node, NodeError
+from akidb.server.errors import TransportError
 
 
 def _alive(pid: int) -> bool:

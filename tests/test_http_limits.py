@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
-from harness import Node
-from server.client import Client
+from akidb.harness import Node
+from akidb.server.client import Client
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from server.query.hybrid import reciprocal_rank_fusion
+from akidb.server.query.hybrid import reciprocal_rank_fusion
 
 
 def test_fusion_weighs_the_two_rankings_by_alpha():

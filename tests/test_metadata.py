@@ -5,9 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
-from server.storage import metadata
-from server.storage.metadata import MIGRATIONS, MetadataStore, _split_sql
+from akidb.server.storage import metadata
+from akidb.server.storage.metadata import MIGRATIONS, MetadataStore, _split_sql
 
 
 def test_migrations_apply_once_and_upgrade_an_older_database(tmp_path):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from datagen import vectors
-from datagen.documents import documents
-from datagen.groundtruth import exact_knn
-from server.index.flat import FlatVectors
-from server.index.payload import PayloadIndex
-from server.query import filters
-from server.storage.wal import OP_UPSERT, WriteAheadLog
+from akidb.datagen import vectors
+from akidb.datagen.documents import documents
+from akidb.datagen.groundtruth import exact_knn
+from akidb.server.index.flat import FlatVectors
+from akidb.server.index.payload import PayloadIndex
+from akidb.server.query import filters
+from akidb.server.storage.wal import OP_UPSERT, WriteAheadLog
 
 pytestmark = pytest.mark.microbench
 

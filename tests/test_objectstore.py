@@ -11,11 +11,10 @@ import time
 import boto3
 import numpy as np
 import pytest
-
-from chaos.endpoint import ToxiproxyEndpoint
-from datagen import vectors
-from harness import Node
-from harness.node import free_port
+from akidb.chaos.endpoint import ToxiproxyEndpoint
+from akidb.datagen import vectors
+from akidb.harness import Node
+from akidb.harness.node import free_port
 
 DIM = 16
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -183,7 +182,7 @@ def test_corrupt_object_is_detected_and_never_loaded(s3, tmp_path, what):
                       Metadata=head["Metadata"])
     target = tmp_path / "b"
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--data-dir", str(target), "--port", "0",
+        [sys.executable, "-m", "akidb", "serve", "--data-dir", str(target), "--port", "0",
          "--s3-endpoint", endpoint, "--restore-from", "s3://akidb/n3"],
         capture_output=True, text=True, timeout=60, env={**os.environ, **AWS})
     assert out.returncode == 1
@@ -194,11 +193,11 @@ def test_corrupt_object_is_detected_and_never_loaded(s3, tmp_path, what):
 
 def test_bad_object_store_arguments(s3, tmp_path):
     endpoint, _ = s3
-    out = subprocess.run([sys.executable, "-m", "server", "serve", "--data-dir",
+    out = subprocess.run([sys.executable, "-m", "akidb", "serve", "--data-dir",
                           str(tmp_path / "x"), "--object-store", "bucket-without-scheme"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "s3://BUCKET" in out.stderr
-    empty = subprocess.run([sys.executable, "-m", "server", "serve", "--data-dir",
+    empty = subprocess.run([sys.executable, "-m", "akidb", "serve", "--data-dir",
                             str(tmp_path / "y"), "--port", "0", "--s3-endpoint", endpoint,
                             "--restore-from", "s3://akidb/nothing-here"],
                            capture_output=True, text=True, timeout=60,
@@ -208,7 +207,7 @@ def test_bad_object_store_arguments(s3, tmp_path):
 
 
 def test_files_above_16_mib_are_uploaded_in_parts_and_verified(s3, tmp_path):
-    from server.storage.objectstore import MULTIPART_THRESHOLD, ObjectStore, S3Location
+    from akidb.server.storage.objectstore import MULTIPART_THRESHOLD, ObjectStore, S3Location
 
     endpoint, bucket = s3
     store = ObjectStore(S3Location.parse("s3://akidb/big"), endpoint)

@@ -10,12 +10,11 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-
-from harness import Node
-from server.client import Client
-from server.errors import BadRequest, QuotaExceeded
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.harness import Node
+from akidb.server.client import Client
+from akidb.server.errors import BadRequest, QuotaExceeded
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 
 def _rate_limited_user(client: Client, tenant: str) -> str:

@@ -35,7 +35,7 @@ def _server_pids_under(root: Path) -> list[int]:
         except (OSError, IndexError):
             continue
         text = " ".join(a.decode(errors="replace") for a in args)
-        if "server serve" in text and str(root) in text and state != "Z":
+        if "akidb serve" in text and str(root) in text and state != "Z":
             pids.append(int(proc.name))
     return pids
 
@@ -113,7 +113,7 @@ def test_first(akidb_cluster):
     assert all(n.proxy is not None for n in akidb_cluster.nodes)
     c = akidb_cluster.admin_client()
     assert c.health()["status"] == "ok"
-    from server.client import Client
+    from akidb.server.client import Client
     through = Client(akidb_cluster.nodes[0].proxy_url, akidb_cluster.nodes[0].admin_key)
     assert through.health()["status"] == "ok"
     SEEN.append(str(akidb_cluster.base_dir))

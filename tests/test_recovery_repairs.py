@@ -12,11 +12,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from harness import Node, NodeError
-from server.client import Client
-from server.errors import NotFound
-from server.storage.wal import FRAME
+from akidb.harness import Node, NodeError
+from akidb.server.client import Client
+from akidb.server.errors import NotFound
+from akidb.server.storage.wal import FRAME
 
 DIM = 8
 COLL = "t/db/c"

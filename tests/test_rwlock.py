@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from server.index.rwlock import RWLock
+from akidb.server.index.rwlock import RWLock
 
 
 def test_readers_waiting_get_in_before_the_writers_next_chunk():

@@ -6,15 +6,14 @@ import uuid
 
 import numpy as np
 import pytest
+from akidb.datagen import vectors
+from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.datagen.strategies import filters as filter_docs
+from akidb.datagen.strategies import payloads
+from akidb.server.client import Client
+from akidb.server.query import filters
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from datagen import vectors
-from datagen.groundtruth import exact_knn, recall_at_k
-from datagen.strategies import filters as filter_docs
-from datagen.strategies import payloads
-from server.client import Client
-from server.query import filters
 
 N, DIM, NQ = 20000, 384, 200
 CATEGORIES = 100  # category c holds 1% of the docs; "c < 10" selects 10%

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from server.storage import snapshot as snapshots
+from akidb.server.storage import snapshot as snapshots
 
 
 def _save(payload: bytes):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from server.collection import Collection
-from server.config import Settings
-from server.storage.metadata import MetadataStore
+from akidb.server.collection import Collection
+from akidb.server.config import Settings
+from akidb.server.storage.metadata import MetadataStore
 
 
 def _collection(tmp_path, dim: int = 16) -> Collection:

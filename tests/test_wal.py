@@ -7,8 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-
-from server.storage.wal import OP_DELETE, OP_UPSERT, WalCorruption, WriteAheadLog
+from akidb.server.storage.wal import OP_DELETE, OP_UPSERT, WalCorruption, WriteAheadLog
 
 
 def _fill(directory, n=5, fsync="always", dim=4):

@@ -7,9 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
-from server.storage import wal as wal_module
-from server.storage.wal import (
+from akidb.server.storage import wal as wal_module
+from akidb.server.storage.wal import (
     FRAME,
     HEADER,
     OP_DELETE,

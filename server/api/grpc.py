@@ -19,15 +19,14 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
-
-from server import schema
-from server.auth.keys import KeyAuthenticator, Principal
-from server.config import Settings
-from server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal
-from server.metrics import Metrics
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
-from server.service import Service, UpsertBatch
+from akidb.server import schema
+from akidb.server.auth.keys import KeyAuthenticator, Principal
+from akidb.server.config import Settings
+from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal
+from akidb.server.metrics import Metrics
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.server.service import Service, UpsertBatch
 
 log = logging.getLogger("akidb.grpc")
 

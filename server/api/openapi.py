@@ -5,9 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from akidb.server import __version__, schema
 from pydantic import BaseModel
-
-from server import __version__, schema
 
 C = "/v1/tenants/{tenant}/databases/{database}/collections/{collection}"
 _ERROR = {"$ref": "#/components/responses/Error"}

@@ -11,13 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
-
-from server import faults, schema
-from server.api.openapi import openapi_document
-from server.auth.keys import KeyAuthenticator, Principal
-from server.errors import (
+from akidb.server import faults, schema
+from akidb.server.api.openapi import openapi_document
+from akidb.server.auth.keys import KeyAuthenticator, Principal
+from akidb.server.errors import (
     AkiError,
     BadRequest,
     Internal,
@@ -26,8 +23,10 @@ from server.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from server.metrics import Metrics
-from server.service import Service
+from akidb.server.metrics import Metrics
+from akidb.server.service import Service
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("akidb.rest")
 C = "/v1/tenants/<tenant>/databases/<database>/collections/<collection>"

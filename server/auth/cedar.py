@@ -13,10 +13,9 @@ import threading
 from typing import Any
 
 import cedarpy
-
-from server.auth.keys import Principal
-from server.errors import BadRequest
-from server.storage.metadata import MetadataStore
+from akidb.server.auth.keys import Principal
+from akidb.server.errors import BadRequest
+from akidb.server.storage.metadata import MetadataStore
 
 SCHEMA = """
 namespace AkiDB {

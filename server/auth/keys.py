@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import StartupError, Unauthenticated
-from server.storage.metadata import MetadataStore
+from akidb.server.errors import StartupError, Unauthenticated
+from akidb.server.storage.metadata import MetadataStore
 
 ADMIN_KEY_FILE = "admin.key"
 ENV_ADMIN_KEY = "AKIDB_ADMIN_KEY"

@@ -6,10 +6,10 @@ transports (gRPC, fault-injecting wrappers in tests) plug in without touching
 callers. Errors come back as the server's typed errors (``server.errors``).
 """
 
-from server.client.client import Client, parse_collection_path
-from server.client.rest import RestTransport
-from server.client.results import Hit, SearchResult
-from server.errors import AkiError, TransportError
+from akidb.server.client.client import Client, parse_collection_path
+from akidb.server.client.rest import RestTransport
+from akidb.server.client.results import Hit, SearchResult
+from akidb.server.errors import AkiError, TransportError
 
 __all__ = ["AkiError", "Client", "Hit", "RestTransport", "SearchResult", "TransportError",
            "parse_collection_path"]

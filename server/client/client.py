@@ -10,10 +10,9 @@ from urllib.parse import quote
 
 import numpy as np
 import orjson
-
-from server.client.rest import RestTransport
-from server.client.results import EmbedResult, Hit, SearchResult
-from server.errors import TransportError, Unavailable, error_from_response
+from akidb.server.client.rest import RestTransport
+from akidb.server.client.results import EmbedResult, Hit, SearchResult
+from akidb.server.errors import TransportError, Unavailable, error_from_response
 
 
 class Transport(Protocol):
@@ -68,7 +67,7 @@ class Client:
         self.backoff_s = backoff_s
         self.grpc = None
         if data_plane == "grpc":
-            from server.client.grpc import GrpcDataPlane
+            from akidb.server.client.grpc import GrpcDataPlane
 
             self.grpc = GrpcDataPlane(grpc_target, api_key, timeout)  # type: ignore[arg-type]
 
@@ -199,7 +198,7 @@ class Client:
                           body)
 
     def ensure_database(self, tenant: str, database: str) -> None:
-        from server.errors import AlreadyExists
+        from akidb.server.errors import AlreadyExists
 
         for create in (lambda: self.create_tenant(tenant),
                        lambda: self.create_database(tenant, database)):

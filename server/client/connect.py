@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from server.client.client import Client
+from akidb.server.client.client import Client
 
 
 class TargetError(ValueError):

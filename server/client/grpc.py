@@ -8,11 +8,10 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
-
-from server.client.results import EmbedResult, Hit, SearchResult
-from server.errors import GRPC_ERROR_CODE_KEY, AkiError, TransportError, error_from_grpc
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.server.client.results import EmbedResult, Hit, SearchResult
+from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, TransportError, error_from_grpc
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 # The server enforces its own limit (64 MiB by default) and answers RESOURCE_EXHAUSTED;
 # the client lets larger messages go so that answer is the one users see.

@@ -13,7 +13,7 @@ import http.client
 import threading
 from urllib.parse import urlsplit
 
-from server.errors import TransportError
+from akidb.server.errors import TransportError
 
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
           http.client.CannotSendRequest)

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import click
-
-from server.embeddings.encoder import BACKENDS
+from akidb.server.embeddings.encoder import BACKENDS
 
 
 def _backend_option(f):  # noqa: ANN001, ANN202
@@ -37,13 +36,13 @@ def embed() -> None:
 def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
           info_file: Path | None, log_level: str) -> None:
     """Serve the Embed RPC over gRPC; point servers at it with --embedder grpc://HOST:PORT."""
-    from server import logs
-    from server.embeddings import blas
-    from server.embeddings.model import ModelUnavailable
-    from server.embeddings.server import serve as run
+    from akidb.server import logs
+    from akidb.server.embeddings import blas
+    from akidb.server.embeddings.model import ModelUnavailable
+    from akidb.server.embeddings.server import serve as run
 
     if backend.startswith("mlx"):
-        blas.maybe_reexec(["-m", "server", *sys.argv[1:]])
+        blas.maybe_reexec(["-m", "akidb", *sys.argv[1:]])
     logs.configure(log_level)
     try:
         sys.exit(run(host, port, backend, batch_size, threads, info_file))
@@ -61,12 +60,12 @@ def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
 @click.option("--full", is_flag=True, help="Print whole vectors, not the first 8 values.")
 def text(texts: tuple[str, ...], backend: str, full: bool) -> None:
     """Embed TEXTS (or lines of stdin) locally and print one JSON line each."""
-    from server.embeddings import blas
-    from server.embeddings.encoder import Encoder
-    from server.embeddings.model import ModelUnavailable
+    from akidb.server.embeddings import blas
+    from akidb.server.embeddings.encoder import Encoder
+    from akidb.server.embeddings.model import ModelUnavailable
 
     if backend.startswith("mlx"):
-        blas.maybe_reexec(["-m", "server", *sys.argv[1:]])
+        blas.maybe_reexec(["-m", "akidb", *sys.argv[1:]])
     items = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not items:
         raise click.UsageError("give texts as arguments or on stdin")

@@ -11,11 +11,10 @@ import threading
 from typing import Any, Protocol
 
 import numpy as np
-
-from server.config import Limits
-from server.embeddings.breaker import STATE_VALUES, CircuitBreaker
-from server.embeddings.model import MODEL_NAME
-from server.errors import AkiError, BadRequest, PayloadTooLarge, TransportError, Unavailable
+from akidb.server.config import Limits
+from akidb.server.embeddings.breaker import STATE_VALUES, CircuitBreaker
+from akidb.server.embeddings.model import MODEL_NAME
+from akidb.server.errors import AkiError, BadRequest, PayloadTooLarge, TransportError, Unavailable
 
 MODEL_DIM = 384
 MODEL_DIMS = {"minilm": MODEL_DIM}  # collection "embedding" name → vector dimension
@@ -68,7 +67,7 @@ class InProcessEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._encoder is None:
-                from server.embeddings.encoder import Encoder
+                from akidb.server.embeddings.encoder import Encoder
 
                 self._encoder = Encoder(self.backend, self.batch_size)
             return self._encoder
@@ -94,7 +93,7 @@ class RemoteEmbedder:
 
     def __init__(self, target: str, timeout_s: float = 10.0, failure_threshold: int = 3,
                  reset_timeout_s: float = 5.0) -> None:
-        from server.client.grpc import GrpcDataPlane
+        from akidb.server.client.grpc import GrpcDataPlane
 
         self.target = target
         self._plane = GrpcDataPlane(target, api_key=None, timeout=timeout_s)

@@ -17,17 +17,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-
-from server.embeddings import blas
-from server.embeddings.model import (
+from akidb.server.embeddings import blas
+from akidb.server.embeddings.model import (
     MAX_TOKENS,
     MODEL_NAME,
     load_weights,
     model_dir,
     read_config,
 )
-from server.embeddings.tokenizer import WordPiece
-from server.errors import BadRequest
+from akidb.server.embeddings.tokenizer import WordPiece
+from akidb.server.errors import BadRequest
 
 BACKENDS = ("auto", "numpy", "mlx", "mlx-q8")
 log = logging.getLogger("akidb.embeddings")
@@ -75,12 +74,12 @@ class Encoder:
         self.batch_size = batch_size
         self._forward: _Forward
         if self.backend == "numpy":
-            from server.embeddings.numpy_bert import NumpyBert
+            from akidb.server.embeddings.numpy_bert import NumpyBert
 
             self._forward = NumpyBert(weights, config)
             self.blas = blas.numpy_blas()
         else:
-            from server.embeddings.mlx_bert import MlxBert
+            from akidb.server.embeddings.mlx_bert import MlxBert
 
             self._forward = MlxBert(weights, config, quantize=self.backend == "mlx-q8")
             self.blas = blas.mlx_blas()

@@ -8,8 +8,7 @@ whatever ``cblas_sgemm`` the process resolved first; see ``server.embeddings.bla
 from __future__ import annotations
 
 import numpy as np
-
-from server.embeddings.model import BertConfig
+from akidb.server.embeddings.model import BertConfig
 
 
 def _modules():  # imported lazily: mlx is optional until an MLX backend is asked for

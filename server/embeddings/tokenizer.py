@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from server.embeddings.model import MAX_TOKENS
+from akidb.server.embeddings.model import MAX_TOKENS
 
 
 class WordPiece:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
-
-from server.index.rwlock import RWLock
+from akidb.server.index.rwlock import RWLock
 
 # Inserts are applied in chunks so that searches can run between them instead of
 # waiting for a whole batch (hnswlib forbids search during insert): a search waits

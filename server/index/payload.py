@@ -17,9 +17,8 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-
-from server.index.rwlock import RWLock
-from server.query.filters import And, AnyOf, Cmp, Exists, Node, Not
+from akidb.server.index.rwlock import RWLock
+from akidb.server.query.filters import And, AnyOf, Cmp, Exists, Node, Not
 
 Key = tuple[str, Any]
 _RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")

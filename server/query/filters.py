@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from server.errors import BadRequest
-from server.schema import check_json_value
+from akidb.server.errors import BadRequest
+from akidb.server.schema import check_json_value
 
 Scalar = str | int | float | bool
 

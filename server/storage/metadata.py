@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.errors import AlreadyExists, NotFound
+from akidb.server.errors import AlreadyExists, NotFound
 
 MIGRATIONS: list[str] = [
     # 1: the hierarchy, documents with FTS5, snapshots and WAL segment bookkeeping.

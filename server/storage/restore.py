@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.storage.objectstore import ObjectStore
+from akidb.server.storage.objectstore import ObjectStore
 
 log = logging.getLogger("akidb.restore")
 

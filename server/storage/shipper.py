@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.storage.objectstore import ObjectStore, ObjectStoreError
+from akidb.server.storage.objectstore import ObjectStore, ObjectStoreError
 
 log = logging.getLogger("akidb.shipper")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.storage.fsync import fsync_path, mkdirs_durable
+from akidb.server.storage.fsync import fsync_path, mkdirs_durable
 
 log = logging.getLogger("akidb.snapshot")
 

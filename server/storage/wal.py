@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from server import faults
-from server.storage.fsync import fsync_path, mkdirs_durable
+from akidb.server import faults
+from akidb.server.storage.fsync import fsync_path, mkdirs_durable
 
 log = logging.getLogger("akidb.wal")
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from server.proto.akidb.v1 import dataplane_pb2 as server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2
+from akidb.server.proto.akidb.v1 import dataplane_pb2 as akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in server/proto/akidb/v1/dataplane_pb2_grpc.py depends on'
+        + ' but the generated code in akidb/server/proto/akidb/v1/dataplane_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class DataPlaneStub:
         """
         self.Upsert = channel.stream_unary(
                 '/akidb.v1.DataPlane/Upsert',
-                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.SerializeToString,
-                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.FromString,
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.FromString,
                 _registered_method=True)
         self.Search = channel.unary_unary(
                 '/akidb.v1.DataPlane/Search',
-                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
-                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/akidb.v1.DataPlane/Get',
-                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.SerializeToString,
-                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.FromString,
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/akidb.v1.DataPlane/Delete',
-                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Embed = channel.unary_unary(
                 '/akidb.v1.DataPlane/Embed',
-                request_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
                 _registered_method=True)
 
 
@@ -99,28 +99,28 @@ def add_DataPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Upsert': grpc.stream_unary_rpc_method_handler(
                     servicer.Upsert,
-                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.FromString,
-                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.SerializeToString,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
-                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.FromString,
-                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.SerializeToString,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.FromString,
-                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.SerializeToString,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.FromString,
-                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.SerializeToString,
             ),
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
-                    request_deserializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.FromString,
-                    response_serializer=server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -148,8 +148,8 @@ class DataPlane:
             request_iterator,
             target,
             '/akidb.v1.DataPlane/Upsert',
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.SerializeToString,
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.FromString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.UpsertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -175,8 +175,8 @@ class DataPlane:
             request,
             target,
             '/akidb.v1.DataPlane/Search',
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -202,8 +202,8 @@ class DataPlane:
             request,
             target,
             '/akidb.v1.DataPlane/Get',
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.SerializeToString,
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.FromString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -229,8 +229,8 @@ class DataPlane:
             request,
             target,
             '/akidb.v1.DataPlane/Delete',
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -256,8 +256,8 @@ class DataPlane:
             request,
             target,
             '/akidb.v1.DataPlane/Embed',
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
-            server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
