@@ -1,0 +1,62 @@
+"""Installed into someone else's environment: one namespace, nothing generic at top level."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERIC = ["server", "harness", "bench", "chaos", "datagen", "fixtures", "bulk", "testkube"]
+
+USER_TEST = '''
+import server
+
+def test_own_server_package_beside_the_plugin(akidb_client):
+    assert server.__version__ == "the user's own"
+    akidb_client.create_collection("t/d/c", dimension=2, create_parents=True)
+    akidb_client.upsert("t/d/c", [{"id": "a", "vector": [1, 0]}])
+    assert akidb_client.search("t/d/c", [1, 0], k=1).ids == ["a"]
+'''
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv with ``pip install .`` (not editable) of this checkout."""
+    venv = tmp_path_factory.mktemp("venv") / "v"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT), "pytest"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return venv
+
+
+def test_only_the_akidb_namespace_is_importable(installed, tmp_path):
+    code = ("import importlib.util, sys; "
+            f"print([n for n in {GENERIC!r} if importlib.util.find_spec(n)]); "
+            "from akidb import Client, Cluster; print(Client.__module__, Cluster.__module__)")
+    out = subprocess.run([str(installed / "bin" / "python"), "-c", code], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert lines[1] == "akidb.server.client.client akidb.harness.cluster"
+    site = next((installed / "lib").glob("python*/site-packages"))
+    assert not any((site / name).exists() for name in GENERIC)
+    cli = subprocess.run([str(installed / "bin" / "akidb"), "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0 and "serve" in cli.stdout and "bench" in cli.stdout
+
+
+def test_a_project_with_its_own_server_package_runs_the_plugin(installed, tmp_path):
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "__init__.py").write_text('__version__ = "the user\'s own"\n')
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_user.py").write_text(USER_TEST)
+    done = subprocess.run([str(installed / "bin" / "python"), "-m", "pytest", "-q", "tests",
+                           "-p", "no:cacheprovider"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
