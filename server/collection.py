@@ -27,8 +27,8 @@ from akidb.server.errors import NotFound, Unavailable
 from akidb.server.index.flat import FlatVectors
 from akidb.server.index.hnsw import HnswIndex, ShortResult
 from akidb.server.index.payload import PayloadIndex
-from akidb.server.query.filters import Node
 from akidb.server.query.hybrid import reciprocal_rank_fusion
+from akidb.server.query.plan import Query
 from akidb.server.storage import snapshot as snapshots
 from akidb.server.storage.metadata import CollectionRow, DocumentRow, MetadataStore
 from akidb.server.storage.wal import OP_DELETE, OP_UPSERT, WalRecord, WriteAheadLog
@@ -338,10 +338,27 @@ class Collection:
                 hits.append(Hit(int(label), ext_id, float(score)))
         return hits
 
-    def vector_search(self, vector: np.ndarray, k: int, ef: int | None,
-                      flt: Node | None = None) -> list[Hit]:
-        if flt is not None:
-            return self._filtered_vector_search(vector, k, ef, self.payloads.evaluate(flt))
+    def search(self, query: Query) -> list[Hit]:
+        """Answer a validated query; the filter is resolved once, here, into the set of
+        matching labels, which the vector side and the text side both use."""
+        allowed = self.payloads.evaluate(query.filter) if query.filter is not None else None
+        if query.mode == "vector" or (query.mode == "hybrid" and not query.match):
+            return self._vector(query.vector, query.k, query.ef, allowed)
+        if not query.match:
+            return []
+        if query.mode == "text":
+            return self._text(query.match, query.k, allowed)
+        depth = max(query.k * 4, 50)
+        by_vector = self._vector(query.vector, depth, query.ef, allowed)
+        by_text = self._text(query.match, depth, allowed)
+        fused = reciprocal_rank_fusion([h.label for h in by_vector], [h.label for h in by_text],
+                                       alpha=query.alpha, k=query.k)
+        return self._hits([f[0] for f in fused], [f[1] for f in fused])
+
+    def _vector(self, vector: np.ndarray, k: int, ef: int | None,
+                allowed: set[int] | None) -> list[Hit]:
+        if allowed is not None:
+            return self._filtered_vector_search(vector, k, ef, allowed)
         try:
             labels, scores = self.index.search(vector, k, ef)
             self.strategies["graph"] += 1
@@ -391,18 +408,26 @@ class Collection:
             self.strategies["exact_fallback"] += 1
         return self._hits(labels, scores)
 
-    def text_search(self, match: str, k: int, where: tuple[str, list[Any]]) -> list[Hit]:
-        rows = self.store.text_search(self.row.id, match, k, where[0], where[1])
-        return self._hits([r[0] for r in rows], [r[1] for r in rows])
+    def _text(self, match: str, k: int, allowed: set[int] | None) -> list[Hit]:
+        """FTS5 BM25 top-k; with a filter, ranked matches are read in growing pages and
+        kept when they are in the allowed set, until k are found or none are left."""
+        if allowed is None:
+            return self._hits(*self._ranked(match, k))
+        if not allowed:
+            return []
+        limit, kept_labels, kept_scores = max(4 * k, 64), [], []
+        while True:
+            labels, scores = self._ranked(match, limit)
+            kept_labels = [lab for lab in labels if lab in allowed][:k]
+            if len(kept_labels) == k or len(labels) < limit:
+                score_of = dict(zip(labels, scores, strict=True))
+                kept_scores = [score_of[lab] for lab in kept_labels]
+                return self._hits(kept_labels, kept_scores)
+            limit *= 4
 
-    def hybrid_search(self, vector: np.ndarray, match: str, k: int, ef: int | None,
-                      flt: Node | None, where: tuple[str, list[Any]], alpha: float) -> list[Hit]:
-        depth = max(k * 4, 50)
-        by_vector = self.vector_search(vector, depth, ef, flt)
-        by_text = self.text_search(match, depth, where)
-        fused = reciprocal_rank_fusion([h.label for h in by_vector], [h.label for h in by_text],
-                                       alpha=alpha, k=k)
-        return self._hits([f[0] for f in fused], [f[1] for f in fused])
+    def _ranked(self, match: str, limit: int) -> tuple[list[int], list[float]]:
+        rows = self.store.text_search(self.row.id, match, limit)
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     def attach_documents(self, hits: list[Hit]) -> None:
         docs = self.store.documents_by_labels(self.row.id, [h.label for h in hits])

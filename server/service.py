@@ -40,10 +40,10 @@ from akidb.server.errors import (
     Unprocessable,
 )
 from akidb.server.query import filters
+from akidb.server.query.plan import Query, fts_query
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
-WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass
@@ -84,12 +84,6 @@ def check_name(kind: str, name: str) -> str:
         raise BadRequest(f"invalid {kind} name {name!r}: use 1-64 letters, digits, '_' or '-',"
                          " starting with a letter or digit")
     return name
-
-
-def fts_query(text: str) -> str:
-    """Free text → an FTS5 query: every word quoted (no operator injection), ORed."""
-    words = WORD_RE.findall(text)
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words[:64])
 
 
 class Service:
@@ -455,6 +449,20 @@ class Service:
         started = time.perf_counter()
         self._authorize(principal, "search", tenant, database, name)
         coll = self._collection(tenant, database, name)
+        results = self._answer(coll, req, vector)
+        return {"results": results, "took_ms": (time.perf_counter() - started) * 1000.0}
+
+    def _answer(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
+                ) -> list[dict[str, Any]]:
+        hits = coll.search(self._plan(coll, req, vector))
+        if req.include:
+            coll.attach_documents(hits)
+        faults.delay("search_delay_ms")
+        return [_hit_dict(h, req.include) for h in hits]
+
+    def _plan(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
+              ) -> Query:
+        """Validate one search against its collection and say what is asked."""
         if req.k > self.limits.max_k:
             raise Unprocessable(f"k={req.k} exceeds the limit of {self.limits.max_k}")
         if vector is None and req.vector is not None:
@@ -468,7 +476,7 @@ class Service:
         else:
             mode = req.mode
         mode = mode or ("hybrid" if vector is not None and req.text else
-                            "vector" if vector is not None else "text" if req.text else None)
+                        "vector" if vector is not None else "text" if req.text else None)
         if mode is None:
             raise BadRequest("search needs a vector, a text, or both")
         if mode in ("vector", "hybrid"):
@@ -483,25 +491,10 @@ class Service:
                 raise Unprocessable("a zero query vector has no direction for cosine")
         if mode in ("text", "hybrid") and not req.text:
             raise BadRequest(f"mode {mode!r} needs a text")
-        flt = filters.parse(req.filter) if req.filter is not None else None
-
-        if mode == "vector":
-            hits = coll.vector_search(vector, req.k, req.ef, flt)
-        else:
-            # Text ranking runs in SQLite (FTS5), so the filter goes along as SQL there.
-            where = filters.to_sql(flt) if flt is not None else ("1", [])
-            match = fts_query(req.text or "")
-            if not match:
-                hits = [] if mode == "text" else coll.vector_search(vector, req.k, req.ef, flt)
-            elif mode == "text":
-                hits = coll.text_search(match, req.k, where)
-            else:
-                hits = coll.hybrid_search(vector, match, req.k, req.ef, flt, where, req.alpha)
-        if req.include:
-            coll.attach_documents(hits)
-        faults.delay("search_delay_ms")
-        return {"results": [_hit_dict(h, req.include) for h in hits],
-                "took_ms": (time.perf_counter() - started) * 1000.0}
+        return Query(mode=mode, k=req.k, vector=vector if mode != "text" else None,
+                     match=fts_query(req.text or "") if mode != "vector" else "",
+                     filter=filters.parse(req.filter) if req.filter is not None else None,
+                     ef=req.ef, alpha=req.alpha)
 
     # -- embeddings --------------------------------------------------------------------
     def embed_texts(self, texts: list[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ from akidb.server import collection as collection_module
 from akidb.server.collection import Collection, RecoveryError
 from akidb.server.config import Settings
 from akidb.server.query import filters
+from akidb.server.query.plan import Query
 from akidb.server.storage.metadata import MetadataStore
 from akidb.server.storage.wal import FRAME
 
@@ -31,6 +32,10 @@ def _open(tmp_path, repair: bool = False) -> Collection:
     coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
     coll.report = coll.open(repair=repair)
     return coll
+
+
+def _vec(coll: Collection, vector, k: int, ef=None, flt=None):
+    return coll.search(Query("vector", k, vector, filter=flt, ef=ef))
 
 
 def _close(coll: Collection) -> None:
@@ -80,7 +85,7 @@ def test_vector_search_matches_brute_force_on_every_strategy(filled, flt, monkey
     node = filters.parse(flt) if flt else None
     recall = []
     for q in queries:
-        hits = coll.vector_search(q, 10, 200, node)
+        hits = _vec(coll, q, 10, 200, node)
         want = _brute(vecs, payloads, q, 10, flt)
         got = [h.ext_id for h in hits]
         assert len(got) == len(want)
@@ -94,31 +99,35 @@ def test_vector_search_matches_brute_force_on_every_strategy(filled, flt, monkey
 def test_exact_path_is_exact_and_scores_are_negative_l2(filled):
     coll, (_ids, vecs, payloads) = filled
     q = vecs[17] + 0.01
-    hits = coll.vector_search(q, 5, None, filters.parse({"g": 17}))
+    hits = _vec(coll, q, 5, None, filters.parse({"g": 17}))
     assert [h.ext_id for h in hits] == _brute(vecs, payloads, q, 5, {"g": 17})
     assert hits[0].ext_id == "17"
     assert hits[0].score == pytest.approx(-float(np.linalg.norm(vecs[17] - q)), abs=1e-4)
-    assert coll.vector_search(q, 5, None, filters.parse({"g": 1000})) == []
+    assert _vec(coll, q, 5, None, filters.parse({"g": 1000})) == []
 
 
 def test_text_and_hybrid_search(filled):
     coll, (_ids, vecs, _payloads) = filled
-    text = coll.text_search('"word3"', 5, filters.to_sql(filters.parse({"half": True})))
+    half = filters.parse({"half": True})
+    text = coll.search(Query("text", 5, match='"word3"', filter=half))
     assert len(text) == 5 and all(int(h.ext_id) % 5 == 3 and int(h.ext_id) % 2 == 0
                                   for h in text)
+    assert coll.search(Query("text", 5, match='"word3"', filter=filters.parse({"g": -1}))) == []
+    assert len(coll.search(Query("text", 1000, match='"word3"', filter=half))) == 120
     q = vecs[8]
-    where = ("1", [])
-    vector_first = coll.hybrid_search(q, '"word3"', 3, None, None, where, 1.0)
+    vector_first = coll.search(Query("hybrid", 3, q, match='"word3"', alpha=1.0))
     assert vector_first[0].ext_id == "8"
-    text_first = coll.hybrid_search(q, '"word3"', 3, None, None, where, 0.0)
+    text_first = coll.search(Query("hybrid", 3, q, match='"word3"', alpha=0.0))
     assert int(text_first[0].ext_id) % 5 == 3
+    assert coll.search(Query("hybrid", 3, q, match=""))[0].ext_id == "8"  # no words
+    assert coll.search(Query("text", 3, match="")) == []
 
 
 def test_short_graph_results_fall_back_to_exact_search(tmp_path):
     coll = _open(tmp_path)
     ids, vecs, _payloads = _fill(coll, 300)
     coll.delete(ids[:290])
-    hits = coll.vector_search(vecs[295], 50, 10)
+    hits = _vec(coll, vecs[295], 50, 10)
     assert sorted(h.ext_id for h in hits) == sorted(ids[290:])
     assert hits[0].ext_id == "295"
     _close(coll)
@@ -141,7 +150,7 @@ def test_reopen_after_snapshot_and_more_writes_is_the_same_collection(tmp_path):
     assert (_state(again), again.next_label) == before
     assert again.report.snapshot_seq is not None and again.report.replayed_records == 2
     assert again.index.count == again.count == 591
-    assert again.vector_search(np.ones(DIM, np.float32), 1, None)[0].ext_id == "new"
+    assert _vec(again, np.ones(DIM, np.float32), 1, None)[0].ext_id == "new"
     assert not again.report.index_rebuilt and again.report.index_from_store == 0
     _close(again)
 
@@ -158,7 +167,7 @@ def test_a_damaged_last_record_is_taken_from_the_store(tmp_path):
     segment.write_bytes(bytes(data))
     again = _open(tmp_path)
     assert again.report.index_from_store == 1 and again.report.truncations
-    assert again.vector_search(np.full(DIM, 5, np.float32), 1, None)[0].ext_id == "moved"
+    assert _vec(again, np.full(DIM, 5, np.float32), 1, None)[0].ext_id == "moved"
     _close(again)
 
 
@@ -197,7 +206,7 @@ def test_an_index_that_disagrees_with_the_store_is_rebuilt(tmp_path):
     again = _open(tmp_path)
     assert again.report.snapshot_seq is None and again.report.rebuilt_from_sqlite
     assert again.index.count == 300
-    assert again.vector_search(vecs[3], 1, None)[0].ext_id == ids[3]
+    assert _vec(again, vecs[3], 1, None)[0].ext_id == ids[3]
     _close(again)
 
 
@@ -210,11 +219,11 @@ def test_each_selectivity_picks_its_strategy(filled, flt, strategy, monkeypatch)
     coll, (_ids, vecs, payloads) = filled
     monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)
     before = dict(coll.strategies)
-    hits = coll.vector_search(vecs[0], 10, None, filters.parse(flt))
+    hits = _vec(coll, vecs[0], 10, None, filters.parse(flt))
     assert len(hits) == 10
     changed = {k for k in coll.strategies if coll.strategies[k] != before.get(k, 0)}
     assert changed == {strategy}
-    coll.vector_search(vecs[0], 10, None)
+    _vec(coll, vecs[0], 10, None)
     assert coll.strategies["graph"] >= 1
 
 
@@ -263,7 +272,7 @@ def test_stale_live_labels_in_the_index_are_removed_on_open(tmp_path, caplog):
     again = _open(tmp_path)
     assert again.report.index_removed == 2 and not again.report.index_rebuilt
     assert again.index.count == again.count == 298
-    assert {h.ext_id for h in again.vector_search(vecs[5], 5, None)}.isdisjoint({"5", "6"})
+    assert {h.ext_id for h in _vec(again, vecs[5], 5, None)}.isdisjoint({"5", "6"})
     assert ("t/d/c: the index disagreed with the store after replay and was repaired from "
             "it: 0 documents re-indexed, 2 stale labels removed") in caplog.text
     stats = again.stats()
@@ -281,7 +290,7 @@ def test_reads_deletes_and_segment_bookkeeping(tmp_path):
     assert np.array_equal(np.frombuffer(doc.vector, np.float32), vecs[7])
     with pytest.raises(collection_module.NotFound, match="'nope' not found in t/d/c"):
         coll.get("nope")
-    hits = coll.vector_search(vecs[3], 2, None)
+    hits = _vec(coll, vecs[3], 2, None)
     coll.attach_documents(hits)
     assert hits[0].document.ext_id == "3" and hits[0].document.payload == payloads[3]
     assert coll.delete(["3", "4"]) == 2
@@ -325,7 +334,7 @@ def test_strategy_counts_add_up(filled, monkeypatch):
                       ({"g": {"$lt": 20}}, "filtered_walk"), (None, "graph")):
         before = coll.strategies[name]
         for _ in range(3):
-            coll.vector_search(vecs[1], 5, None, filters.parse(flt) if flt else None)
+            _vec(coll, vecs[1], 5, None, filters.parse(flt) if flt else None)
         assert coll.strategies[name] == before + 3, name
 
 
@@ -344,7 +353,7 @@ def test_labels_survive_a_snapshot_after_the_newest_documents_were_deleted(tmp_p
     assert 0 <= again.report.seconds < 60
     again.upsert(["fresh"], np.full((1, DIM), 9, np.float32), [None], ["{}"])
     assert again.labels["fresh"] == 300
-    assert again.vector_search(np.full(DIM, 9, np.float32), 1, None)[0].ext_id == "fresh"
+    assert _vec(again, np.full(DIM, 9, np.float32), 1, None)[0].ext_id == "fresh"
     _close(again)
 
 
@@ -355,7 +364,7 @@ def test_upserting_an_existing_id_keeps_its_label(tmp_path):
     coll.upsert(["a"], np.full((1, DIM), 3, np.float32), [None], ['{"v":2}'])
     assert coll.labels["a"] == label and coll.count == 2 and coll.index.count == 2
     assert coll.next_label == 2 and coll.ext_ids[label] == "a"
-    assert coll.vector_search(np.full(DIM, 3, np.float32), 1, None)[0].ext_id == "a"
+    assert _vec(coll, np.full(DIM, 3, np.float32), 1, None)[0].ext_id == "a"
     _close(coll)
 
 
@@ -416,7 +425,7 @@ def test_a_document_the_index_never_got_forces_a_rebuild(tmp_path):
     again = _open(tmp_path)
     assert again.report.index_rebuilt and again.report.index_from_store == 0
     assert again.index.count == again.count == 301
-    assert again.vector_search(stray, 1, None)[0].ext_id == "stray"
+    assert _vec(again, stray, 1, None)[0].ext_id == "stray"
     _close(again)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,14 @@ def test_own_server_package_beside_the_plugin(akidb_client):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh venv with ``pip install .`` (not editable) of this checkout."""
-    venv = tmp_path_factory.mktemp("venv") / "v"
+    work = tmp_path_factory.mktemp("install")
+    # A copy of the sources: building in place would leave build/ in the checkout.
+    source = work / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "mutants", "reports", "build", "*.egg-info", "__pycache__", "tests"))
+    venv = work / "v"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT), "pytest"],
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(source), "pytest"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     return venv

@@ -1,6 +1,8 @@
-"""Payload filters in the Mongo/Chroma style: parse → validate → SQL or Python predicate.
+"""Payload filters in the Mongo/Chroma style: parse → validate → a tree of nodes.
 
-Semantics (the SQL and the Python form implement exactly these):
+The server evaluates the tree in one place, the in-memory payload index
+(``server/index/payload.py``), which resolves it to the set of matching labels;
+``matches`` below is the reference semantics, the tests' oracle. Semantics:
 - ``{"f": v}`` is ``{"f": {"$eq": v}}``; several keys in one object are ANDed.
 - A field path is dotted (``"meta.lang"``) and reaches into nested objects.
 - Comparisons are type-strict: ``1`` equals ``1.0`` but not ``"1"`` or ``true``.
@@ -24,7 +26,7 @@ from akidb.server.schema import check_json_value
 Scalar = str | int | float | bool
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
-_RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 _SCALAR_OPS = ("$eq", "$ne", "$in", "$nin")
 MAX_DEPTH = 10
 MAX_NODES = 256
@@ -147,49 +149,6 @@ def _parse_field(path: str, value: Any, where: str) -> Node:
             raise _bad(at, f"unknown operator {op!r}; supported: $eq $ne $gt $gte $lt $lte "
                            "$in $nin $exists")
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
-
-
-# -- SQL ---------------------------------------------------------------------------------
-def _json_path(path: str) -> str:
-    # Paths are validated by _PATH, so quoting each key is enough to make them literal.
-    return "$" + "".join(f'."{part}"' for part in path.split("."))
-
-
-def _element_cond(op: str, value: Scalar, params: list[Any]) -> str:
-    if isinstance(value, bool):
-        return "j.type = 'true'" if value else "j.type = 'false'"
-    if isinstance(value, str):
-        params.append(value)
-        return "j.type = 'text' AND j.value = ?"
-    params.append(value)
-    sql_op = "=" if op == "$eq" else _RANGE_OPS[op]
-    return f"j.type IN ('integer', 'real') AND j.value {sql_op} ?"
-
-
-def _any_element(path: str, cond: str) -> str:
-    jp = _json_path(path)
-    return (f"(json_type(d.payload, '{jp}') IN ('array', 'integer', 'real', 'text', 'true',"
-            f" 'false') AND EXISTS (SELECT 1 FROM json_each(d.payload, '{jp}') j WHERE {cond}))")
-
-
-def to_sql(node: Node) -> tuple[str, list[Any]]:
-    """A WHERE fragment over ``documents d`` and its parameters."""
-    params: list[Any] = []
-    return _sql(node, params), params
-
-
-def _sql(node: Node, params: list[Any]) -> str:
-    if isinstance(node, Cmp):
-        return _any_element(node.path, _element_cond(node.op, node.value, params))
-    if isinstance(node, AnyOf):
-        conds = " OR ".join(f"({_element_cond('$eq', v, params)})" for v in node.values)
-        return _any_element(node.path, conds)
-    if isinstance(node, Exists):
-        return f"json_type(d.payload, '{_json_path(node.path)}') IS NOT NULL"
-    if isinstance(node, Not):
-        return f"NOT {_sql(node.node, params)}"
-    joiner = " AND " if isinstance(node, And) else " OR "
-    return "(" + joiner.join(_sql(n, params) for n in node.nodes) + ")"
 
 
 # -- Python ------------------------------------------------------------------------------

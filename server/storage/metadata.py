@@ -655,15 +655,16 @@ class MetadataStore:
         """Exact vector blobs by label (labels deleted meanwhile are simply absent)."""
         return dict(self._rows_by_labels(collection_id, labels, "label, vector"))  # type: ignore
 
-    def text_search(self, collection_id: int, match: str, k: int, where: str,
-                    params: Sequence[Any]) -> list[tuple[int, float]]:
-        """FTS5 BM25 top-k as (label, score); SQLite's bm25() is lower-is-better, so negate."""
+    def text_search(self, collection_id: int, match: str, limit: int
+                    ) -> list[tuple[int, float]]:
+        """FTS5 BM25 best ``limit`` as (label, score), best first; SQLite's bm25() is
+        lower-is-better, so it is negated. Filters are applied by the caller."""
         rows = self._reader().execute(
             "SELECT d.label, bm25(documents_fts) AS rank FROM documents_fts"
             " JOIN documents d ON d.id = documents_fts.rowid"
-            f" WHERE documents_fts MATCH ? AND d.collection_id = ? AND ({where})"
-            " ORDER BY rank LIMIT ?",
-            (match, collection_id, *params, k),
+            " WHERE documents_fts MATCH ? AND d.collection_id = ?"
+            " ORDER BY rank, d.label LIMIT ?",
+            (match, collection_id, limit),
         ).fetchall()
         return [(r[0], -float(r[1])) for r in rows]
 
