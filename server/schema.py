@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from akidb.server.errors import BadRequest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# A document id: no '/' and no control characters (it is a URL segment and a log label).
+ID_PATTERN = r"^[^/\x00-\x1f\x7f]{1,256}$"
 
 
 class _Strict(BaseModel):
@@ -50,6 +52,10 @@ class CollectionIn(_Strict):
     hnsw: HnswParams = Field(default_factory=HnswParams)
     embedding: Literal["minilm"] | None = Field(
         None, description="embed text-only documents and text queries with this model")
+
+
+class FaultsIn(RootModel[dict[str, float]]):
+    """Failpoint name -> value (see server/faults.py for names and ranges)."""
 
 
 class EmbedIn(_Strict):

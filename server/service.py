@@ -43,6 +43,7 @@ from akidb.server.query import filters
 from akidb.server.query.plan import Query, fts_query
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
+MAX_AUDIT_ENTRIES = 10_000
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
 
 
@@ -232,7 +233,9 @@ class Service:
     def audit_log(self, principal: Principal, tenant: str, limit: int = 100
                   ) -> list[dict[str, Any]]:
         self._authorize(principal, "audit", tenant)
-        return self.store.read_audit(tenant, max(1, min(limit, 10000)))
+        if not 1 <= limit <= MAX_AUDIT_ENTRIES:
+            raise BadRequest(f"limit must be 1..{MAX_AUDIT_ENTRIES}, got {limit}")
+        return self.store.read_audit(tenant, limit)
 
     # -- databases ---------------------------------------------------------------------
     def create_database(self, principal: Principal, tenant: str, req: schema.DatabaseIn
@@ -311,15 +314,6 @@ class Service:
         self._audit_admin(principal, "delete_collection", tenant, coll.row.path)
 
     # -- documents ---------------------------------------------------------------------
-    def batch_from_request(self, req: schema.UpsertIn) -> UpsertBatch:
-        docs = req.documents
-        if not docs:
-            raise BadRequest("documents must not be empty")
-        rows = [None if d.vector is None else np.asarray(d.vector, dtype=np.float32)
-                for d in docs]
-        return UpsertBatch.from_rows([d.id for d in docs], rows, [d.text for d in docs],
-                                     [d.payload or {} for d in docs])
-
     def _embed_missing(self, coll: Collection, batch: UpsertBatch) -> np.ndarray | None:
         """Fill the rows of documents sent without a vector from their text."""
         if not batch.missing:

@@ -7,12 +7,10 @@ the exact error class in the ``akidb-error-code`` trailing metadata.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,9 +18,10 @@ import grpc
 import numpy as np
 import orjson
 from akidb.server import schema
+from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.config import Settings
-from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, BadRequest, Internal
+from akidb.server.errors import BadRequest
 from akidb.server.metrics import Metrics
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
 from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
@@ -154,11 +153,6 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         return embed_response(vectors, info)
 
 
-def embed_response(vectors: np.ndarray, info: dict[str, Any]) -> pb.EmbedResponse:
-    return pb.EmbedResponse(model=info["model"], dim=info["dim"], backend=info["backend"],
-                            embeddings=np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-
-
 def _hit(h: dict[str, Any]) -> pb.Hit:
     hit = pb.Hit(id=h["id"], score=h["score"] if h["score"] is not None else float("nan"))
     if "payload" in h:
@@ -170,58 +164,13 @@ def _hit(h: dict[str, Any]) -> pb.Hit:
     return hit
 
 
-class _ErrorsAndMetrics(grpc.ServerInterceptor):
-    """Every handler: typed errors → status + trailing code, and per-method metrics."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
-        handler = continuation(details)
-        if handler is None:
-            return None
-        method = details.method
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=self._wrap(handler.stream_unary, method))
-        return handler
-
-    def _wrap(self, fn: Callable[..., Any], method: str) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
-            started = time.perf_counter()
-            status = "OK"
-            try:
-                return fn(request, context)
-            except AkiError as exc:
-                status = exc.grpc_status
-                _abort(context, exc)
-            except grpc.RpcError:
-                status = "CANCELLED"
-                raise
-            except Exception:
-                status = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                _abort(context, Internal(f"internal error in {method}; see server log"))
-            finally:
-                self.metrics.observe(method, "GRPC", status, time.perf_counter() - started)
-
-        return wrapper
-
-
-def _abort(context: grpc.ServicerContext, exc: AkiError) -> None:
-    context.set_trailing_metadata(((GRPC_ERROR_CODE_KEY, exc.code),))
-    context.abort(getattr(grpc.StatusCode, exc.grpc_status), exc.message)
-
-
 def create_grpc_server(service: Service, auth: KeyAuthenticator, metrics: Metrics,
                        settings: Settings) -> tuple[grpc.Server, int]:
     """A started-later gRPC server bound to ``settings.grpc_port``; returns (server, port)."""
     limit = settings.limits.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
-        interceptors=[_ErrorsAndMetrics(metrics)],
+        interceptors=[ErrorsAndMetrics(metrics)],
         options=[("grpc.max_receive_message_length", limit),
                  ("grpc.max_send_message_length", limit),
                  ("grpc.keepalive_time_ms", 30_000),

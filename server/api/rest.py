@@ -7,9 +7,9 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 from akidb.server import faults, schema
 from akidb.server.api.openapi import openapi_document
@@ -24,12 +24,12 @@ from akidb.server.errors import (
     Unavailable,
 )
 from akidb.server.metrics import Metrics
-from akidb.server.service import Service
+from akidb.server.routes import BY_NAME, ROUTES
+from akidb.server.service import Service, UpsertBatch
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("akidb.rest")
-C = "/v1/tenants/<tenant>/databases/<database>/collections/<collection>"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -110,11 +110,9 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         return _json(err.to_dict(), 500)
 
     # -- operational -------------------------------------------------------------------
-    @app.get("/health")
     def health() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/ready")
     def ready() -> Response:
         if service.ready():
             body: dict[str, Any] = {"status": "ready", "embedder": service.embedder.status()}
@@ -123,8 +121,7 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             return _json(body)
         return _json(Unavailable("recovering").to_dict(), 503)
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
+    def metrics_() -> Response:
         # Anonymous scrapes get totals only; per-collection series name tenants, so they
         # need the scrape token (Prometheus `authorization` / bearer_token) or the admin
         # key. With a token configured, anonymous scrapes are refused altogether.
@@ -139,65 +136,50 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
                 detail = auth.authenticate(header).is_admin
         return Response(metrics.render(detail), mimetype="text/plain; version=0.0.4")
 
-    @app.get("/openapi.json")
     def openapi() -> Response:
         return _json(openapi_document())
 
-    route: Callable[..., Any] = app.route
-
     # -- tenants and databases ---------------------------------------------------------
-    @route("/v1/tenants", methods=["POST"])
     def create_tenant() -> Response:
         return _json(service.create_tenant(principal(), schema.parse(schema.TenantIn, body())),
                      201)
 
-    @route("/v1/tenants", methods=["GET"])
     def list_tenants() -> Response:
         return _json({"tenants": service.list_tenants(principal())})
 
-    @route("/v1/tenants/<tenant>", methods=["GET"])
     def get_tenant(tenant: str) -> Response:
         return _json(service.get_tenant(principal(), tenant))
 
-    @route("/v1/tenants/<tenant>", methods=["DELETE"])
     def delete_tenant(tenant: str) -> Response:
         service.delete_tenant(principal(), tenant)
         return _json({"deleted": tenant})
 
-    @route("/v1/tenants/<tenant>/users", methods=["POST"])
     def create_user(tenant: str) -> Response:
         who = principal()
         return _json(service.create_user(who, tenant, schema.parse(schema.UserIn, body())), 201)
 
-    @route("/v1/tenants/<tenant>/users", methods=["GET"])
     def list_users(tenant: str) -> Response:
         return _json({"users": service.list_users(principal(), tenant)})
 
-    @route("/v1/tenants/<tenant>/users/<user>", methods=["DELETE"])
     def delete_user(tenant: str, user: str) -> Response:
         service.delete_user(principal(), tenant, user)
         return _json({"deleted": user})
 
-    @route("/v1/tenants/<tenant>/users/<user>/keys", methods=["POST"])
     def create_key(tenant: str, user: str) -> Response:
         return _json(service.create_key(principal(), tenant, user), 201)
 
-    @route("/v1/tenants/<tenant>/users/<user>/keys/<key_id>", methods=["DELETE"])
     def revoke_key(tenant: str, user: str, key_id: str) -> Response:
         service.revoke_key(principal(), tenant, user, key_id)
         return _json({"revoked": key_id})
 
-    @route("/v1/tenants/<tenant>/policies", methods=["PUT"])
     def put_policies(tenant: str) -> Response:
         who = principal()
         service.put_policies(who, tenant, schema.parse(schema.PoliciesIn, body()))
         return _json(service.get_policies(who, tenant))
 
-    @route("/v1/tenants/<tenant>/policies", methods=["GET"])
     def get_policies(tenant: str) -> Response:
         return _json(service.get_policies(principal(), tenant))
 
-    @route("/v1/tenants/<tenant>/audit", methods=["GET"])
     def audit_log(tenant: str) -> Response:
         who = principal()
         try:
@@ -206,51 +188,41 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             raise BadRequest("limit must be an integer") from None
         return _json({"entries": service.audit_log(who, tenant, limit)})
 
-    @route("/v1/tenants/<tenant>/databases", methods=["POST"])
     def create_database(tenant: str) -> Response:
         req = schema.parse(schema.DatabaseIn, body())
         return _json(service.create_database(principal(), tenant, req), 201)
 
-    @route("/v1/tenants/<tenant>/databases", methods=["GET"])
     def list_databases(tenant: str) -> Response:
         return _json({"databases": service.list_databases(principal(), tenant)})
 
-    @route("/v1/tenants/<tenant>/databases/<database>", methods=["GET"])
     def get_database(tenant: str, database: str) -> Response:
         return _json(service.get_database(principal(), tenant, database))
 
-    @route("/v1/tenants/<tenant>/databases/<database>", methods=["DELETE"])
     def delete_database(tenant: str, database: str) -> Response:
         service.delete_database(principal(), tenant, database)
         return _json({"deleted": database})
 
     # -- collections -------------------------------------------------------------------
-    @route("/v1/tenants/<tenant>/databases/<database>/collections", methods=["POST"])
     def create_collection(tenant: str, database: str) -> Response:
         req = schema.parse(schema.CollectionIn, body())
         return _json(service.create_collection(principal(), tenant, database, req), 201)
 
-    @route("/v1/tenants/<tenant>/databases/<database>/collections", methods=["GET"])
     def list_collections(tenant: str, database: str) -> Response:
         return _json({"collections": service.list_collections(principal(), tenant, database)})
 
-    @route(C, methods=["GET"])
     def get_collection(tenant: str, database: str, collection: str) -> Response:
         return _json(service.get_collection(principal(), tenant, database, collection))
 
-    @route(C, methods=["DELETE"])
     def delete_collection(tenant: str, database: str, collection: str) -> Response:
         service.delete_collection(principal(), tenant, database, collection)
         return _json({"deleted": collection})
 
     # -- documents, search, snapshots --------------------------------------------------
-    @route(C + "/documents", methods=["POST"])
     def upsert(tenant: str, database: str, collection: str) -> Response:
         who = principal()
-        batch = service.batch_from_request(schema.parse(schema.UpsertIn, body()))
+        batch = batch_from_request(schema.parse(schema.UpsertIn, body()))
         return _json(service.upsert(who, tenant, database, collection, batch))
 
-    @route(C + "/documents", methods=["GET"])
     def list_documents(tenant: str, database: str, collection: str) -> Response:
         try:
             limit = int(request.args.get("limit", "1000"))
@@ -260,39 +232,52 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         return _json(service.list_documents(principal(), tenant, database, collection,
                                             request.args.get("after"), limit, include))
 
-    @route(C + "/documents/<doc_id>", methods=["GET"])
     def get_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
         return _json(service.get_document(principal(), tenant, database, collection, doc_id))
 
-    @route(C + "/documents/<doc_id>", methods=["DELETE"])
     def delete_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
         return _json(service.delete_document(principal(), tenant, database, collection, doc_id))
 
-    @route(C + "/search", methods=["POST"])
     def search(tenant: str, database: str, collection: str) -> Response:
         who = principal()
         req = schema.parse(schema.SearchIn, body())
         return _json(service.search(who, tenant, database, collection, req))
 
-    @route(C + "/snapshots", methods=["POST"])
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
 
-    @route("/v1/admin/faults", methods=["GET", "PUT"])
-    def fault_injection() -> Response:
+    def faults_() -> Response:
         service.require_admin(principal(), "inject faults")
-        if request.method == "GET":
-            return _json({"enabled": faults.ENABLED, "faults": faults.current()})
+        return _json({"enabled": faults.ENABLED, "faults": faults.current()})
+
+    def set_faults() -> Response:
+        service.require_admin(principal(), "inject faults")
         try:
             changes = orjson.loads(body())
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"malformed JSON: {exc}") from None
         return _json({"enabled": True, "faults": faults.update(changes)})
 
-    @route("/v1/embed", methods=["POST"])
     def embed() -> Response:
         who = principal()
         vectors, info = service.embed(who, schema.parse(schema.EmbedIn, body()))
         return _json({**info, "embeddings": vectors})
 
+    handlers = {name.rstrip("_"): fn for name, fn in locals().items()
+                if callable(fn) and name.rstrip("_") in BY_NAME}
+    missing = set(BY_NAME) - set(handlers)
+    if missing:
+        raise RuntimeError(f"routes without a REST handler: {sorted(missing)}")
+    for r in ROUTES:
+        app.add_url_rule(r.flask_rule, r.name, handlers[r.name], methods=[r.method])
     return app
+
+
+def batch_from_request(req: schema.UpsertIn) -> UpsertBatch:
+    """The JSON documents of an upsert request as one batch (REST's decoding)."""
+    docs = req.documents
+    if not docs:
+        raise BadRequest("documents must not be empty")
+    rows = [None if d.vector is None else np.asarray(d.vector, dtype=np.float32) for d in docs]
+    return UpsertBatch.from_rows([d.id for d in docs], rows, [d.text for d in docs],
+                                 [d.payload or {} for d in docs])

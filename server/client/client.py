@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import numpy as np
 import orjson
 from akidb.server.client.rest import RestTransport
 from akidb.server.client.results import EmbedResult, Hit, SearchResult
-from akidb.server.errors import TransportError, Unavailable, error_from_response
+from akidb.server.client.retry import RetryPolicy
+from akidb.server.errors import AlreadyExists, error_from_response
+from akidb.server.routes import route
 
 
 class Transport(Protocol):
@@ -30,9 +30,31 @@ def parse_collection_path(path: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def _c(collection: str) -> str:
+def _c(collection: str) -> dict[str, str]:
     t, d, c = parse_collection_path(collection)
-    return f"/v1/tenants/{quote(t)}/databases/{quote(d)}/collections/{quote(c)}"
+    return {"tenant": t, "database": d, "collection": c}
+
+
+class DataPlane(Protocol):
+    """What carries documents and searches: REST (JSON) or gRPC (packed float32).
+    Chosen once per client; the control plane always goes over REST."""
+
+    def upsert_documents(self, collection: str, documents: Iterable[Mapping[str, Any]]
+                         ) -> int: ...
+
+    def upsert_stream(self, collection: str, batches: Iterable[tuple[Any, ...]]) -> int: ...
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any]: ...
+
+    def delete(self, collection: str, doc_id: str) -> None: ...
+
+    def search(self, collection: str, vector: Any, k: int, text: str | None,
+               mode: str | None, filter: Mapping[str, Any] | None, ef: int | None,
+               include: Sequence[str], alpha: float | None) -> SearchResult: ...
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult: ...
+
+    def close(self) -> None: ...
 
 
 # orjson writes float32 arrays with float32's shortest repr: ~20x faster than json.dumps of
@@ -47,10 +69,11 @@ def _vector(v: Any) -> np.ndarray:
 class Client:
     """``Client(rest_url, api_key, grpc_target)``; collections are ``"tenant/db/coll"``.
 
-    ``data_plane="grpc"`` sends upserts, searches, gets and deletes over gRPC (packed
-    float32) and everything else over REST. Idempotent calls (reads and searches)
-    are retried ``retries`` times on transport errors and 503, with exponential
-    backoff and full jitter; writes never are, so a failed write stays visible.
+    Every REST call is named by its route (server/routes.py), so paths come from the
+    same table the server registers. ``data_plane="grpc"`` carries upserts, searches,
+    gets, deletes and embeddings over gRPC; the rest goes over REST. Idempotent calls
+    (reads, searches, embeddings) follow one retry policy on either transport
+    (``retries``, exponential backoff with full jitter); writes are never retried.
     """
 
     def __init__(self, rest_url: str, api_key: str | None = None, grpc_target: str | None = None,
@@ -63,28 +86,23 @@ class Client:
         self.rest_url = rest_url
         self.grpc_target = grpc_target
         self.transport: Transport = transport or RestTransport(rest_url, api_key, timeout)
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.grpc = None
+        self.retry = RetryPolicy(retries, backoff_s)
+        self.data: DataPlane
         if data_plane == "grpc":
             from akidb.server.client.grpc import GrpcDataPlane
 
-            self.grpc = GrpcDataPlane(grpc_target, api_key, timeout)  # type: ignore[arg-type]
+            self.data = GrpcDataPlane(grpc_target, api_key, timeout)  # type: ignore[arg-type]
+        else:
+            self.data = RestDataPlane(self)
+
+    @property
+    def grpc(self) -> Any:
+        """The gRPC data plane, when this client uses one (its channel and metadata)."""
+        return None if isinstance(self.data, RestDataPlane) else self.data
 
     def close(self) -> None:
         self.transport.close()
-        if self.grpc is not None:
-            self.grpc.close()
-
-    def _idempotent(self, fn: Callable[[], Any]) -> Any:
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except (TransportError, Unavailable):
-                if attempt == self.retries:
-                    raise
-                time.sleep(random.uniform(0, self.backoff_s * 2**attempt))
-        raise AssertionError("unreachable")
+        self.data.close()
 
     def __enter__(self) -> Client:
         return self
@@ -93,11 +111,12 @@ class Client:
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+    def _send(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+              text: bool = False) -> Any:
         data = raw if raw is not None else (None if body is None else
                                             orjson.dumps(body, option=_ORJSON_OPTS))
         status, payload = self.transport.request(method, path, data)
-        if path in ("/metrics",) and status == 200:
+        if text and status == 200:
             return payload.decode()
         try:
             decoded = orjson.loads(payload) if payload else None
@@ -107,19 +126,36 @@ class Client:
             raise error_from_response(status, decoded)
         return decoded
 
+    def call(self, name: str, body: Any = None, *, query: Mapping[str, Any] | None = None,
+             **params: str) -> Any:
+        """One REST route by name; retried by the policy when the route is idempotent."""
+        r = route(name)
+        path = r.url(**params)
+        if query:
+            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+
+        def once() -> Any:
+            return self._send(r.method, path, body, text=r.text_response)
+
+        return self.retry.run(once) if r.idempotent else once()
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        """A raw call (for tests of bad input): returns the decoded body or raises."""
+        return self._send(method, path, body, raw)
+
     # -- operational -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return self._idempotent(lambda: self._call("GET", "/health"))
+        return self.call("health")
 
     def is_ready(self) -> bool:
-        status, _ = self.transport.request("GET", "/ready")
+        status, _ = self.transport.request("GET", route("ready").path)
         return status == 200
 
     def metrics(self) -> str:
-        return self._call("GET", "/metrics")
+        return self.call("metrics")
 
     def openapi(self) -> dict[str, Any]:
-        return self._call("GET", "/openapi.json")
+        return self.call("openapi")
 
     # -- control plane -----------------------------------------------------------------
     def create_tenant(self, name: str, quotas: Mapping[str, Any] | None = None
@@ -127,54 +163,50 @@ class Client:
         body: dict[str, Any] = {"name": name}
         if quotas:
             body["quotas"] = dict(quotas)
-        return self._call("POST", "/v1/tenants", body)
+        return self.call("create_tenant", body)
 
     def list_tenants(self) -> list[dict[str, Any]]:
-        return self._idempotent(lambda: self._call("GET", "/v1/tenants"))["tenants"]
+        return self.call("list_tenants")["tenants"]
 
     def get_tenant(self, tenant: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/tenants/{quote(tenant)}")
+        return self.call("get_tenant", tenant=tenant)
 
     def delete_tenant(self, tenant: str) -> None:
-        self._call("DELETE", f"/v1/tenants/{quote(tenant)}")
+        self.call("delete_tenant", tenant=tenant)
 
     def create_user(self, tenant: str, name: str, role: str) -> dict[str, Any]:
         """Create a user; the returned ``api_key`` is shown only this once."""
-        return self._call("POST", f"/v1/tenants/{quote(tenant)}/users",
-                          {"name": name, "role": role})
+        return self.call("create_user", {"name": name, "role": role}, tenant=tenant)
 
     def list_users(self, tenant: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/tenants/{quote(tenant)}/users")["users"]
+        return self.call("list_users", tenant=tenant)["users"]
 
     def delete_user(self, tenant: str, user: str) -> None:
-        self._call("DELETE", f"/v1/tenants/{quote(tenant)}/users/{quote(user)}")
+        self.call("delete_user", tenant=tenant, user=user)
 
     def create_key(self, tenant: str, user: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/tenants/{quote(tenant)}/users/{quote(user)}/keys")
+        return self.call("create_key", tenant=tenant, user=user)
 
     def revoke_key(self, tenant: str, user: str, key_id: str) -> None:
-        self._call("DELETE",
-                   f"/v1/tenants/{quote(tenant)}/users/{quote(user)}/keys/{quote(key_id)}")
+        self.call("revoke_key", tenant=tenant, user=user, key_id=key_id)
 
     def put_policies(self, tenant: str, policies: str) -> dict[str, Any]:
-        return self._call("PUT", f"/v1/tenants/{quote(tenant)}/policies",
-                          {"policies": policies})
+        return self.call("put_policies", {"policies": policies}, tenant=tenant)
 
     def get_policies(self, tenant: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/tenants/{quote(tenant)}/policies")
+        return self.call("get_policies", tenant=tenant)
 
     def audit_log(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/tenants/{quote(tenant)}/audit?limit={int(limit)}")[
-            "entries"]
+        return self.call("audit_log", query={"limit": int(limit)}, tenant=tenant)["entries"]
 
     def create_database(self, tenant: str, name: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/tenants/{quote(tenant)}/databases", {"name": name})
+        return self.call("create_database", {"name": name}, tenant=tenant)
 
     def list_databases(self, tenant: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/tenants/{quote(tenant)}/databases")["databases"]
+        return self.call("list_databases", tenant=tenant)["databases"]
 
     def delete_database(self, tenant: str, database: str) -> None:
-        self._call("DELETE", f"/v1/tenants/{quote(tenant)}/databases/{quote(database)}")
+        self.call("delete_database", tenant=tenant, database=database)
 
     def create_collection(self, collection: str, *, dimension: int | None = None,
                           metric: str = "cosine", hnsw: Mapping[str, int] | None = None,
@@ -194,12 +226,9 @@ class Client:
             body["embedding"] = embedding
         if hnsw:
             body["hnsw"] = dict(hnsw)
-        return self._call("POST", f"/v1/tenants/{quote(t)}/databases/{quote(d)}/collections",
-                          body)
+        return self.call("create_collection", body, tenant=t, database=d)
 
     def ensure_database(self, tenant: str, database: str) -> None:
-        from akidb.server.errors import AlreadyExists
-
         for create in (lambda: self.create_tenant(tenant),
                        lambda: self.create_database(tenant, database)):
             try:
@@ -208,48 +237,27 @@ class Client:
                 pass
 
     def get_collection(self, collection: str) -> dict[str, Any]:
-        return self._idempotent(lambda: self._call("GET", _c(collection)))
+        return self.call("get_collection", **_c(collection))
 
     def list_collections(self, tenant: str, database: str) -> list[dict[str, Any]]:
-        return self._call(
-            "GET", f"/v1/tenants/{quote(tenant)}/databases/{quote(database)}/collections"
-        )["collections"]
+        return self.call("list_collections", tenant=tenant, database=database)["collections"]
 
     def delete_collection(self, collection: str) -> None:
-        self._call("DELETE", _c(collection))
+        self.call("delete_collection", **_c(collection))
 
     def snapshot(self, collection: str) -> dict[str, Any]:
-        return self._call("POST", _c(collection) + "/snapshots")
+        return self.call("snapshot", **_c(collection))
 
     # -- data plane --------------------------------------------------------------------
     def upsert(self, collection: str, documents: Iterable[Mapping[str, Any]]) -> int:
         """Upsert documents (``id``, ``vector``, optional ``text``/``payload``)."""
-        if self.grpc is not None:
-            return self.grpc.upsert_documents(collection, documents)
-        docs = []
-        for doc in documents:
-            d = dict(doc)
-            if d.get("vector") is not None:
-                d["vector"] = _vector(d["vector"])
-            docs.append(d)
-        return self._call("POST", _c(collection) + "/documents", {"documents": docs})["upserted"]
+        return self.data.upsert_documents(collection, documents)
 
     def upsert_arrays(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
                       payloads: Sequence[Mapping[str, Any]] | None = None,
                       texts: Sequence[str | None] | None = None) -> int:
         """Columnar upsert for bulk loaders: ids and an (n, dim) float array."""
-        if self.grpc is not None:
-            return self.grpc.upsert_stream(collection, [(ids, vectors, payloads, texts)])
-        rows = np.ascontiguousarray(vectors, dtype=np.float32)
-        docs: list[dict[str, Any]] = []
-        for i, ext_id in enumerate(ids):
-            d: dict[str, Any] = {"id": ext_id, "vector": rows[i]}
-            if payloads is not None:
-                d["payload"] = payloads[i]
-            if texts is not None and texts[i] is not None:
-                d["text"] = texts[i]
-            docs.append(d)
-        return self._call("POST", _c(collection) + "/documents", {"documents": docs})["upserted"]
+        return self.data.upsert_stream(collection, [(ids, vectors, payloads, texts)])
 
     def upsert_stream(self, collection: str,
                       batches: Iterable[tuple[Sequence[str], np.ndarray,
@@ -257,18 +265,14 @@ class Client:
                                               Sequence[str | None] | None]]) -> int:
         """Upsert many (ids, vectors, payloads, texts) batches: one gRPC stream, or one
         REST request per batch. Each batch is applied whole."""
-        if self.grpc is not None:
-            return self.grpc.upsert_stream(collection, batches)
-        return sum(self.upsert_arrays(collection, *batch) for batch in batches)
+        return self.data.upsert_stream(collection, batches)
 
     def list_documents(self, collection: str, *, after: str | None = None, limit: int = 1000,
                        include: Sequence[str] = ("vector", "text", "payload")
                        ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of documents in id order and the cursor of the next (None at the end)."""
-        query = f"?limit={limit}&include={','.join(include)}"
-        if after is not None:
-            query += f"&after={quote(after, safe='')}"
-        out = self._idempotent(lambda: self._call("GET", _c(collection) + "/documents" + query))
+        out = self.call("list_documents", query={"limit": limit, "include": ",".join(include),
+                                                 "after": after}, **_c(collection))
         return out["documents"], out["next"]
 
     def iter_documents(self, collection: str, *, page: int = 1000,
@@ -285,25 +289,72 @@ class Client:
                 return
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any]:
-        if self.grpc is not None:
-            return self._idempotent(lambda: self.grpc.get(collection, doc_id))
-        path = _c(collection) + f"/documents/{quote(doc_id, safe='')}"
-        return self._idempotent(lambda: self._call("GET", path))
+        return self.retry.run(lambda: self.data.get(collection, doc_id))
 
     def delete(self, collection: str, doc_id: str) -> None:
-        if self.grpc is not None:
-            self.grpc.delete(collection, doc_id)
-            return
-        self._call("DELETE", _c(collection) + f"/documents/{quote(doc_id, safe='')}")
+        self.data.delete(collection, doc_id)
 
     def search(self, collection: str, vector: Any = None, *, k: int = 10, text: str | None = None,
                mode: str | None = None, filter: Mapping[str, Any] | None = None,
                ef: int | None = None, include: Sequence[str] = (), alpha: float | None = None
                ) -> SearchResult:
-        if self.grpc is not None:
-            grpc = self.grpc
-            return self._idempotent(lambda: grpc.search(collection, vector, k, text, mode,
-                                                        filter, ef, include, alpha))
+        return self.retry.run(lambda: self.data.search(collection, vector, k, text, mode,
+                                                       filter, ef, include, alpha))
+
+    def set_faults(self, **failpoints: float) -> dict[str, float]:
+        """Switch failpoints (see server/faults.py) on a server started with
+        AKIDB_FAULT_INJECTION=1; 0 turns one off."""
+        return self.call("set_faults", failpoints)["faults"]
+
+    def embed(self, texts: Sequence[str]) -> EmbedResult:
+        """Embed texts with the server's model (idempotent, so retried on 503)."""
+        return self.retry.run(lambda: self.data.embed(texts))
+
+
+class RestDataPlane:
+    """The data plane over the client's REST routes (JSON bodies, orjson-encoded)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _send(self, name: str, body: Any = None, **params: str) -> Any:
+        r = route(name)
+        return self.client._send(r.method, r.url(**params), body)
+
+    def upsert_documents(self, collection: str, documents: Iterable[Mapping[str, Any]]
+                         ) -> int:
+        docs = []
+        for doc in documents:
+            d = dict(doc)
+            if d.get("vector") is not None:
+                d["vector"] = _vector(d["vector"])
+            docs.append(d)
+        return self._send("upsert", {"documents": docs}, **_c(collection))["upserted"]
+
+    def upsert_stream(self, collection: str, batches: Iterable[tuple[Any, ...]]) -> int:
+        total = 0
+        for ids, vectors, payloads, texts in batches:
+            rows = np.ascontiguousarray(vectors, dtype=np.float32)
+            docs: list[dict[str, Any]] = []
+            for i, ext_id in enumerate(ids):
+                d: dict[str, Any] = {"id": ext_id, "vector": rows[i]}
+                if payloads is not None:
+                    d["payload"] = payloads[i]
+                if texts is not None and texts[i] is not None:
+                    d["text"] = texts[i]
+                docs.append(d)
+            total += self._send("upsert", {"documents": docs}, **_c(collection))["upserted"]
+        return total
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any]:
+        return self._send("get_document", doc_id=doc_id, **_c(collection))
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        self._send("delete_document", doc_id=doc_id, **_c(collection))
+
+    def search(self, collection: str, vector: Any, k: int, text: str | None, mode: str | None,
+               filter: Mapping[str, Any] | None, ef: int | None, include: Sequence[str],
+               alpha: float | None) -> SearchResult:
         body: dict[str, Any] = {"k": k}
         if vector is not None:
             body["vector"] = _vector(vector)
@@ -313,23 +364,13 @@ class Client:
                 body[key] = value
         if include:
             body["include"] = list(include)
-        out = self._idempotent(lambda: self._call("POST", _c(collection) + "/search", body))
+        out = self._send("search", body, **_c(collection))
         return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
 
-    def set_faults(self, **failpoints: float) -> dict[str, float]:
-        """Switch failpoints (authz_delay_ms, search_delay_ms, disk_full) on a server
-        started with AKIDB_FAULT_INJECTION=1; 0 turns one off."""
-        return self._call("PUT", "/v1/admin/faults", failpoints)["faults"]
-
     def embed(self, texts: Sequence[str]) -> EmbedResult:
-        """Embed texts with the server's model (idempotent, so retried on 503)."""
-        if self.grpc is not None:
-            grpc = self.grpc
-            return self._idempotent(lambda: grpc.embed(texts))
-        out = self._idempotent(lambda: self._call("POST", "/v1/embed", {"texts": list(texts)}))
+        out = self._send("embed", {"texts": list(texts)})
         vectors = np.asarray(out["embeddings"], dtype=np.float32).reshape(len(texts), out["dim"])
         return EmbedResult(out["model"], out["dim"], vectors, out.get("backend", ""))
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
-        """A raw call (for tests of bad input): returns the decoded body or raises."""
-        return self._call(method, path, body, raw)
+    def close(self) -> None:
+        pass

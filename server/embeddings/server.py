@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from akidb.server.api.grpc import _ErrorsAndMetrics, embed_response
+from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
 from akidb.server.config import Limits
 from akidb.server.embeddings.embedder import backend_label, check_texts
 from akidb.server.embeddings.encoder import Encoder
@@ -57,7 +57,7 @@ def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
     metrics = Metrics(None)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="embed"),
-        interceptors=[_ErrorsAndMetrics(metrics)],
+        interceptors=[ErrorsAndMetrics(metrics)],
         options=[("grpc.max_receive_message_length", limits.max_body_bytes),
                  ("grpc.max_send_message_length", limits.max_body_bytes),
                  ("grpc.so_reuseport", 0)])
