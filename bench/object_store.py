@@ -20,7 +20,7 @@ from pathlib import Path
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import vectors
 from akidb.harness import Node
-from akidb.harness.node import free_port
+from akidb.harness.process import free_port
 
 AWS_DEFAULTS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1"}

@@ -5,19 +5,18 @@ callers (toxiproxy-python, the harness) never know which one they got."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from akidb.chaos.api import ChaosProxy
-from akidb.harness.node import free_port
+from akidb.harness.process import ManagedProcess, PortOpen, ProcessError, free_port
 
 
 class ToxiproxyEndpoint:
     def __init__(self, prefer_binary: bool = True) -> None:
         self.binary = shutil.which("toxiproxy-server") if prefer_binary else None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ManagedProcess | None = None
         self._inproc: ChaosProxy | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -33,17 +32,16 @@ class ToxiproxyEndpoint:
     def start(self) -> ToxiproxyEndpoint:
         if self.binary:
             self.port = free_port()
-            self._proc = subprocess.Popen([self.binary, "-host", self.host,
-                                           "-port", str(self.port)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with socket.socket() as sock:
-                    if sock.connect_ex((self.host, self.port)) == 0:
-                        return self
-                time.sleep(0.05)
-            self.close()
-            raise RuntimeError(f"{self.binary} did not listen on {self.url} within 10 s")
+            log = Path(tempfile.mkdtemp(prefix="toxiproxy-")) / "toxiproxy.log"
+            self._proc = ManagedProcess("toxiproxy-server", [self.binary, "-host", self.host,
+                                                             "-port", str(self.port)], log)
+            self._proc.start()
+            try:
+                self._proc.wait(PortOpen(self.host, lambda: self.port), 10)
+            except ProcessError:
+                self.close()
+                raise
+            return self
         self._inproc = ChaosProxy(self.host, 0).start()
         self.port = self._inproc.port
         return self
@@ -58,8 +56,7 @@ class ToxiproxyEndpoint:
 
     def close(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(10)
+            self._proc.stop(grace=10)
             self._proc = None
         if self._inproc is not None:
             self._inproc.close()

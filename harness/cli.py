@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 import click
 from akidb.harness.cluster import Cluster
-from akidb.harness.node import NodeError, process_start_time
+from akidb.harness.node import NodeError
+from akidb.harness.process import process_start_time, stop_group
 from akidb.server.client import Client
 
 CLUSTER_FILE = "cluster.json"
@@ -125,19 +125,17 @@ def status(directory: Path) -> None:
 @click.option("--grace", default=10.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL.")
 def down(directory: Path, grace: float) -> None:
-    """Stop the cluster's processes (and only those); data dirs are kept."""
+    """Stop the cluster's processes (and only those); data dirs are kept. With nothing
+    running it says so and succeeds, as ``docker compose down`` does."""
+    if not (directory / CLUSTER_FILE).exists():
+        click.echo(f"nothing running at {directory}")
+        return
     record = _read(directory)
     processes = [*record["nodes"], *([record["embed_service"]]
                                      if "embed_service" in record else [])]
     targets = [n for n in processes if _ours(n)]
     for n in targets:
-        os.killpg(n["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for n in targets:
-        while _ours(n) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _ours(n):
-            os.killpg(n["pid"], signal.SIGKILL)
+        stop_group(n["pid"], n["start_time"], grace)
         click.echo(f"{n['name']}  pid {n['pid']}  stopped")
     (directory / CLUSTER_FILE).unlink()
     click.echo(f"cluster at {directory} is down ({len(targets)} processes stopped)")

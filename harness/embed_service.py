@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from akidb.harness.node import Node
+from akidb.harness.process import FileExists, Wait
 
 
 class EmbedService(Node):
@@ -32,10 +33,17 @@ class EmbedService(Node):
                 "--backend", self.backend, "--info-file", str(self.data_dir / "server.json"),
                 *self.extra_args]
 
-    def _probe_ready(self) -> bool:
-        # The info file is written only after the model is loaded and the port bound.
-        self.port = int(self.info["grpc_target"].rsplit(":", 1)[1])
-        return True
+    def readiness(self) -> Wait:
+        """The info file of this process: written once the model is loaded and the port
+        bound (the service has no HTTP readiness route)."""
+
+        def ours(text: str) -> bool:
+            if not self._info_is_ours(text):
+                return False
+            self.port = int(self.info["grpc_target"].rsplit(":", 1)[1])
+            return True
+
+        return FileExists(self.data_dir / "server.json", ours)
 
     def admin_client(self, **kwargs: Any) -> Any:
         raise TypeError("the embedding service has no REST API; use akidb.server.client.grpc."

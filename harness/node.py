@@ -13,16 +13,21 @@ import os
 import resource
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any
 
+from akidb.harness.process import (
+    AllOf,
+    FileExists,
+    HttpStatus,
+    ManagedProcess,
+    ProcessError,
+    Wait,
+)
 from akidb.server.client import Client
 from akidb.server.config import PARENT_PID_ENV
 
@@ -32,25 +37,7 @@ _live: weakref.WeakSet[Node] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-def process_start_time(pid: int) -> int | None:
-    """Kernel start time of a process (clock ticks since boot): with the pid, it tells
-    "the process we started" apart from a later one that reused the pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now on ``host``, for helpers that cannot bind port 0 themselves
-    (a tiny race remains: prefer ``--port 0`` where a program supports it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class NodeError(RuntimeError):
+class NodeError(ProcessError):
     """A node failed to start or become ready; the message carries its log tail."""
 
 
@@ -81,14 +68,12 @@ class Node:
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.log_path = self.data_dir / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.proc: ManagedProcess | None = None
         self.info: dict[str, Any] = {}
         self.detach = detach
         # RLIMIT_FSIZE for the server process: no file it writes may grow past this.
         self.max_file_bytes = max_file_bytes
-        self.start_time: int | None = None
         self.proxy: Any = None  # a toxiproxy-python Proxy when the cluster has a fault proxy
-        self._log_fh: Any = None
 
     # -- addresses ---------------------------------------------------------------------
     @property
@@ -108,7 +93,7 @@ class Node:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.proc.pid if self.proc is not None else None
 
     @property
     def admin_key(self) -> str:
@@ -126,7 +111,6 @@ class Node:
         if self.is_running():
             raise NodeError(f"{self.name} is already running (pid {self.pid})")
         (self.data_dir / "server.json").unlink(missing_ok=True)
-        self._log_fh = open(self.log_path, "ab")
         env = {**os.environ, **self.env}
         if not self.detach:
             env[PARENT_PID_ENV] = str(os.getpid())
@@ -136,11 +120,13 @@ class Node:
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-        self.process = subprocess.Popen(self.command(), stdout=self._log_fh,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, start_new_session=True,
-                                        preexec_fn=set_limits if limit is not None else None)
-        self.start_time = process_start_time(self.process.pid)
+        self.proc = ManagedProcess(self.name, self.command(), self.log_path, env=env,
+                                   detach=self.detach,
+                                   preexec=set_limits if limit is not None else None)
+        try:
+            self.proc.start()
+        except ProcessError as exc:
+            raise NodeError(str(exc)) from None
         if not self.detach:
             with _live_lock:
                 _live.add(self)
@@ -148,102 +134,75 @@ class Node:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait for ``server.json`` from this process, then ``/ready`` = 200."""
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        server_file = self.data_dir / "server.json"
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise NodeError(f"{self.name} exited with code {code} before it was ready\n"
-                                + self.log_tail())
-            if server_file.exists():
-                try:
-                    info = json.loads(server_file.read_text())
-                except ValueError:
-                    info = {}
-                if info.get("pid") == self.process.pid:
-                    self.info = info
-                    if self._probe_ready():
-                        return
-            time.sleep(0.02)
-        raise NodeError(f"{self.name} not ready within {timeout or self.ready_timeout:.1f}s "
-                        f"(data dir {self.data_dir}); last log lines:\n{self.log_tail()}")
-
-    def _probe_ready(self) -> bool:
-        client = Client(self.info["rest_url"], timeout=2.0)
+    def _info_is_ours(self, text: str) -> bool:
         try:
-            return client.is_ready()
-        except Exception:  # noqa: BLE001 - not up yet
+            info = json.loads(text)
+        except ValueError:
             return False
-        finally:
-            client.close()
+        if info.get("pid") != self.pid:
+            return False
+        self.info = info
+        return True
+
+    def readiness(self) -> Wait:
+        """``server.json`` written by this very process, then ``/ready`` answering 200."""
+        return AllOf([FileExists(self.data_dir / "server.json", self._info_is_ours),
+                      HttpStatus(lambda: self.info["rest_url"] + "/ready")])
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        try:
+            self.proc.wait(self.readiness(), timeout or self.ready_timeout,
+                           hint=f"data dir {self.data_dir}")
+        except ProcessError as exc:
+            raise NodeError(str(exc)) from None
+
+    @property
+    def process(self) -> Any:
+        return self.proc.process if self.proc is not None else None
+
+    @property
+    def start_time(self) -> int | None:
+        return self.proc.start_time if self.proc is not None else None
 
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def _signal(self, sig: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
+        return self.proc is not None and self.proc.is_running()
 
     def stop(self, grace: float = STOP_GRACE_S) -> int | None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
-        if self.process is None:
-            return None
-        self.resume()
-        self._signal(signal.SIGTERM)
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
-            self.process.wait()
-        return self._reaped()
+        return None if self.proc is None else self.proc.stop(grace)
 
     def kill(self) -> int | None:
         """kill -9: no flush, no goodbye; what was acknowledged must survive."""
-        if self.process is None:
-            return None
-        self._signal(signal.SIGKILL)
-        self.process.wait()
-        return self._reaped()
+        return None if self.proc is None else self.proc.kill()
 
     def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
+        if self.proc is not None:
+            self.proc.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self._signal(signal.SIGCONT)
+        if self.proc is not None:
+            self.proc.signal(signal.SIGCONT)
 
     def restart(self, wait: bool = True, kill: bool = False) -> Node:
         self.kill() if kill else self.stop()
         return self.start(wait=wait)
 
-    def _reaped(self) -> int | None:
-        code = self.process.returncode if self.process else None
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
-        return code
-
     def close(self) -> None:
         """Stop the process and remove the data dir if the node created it."""
         if self.is_running():
             self.stop(grace=5.0)
-        else:
-            self._reaped()
         with _live_lock:
             _live.discard(self)
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
+        if self.proc is not None:
+            return self.proc.log_tail(lines)
         try:
-            text = self.log_path.read_text(errors="replace")
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
     def __enter__(self) -> Node:
         return self.start() if not self.is_running() else self

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from akidb.harness.process import ManagedProcess, ProcessError
 from akidb.testkube.config import BenchStep, Suite, expand
 from akidb.testkube.pytest_plugin import RESULTS_ENV, SHARD_ENV
 
@@ -32,16 +32,12 @@ def _run(cmd: list[str], log: Path, timeout: float, env: dict[str, str] | None =
          ) -> tuple[int | None, float]:
     """Run a command in its own process group, output to ``log``; None on timeout."""
     started = time.perf_counter()
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **(env or {})})
-        try:
-            code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            code = None
+    step = ManagedProcess(Path(cmd[0]).name, cmd, log, env={**os.environ, **(env or {})})
+    try:
+        code = step.run(timeout)
+    except ProcessError as exc:
+        log.write_text(str(exc))
+        code = 127
     return code, time.perf_counter() - started
 
 

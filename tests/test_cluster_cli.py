@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from akidb.harness.node import process_start_time
+from akidb.harness.process import process_start_time
 
 
 def _akidb(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,6 +50,8 @@ def test_up_status_down(tmp_path):
     assert (d / "node0" / "metadata.db").exists()  # data is kept
     gone = _akidb("cluster", "status", "--dir", str(d))
     assert gone.returncode == 2 and "no cluster" in gone.stderr
+    again = _akidb("cluster", "down", "--dir", str(d))  # as docker compose down: not an error
+    assert again.returncode == 0 and "nothing running" in again.stdout
 
 
 def test_bad_arguments_exit_2(tmp_path):

@@ -309,7 +309,7 @@ def test_embedding_service_outage_opens_the_breaker_and_vector_search_stays_up()
         assert c.get_collection(coll)["count"] == 20 + len(acknowledged)
         c.close()
         pids = [service.pid, cluster.nodes[0].pid]
-    from akidb.harness.node import process_start_time
+    from akidb.harness.process import process_start_time
 
     assert all(process_start_time(p) is None for p in pids)  # nothing left running
 

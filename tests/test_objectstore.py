@@ -14,7 +14,7 @@ import pytest
 from akidb.chaos.endpoint import ToxiproxyEndpoint
 from akidb.datagen import vectors
 from akidb.harness import Node
-from akidb.harness.node import free_port
+from akidb.harness.process import free_port
 
 DIM = 16
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
