@@ -98,8 +98,8 @@ def payload_index():
 
 
 @pytest.fixture(scope="module")
-def server_collection(shared_cluster):
-    client = shared_cluster.admin_client()
+def server_collection(akidb_cluster):
+    client = akidb_cluster.admin_client()
     coll = "truth-table/db/c"
     client.create_collection(coll, dimension=2, metric="l2", create_parents=True)
     client.upsert(coll, [{"id": d, "vector": [1.0, float(i)], "text": "common", "payload": p}

@@ -28,8 +28,8 @@ class FlakyTransport:
         self.inner.close()
 
 
-def test_idempotent_calls_retry_and_writes_do_not(shared_cluster, tenant):
-    node = shared_cluster.nodes[0]
+def test_idempotent_calls_retry_and_writes_do_not(akidb_cluster, tenant):
+    node = akidb_cluster.nodes[0]
     setup = node.admin_client()
     setup.create_collection(f"{tenant}/db/c", dimension=2, metric="l2")
     setup.upsert(f"{tenant}/db/c", [{"id": "a", "vector": [1, 0]}])

@@ -55,10 +55,10 @@ def test_payloads_too_deep_or_with_huge_integers_are_400_and_change_nothing(clie
     assert client.get(coll, "keep")["payload"] == _nested(30)
 
 
-def test_grpc_payload_nested_1000_deep_is_invalid_argument(shared_cluster, client, tenant):
+def test_grpc_payload_nested_1000_deep_is_invalid_argument(akidb_cluster, client, tenant):
     coll = f"{tenant}/db/c"
     client.create_collection(coll, dimension=2, metric="l2")
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     channel = grpc.insecure_channel(node.grpc_target)
     stub = pb_grpc.DataPlaneStub(channel)
     deep = "[" * 1000 + "1" + "]" * 1000
@@ -73,11 +73,11 @@ def test_grpc_payload_nested_1000_deep_is_invalid_argument(shared_cluster, clien
     assert client.get_collection(coll)["count"] == 0
 
 
-def test_metrics_do_not_name_tenants_to_anonymous_scrapers(shared_cluster, client, tenant):
+def test_metrics_do_not_name_tenants_to_anonymous_scrapers(akidb_cluster, client, tenant):
     coll = f"{tenant}/db/c"
     client.create_collection(coll, dimension=2, metric="l2")
     client.upsert(coll, [{"id": "a", "vector": [1, 0]}])
-    anonymous = Client(shared_cluster.nodes[0].rest_url)
+    anonymous = Client(akidb_cluster.nodes[0].rest_url)
     public = anonymous.metrics()
     assert tenant not in public
     assert "akidb_vectors " in public and "akidb_collections " in public
@@ -132,13 +132,13 @@ def _akidb(*args: str, cwd) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=cwd, timeout=120)
 
 
-def test_import_of_a_non_utf8_csv_exits_2_naming_the_line(shared_cluster, client, tenant,
+def test_import_of_a_non_utf8_csv_exits_2_naming_the_line(akidb_cluster, client, tenant,
                                                          tmp_path):
     coll = f"{tenant}/db/c"
     client.create_collection(coll, dimension=2, metric="l2")
     path = tmp_path / "latin1.csv"
     path.write_bytes(b'id,vector,note\n1,"[1,2]",ok\n2,"[1,3]",caf\xe9\n')
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     done = _akidb("import", str(path), "--collection", coll, "--url", node.rest_url,
                   "--api-key", node.admin_key, "--no-progress", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
@@ -146,13 +146,13 @@ def test_import_of_a_non_utf8_csv_exits_2_naming_the_line(shared_cluster, client
     assert client.get_collection(coll)["count"] == 0
 
 
-def test_import_with_a_repeated_id_keeps_the_later_row(shared_cluster, client, tenant,
+def test_import_with_a_repeated_id_keeps_the_later_row(akidb_cluster, client, tenant,
                                                       tmp_path):
     coll = f"{tenant}/db/c"
     client.create_collection(coll, dimension=2, metric="l2")
     path = tmp_path / "dup.csv"
     path.write_text('id,vector\na,"[1,2]"\nb,"[5,5]"\na,"[3,4]"\n')
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     done = _akidb("import", str(path), "--collection", coll, "--url", node.rest_url,
                   "--api-key", node.admin_key, "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -25,9 +25,9 @@ def _rate_limited_user(client: Client, tenant: str) -> str:
     return client.create_user(tenant, "u", "developer")["api_key"]
 
 
-def test_429_carries_retry_after(client, tenant, shared_cluster):
+def test_429_carries_retry_after(client, tenant, akidb_cluster):
     key = _rate_limited_user(client, tenant)
-    url = (f"{shared_cluster.nodes[0].rest_url}/v1/tenants/{tenant}/databases/db/"
+    url = (f"{akidb_cluster.nodes[0].rest_url}/v1/tenants/{tenant}/databases/db/"
            "collections/c")
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     urllib.request.urlopen(request, timeout=10).read()  # the burst of 1
@@ -40,9 +40,9 @@ def test_429_carries_retry_after(client, tenant, shared_cluster):
 
 
 def test_grpc_quota_is_resource_exhausted_with_the_error_code_trailer(client, tenant,
-                                                                      shared_cluster):
+                                                                      akidb_cluster):
     key = _rate_limited_user(client, tenant)
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     channel = grpc.insecure_channel(node.grpc_target)
     stub = pb_grpc.DataPlaneStub(channel)
     request = pb.SearchRequest(collection=f"{tenant}/db/c", k=1,

@@ -169,7 +169,7 @@ def test_bad_searches_are_rejected(client, coll, body, error, fragment):
     assert fragment in str(info.value)
 
 
-def test_bad_names_limits_and_auth(client, tenant, shared_cluster):
+def test_bad_names_limits_and_auth(client, tenant, akidb_cluster):
     for bad in ("../etc", "a b", "-x", "x" * 65, ""):
         with pytest.raises((BadRequest, NotFound)):
             client.request("POST", "/v1/tenants", {"name": bad})
@@ -186,11 +186,11 @@ def test_bad_names_limits_and_auth(client, tenant, shared_cluster):
     with pytest.raises(PayloadTooLarge):
         client.upsert(path, [{"id": "p", "vector": [1, 2], "payload": {"x": "y" * 70000}}])
     assert client.get_collection(path)["count"] == 0
-    anon = Client(shared_cluster.nodes[0].rest_url, "wrong-key")
+    anon = Client(akidb_cluster.nodes[0].rest_url, "wrong-key")
     with pytest.raises(Unauthenticated):
         anon.list_tenants()
     with pytest.raises(Unauthenticated):
-        Client(shared_cluster.nodes[0].rest_url).list_tenants()
+        Client(akidb_cluster.nodes[0].rest_url).list_tenants()
 
 
 def test_error_format_for_unknown_routes_and_methods(client):

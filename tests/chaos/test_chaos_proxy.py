@@ -25,10 +25,10 @@ def toxiproxy():
 
 
 @pytest.fixture
-def proxied(toxiproxy, shared_cluster):
+def proxied(toxiproxy, akidb_cluster):
     """(toxiproxy API, proxy, client that talks to the node through the proxy)."""
     api, _ = toxiproxy
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     upstream = node.rest_url.removeprefix("http://")
     proxy = api.create(upstream=upstream, name="akidb")
     client = Client(f"http://{proxy.listen}", node.admin_key, timeout=2, retries=0)
@@ -42,10 +42,10 @@ def _timed(fn):
     return time.perf_counter() - started
 
 
-def test_api_surface_matches_toxiproxy(toxiproxy, shared_cluster):
+def test_api_surface_matches_toxiproxy(toxiproxy, akidb_cluster):
     api, chaos = toxiproxy
     assert api.running() and api.version().startswith(b"2.")
-    upstream = shared_cluster.nodes[0].rest_url.removeprefix("http://")
+    upstream = akidb_cluster.nodes[0].rest_url.removeprefix("http://")
     proxy = api.create(upstream=upstream, name="p1")
     assert proxy.listen.startswith("127.0.0.1:") and not proxy.listen.endswith(":0")
     assert set(api.proxies()) == {"p1"}

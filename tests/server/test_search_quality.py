@@ -20,8 +20,8 @@ CATEGORIES = 100  # category c holds 1% of the docs; "c < 10" selects 10%
 
 
 @pytest.fixture(scope="module")
-def big(shared_cluster):
-    client = shared_cluster.admin_client(timeout=120)
+def big(akidb_cluster):
+    client = akidb_cluster.admin_client(timeout=120)
     tenant = f"q-{uuid.uuid4().hex[:8]}"
     path = f"{tenant}/db/big"
     client.create_collection(path, dimension=DIM, metric="cosine", create_parents=True)

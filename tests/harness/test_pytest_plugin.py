@@ -67,8 +67,8 @@ def test_keep_failed_keeps_data_and_logs(pytester, isolated_tmp):
     assert _server_pids_under(isolated_tmp) == []
 
 
-def test_external_server_option(pytester, shared_cluster):
-    node = shared_cluster.nodes[0]
+def test_external_server_option(pytester, akidb_cluster):
+    node = akidb_cluster.nodes[0]
     pytester.makepyfile("""
         def test_external(akidb_client):
             assert akidb_client.is_ready()

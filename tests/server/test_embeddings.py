@@ -114,8 +114,8 @@ def test_circuit_breaker_opens_probes_and_closes():
 
 # -- through the server -------------------------------------------------------------------
 @pytest.fixture
-def grpc_client(shared_cluster):
-    c = shared_cluster.admin_client(data_plane="grpc")
+def grpc_client(akidb_cluster):
+    c = akidb_cluster.admin_client(data_plane="grpc")
     yield c
     c.close()
 

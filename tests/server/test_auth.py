@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 
 
 @pytest.fixture
-def org(client: Client, shared_cluster):
+def org(client: Client, akidb_cluster):
     """A tenant with one user per role and a collection; yields (tenant, {role: Client})."""
     tenant = f"o-{uuid.uuid4().hex[:10]}"
     client.create_tenant(tenant)
     client.create_database(tenant, "db")
     client.create_collection(f"{tenant}/db/c", dimension=2, metric="l2")
     client.upsert(f"{tenant}/db/c", [{"id": "seed", "vector": [1, 0]}])
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     users = {}
     for role in ("admin", "developer", "viewer", "auditor"):
         made = client.create_user(tenant, f"{role}-user", role)
@@ -61,9 +61,9 @@ def test_roles_grant_what_they_say(org):
     assert u["developer"].get_collection(coll)["count"] == 2
 
 
-def test_unknown_and_revoked_keys_are_401(org, client, shared_cluster):
+def test_unknown_and_revoked_keys_are_401(org, client, akidb_cluster):
     tenant, u = org
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     made = client.create_user(tenant, "temp", "developer")
     temp = Client(node.rest_url, made["api_key"])
     assert temp.search(f"{tenant}/db/c", [1, 0], k=1).ids == ["seed"]  # cached now
@@ -119,7 +119,7 @@ def test_audit_log_records_denials_and_admin_actions(org, client):
         u["viewer"].audit_log(tenant)
 
 
-def test_quotas_reject_whole_batches_and_rate_limit(client, shared_cluster):
+def test_quotas_reject_whole_batches_and_rate_limit(client, akidb_cluster):
     tenant = f"q-{uuid.uuid4().hex[:10]}"
     client.create_tenant(tenant, quotas={"max_vectors": 10, "max_collections": 1,
                                          "requests_per_second": 1, "burst": 5})
@@ -136,7 +136,7 @@ def test_quotas_reject_whole_batches_and_rate_limit(client, shared_cluster):
                                  np.ones((3, 2)))
         assert client.get_collection(f"{tenant}/db/c")["count"] == 8
         client.upsert_arrays(f"{tenant}/db/c", ["0", "8"], np.ones((2, 2)))  # 1 new: fits
-        node = shared_cluster.nodes[0]
+        node = akidb_cluster.nodes[0]
         user = client.create_user(tenant, "u", "viewer")
         viewer = Client(node.rest_url, user["api_key"], retries=0)
         statuses = []
@@ -152,9 +152,9 @@ def test_quotas_reject_whole_batches_and_rate_limit(client, shared_cluster):
         client.delete_tenant(tenant)
 
 
-def test_rate_quota_is_charged_to_the_callers_tenant(client, shared_cluster):
+def test_rate_quota_is_charged_to_the_callers_tenant(client, akidb_cluster):
     """Another tenant's refused calls cannot drain a tenant's request budget."""
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     victim, other = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("victim", "flooder"))
     for name in (victim, other):
         client.create_tenant(name, quotas={"requests_per_second": 1, "burst": 3})
@@ -177,9 +177,9 @@ def test_rate_quota_is_charged_to_the_callers_tenant(client, shared_cluster):
         client.delete_tenant(other)
 
 
-def test_grpc_calls_are_authorized_too(org, shared_cluster):
+def test_grpc_calls_are_authorized_too(org, akidb_cluster):
     tenant, u = org
-    node = shared_cluster.nodes[0]
+    node = akidb_cluster.nodes[0]
     viewer = Client(node.rest_url, u["viewer"].transport.headers["Authorization"][7:],
                     node.grpc_target, data_plane="grpc")
     assert viewer.search(f"{tenant}/db/c", [1, 0], k=1).ids == ["seed"]
@@ -206,9 +206,9 @@ OPERATIONS = {
 
 
 @pytest.fixture(scope="module")
-def two_orgs(shared_cluster):
-    admin = shared_cluster.admin_client()
-    node = shared_cluster.nodes[0]
+def two_orgs(akidb_cluster):
+    admin = akidb_cluster.admin_client()
+    node = akidb_cluster.nodes[0]
     tenants, clients = [], {}
     for _ in range(2):
         t = f"iso-{uuid.uuid4().hex[:8]}"

@@ -37,8 +37,8 @@ def _setup_tenant(admin: Client, tenant: str, seed_id: str) -> None:
 
 
 def test_a_deleted_tenants_keys_die_at_once_and_do_not_open_its_successor(client,
-                                                                            shared_cluster):
-    node = shared_cluster.nodes[0]
+                                                                            akidb_cluster):
+    node = akidb_cluster.nodes[0]
     tenant = f"tc-{uuid.uuid4().hex[:8]}"
     _setup_tenant(client, tenant, "old")
     key = client.create_user(tenant, "boss", "admin")["api_key"]
@@ -66,8 +66,8 @@ def test_a_deleted_tenants_keys_die_at_once_and_do_not_open_its_successor(client
 
 
 def test_a_deleted_users_and_a_revoked_keys_calls_fail_on_both_transports(client,
-                                                                          shared_cluster):
-    node = shared_cluster.nodes[0]
+                                                                          akidb_cluster):
+    node = akidb_cluster.nodes[0]
     tenant = f"tu-{uuid.uuid4().hex[:8]}"
     _setup_tenant(client, tenant, "seed")
     gone = client.create_user(tenant, "gone", "developer")["api_key"]
@@ -240,8 +240,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.admin.close()
 
 
-def test_no_key_ever_authorizes_what_it_should_not(shared_cluster):
-    Lifecycle.node = shared_cluster.nodes[0]
+def test_no_key_ever_authorizes_what_it_should_not(akidb_cluster):
+    Lifecycle.node = akidb_cluster.nodes[0]
     Lifecycle.used = 0
     run_state_machine_as_test(Lifecycle, settings=settings(
         max_examples=60, stateful_step_count=30, deadline=None, database=None,

@@ -32,8 +32,8 @@ def test_generated_code_is_up_to_date(tmp_path):
 
 
 @pytest.fixture
-def clients(shared_cluster):
-    node = shared_cluster.nodes[0]
+def clients(akidb_cluster):
+    node = akidb_cluster.nodes[0]
     rest = node.admin_client()
     grpc_client = node.admin_client(data_plane="grpc")
     yield rest, grpc_client

@@ -68,8 +68,8 @@ def _akidb(node, *args: str, timeout: float = 300, cwd=None) -> subprocess.Compl
 
 
 @pytest.fixture
-def node(shared_cluster):
-    return shared_cluster.nodes[0]
+def node(akidb_cluster):
+    return akidb_cluster.nodes[0]
 
 
 def _export_jsonl(node, coll, path) -> dict[str, dict]:
