@@ -20,14 +20,14 @@ from pathlib import Path
 
 import cedarpy
 import numpy as np
+
+from akidb import fixtures
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.timing import percentile, timed_calls
 from akidb.harness import Node
 from akidb.server.auth.cedar import Authorizer, entities_for, role_policies
 from akidb.server.auth.keys import Principal
 from akidb.server.storage.metadata import MetadataStore
-
-from akidb import fixtures
 
 POLICY_START = re.compile(r'^@id\("(tenant-\d+)-', re.M)
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.timing import percentile, timed_calls
 from akidb.chaos.durability import History, run_writers

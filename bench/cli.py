@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from akidb.bench import gate
 
 

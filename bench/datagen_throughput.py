@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import usable_cores, vectors
 from akidb.datagen.groundtruth import exact_knn
-from threadpoolctl import threadpool_limits
 
 
 def generation(n: int, dim: int) -> dict[str, float]:

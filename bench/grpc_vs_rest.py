@@ -16,6 +16,7 @@ from typing import Any
 
 import hnswlib
 import numpy as np
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.timing import percentile, timed_calls
 from akidb.datagen import vectors

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bulk.importer import run_import
 from akidb.datagen import vectors

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.target import add_target_options, open_target
 from akidb.datagen import vectors

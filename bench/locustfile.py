@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import gevent
+from locust import User, events, task
+
 from akidb.datagen import vectors
 from akidb.datagen.workload import workload
 from akidb.server.client import Client
-from locust import User, events, task
 
 URL = os.environ.get("AKIDB_LOAD_URL", "http://127.0.0.1:8080")
 KEY = os.environ.get("AKIDB_LOAD_KEY")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from akidb.bench.load import load_data
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.target import Target, add_target_options, open_target

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
+
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import io, vectors
 from akidb.datagen.groundtruth import exact_knn, recall_at_k

@@ -23,6 +23,7 @@ from typing import Any
 
 import hnswlib
 import numpy as np
+
 from akidb.bench.environment import rss_bytes
 from akidb.bench.results import markdown_to_html, record, save
 from akidb.bench.timing import percentile, timed_calls

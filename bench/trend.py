@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from akidb.bench import gate
 from akidb.bench.results import markdown_table, markdown_to_html
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from akidb.bulk.readers import FORMATS, Fields, detect_format, probe
 from akidb.datagen.io import DatasetError
 from akidb.server.client.client import parse_collection_path

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from akidb.server.client import Client
 
 EXPORT_FORMATS = ("jsonl", "parquet", "npy")

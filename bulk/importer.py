@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from akidb.bulk import checkpoint as ckpt
 from akidb.bulk.readers import Fields, Rejected, Row, count_rows, parse_vector_text, read
 from akidb.datagen.io import DatasetError

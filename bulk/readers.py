@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from akidb.datagen.io import DatasetError
 
 FORMATS = ("csv", "jsonl", "parquet", "npy", "hdf5")

@@ -8,11 +8,12 @@ import threading
 from typing import Any
 
 import orjson
-from akidb.chaos.proxy import ProxyError, ProxyServer
-from akidb.chaos.toxics import Toxic, ToxicError
 from flask import Flask, Response, request
 from waitress import wasyncore
 from waitress.server import create_server
+
+from akidb.chaos.proxy import ProxyError, ProxyServer
+from akidb.chaos.toxics import Toxic, ToxicError
 
 VERSION = "2.9.0-akidb"
 

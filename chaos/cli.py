@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import click
+
 from akidb.chaos.api import ChaosProxy
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from akidb.server.client import Client
 from akidb.server.errors import AkiError, NotFound, TransportError
 

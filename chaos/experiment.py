@@ -17,10 +17,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from akidb.chaos.durability import History, check, run_writers
 from akidb.harness import Cluster
 from akidb.server.client import Client
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "experiments"
 COLLECTION = "chaos/db/data"

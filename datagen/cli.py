@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 import numpy as np
+from tqdm import tqdm
+
 from akidb.datagen import io
 from akidb.datagen import tenants as tenants_mod
 from akidb.datagen import vectors as vectors_mod
 from akidb.datagen import workload as workload_mod
 from akidb.datagen.documents import iter_documents
 from akidb.datagen.groundtruth import exact_knn
-from tqdm import tqdm
 
 _SEED = click.option("--seed", default=0, show_default=True, help="Random seed.")
 

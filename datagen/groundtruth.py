@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
 from akidb.datagen import usable_cores
 from akidb.server.query import filters
-from threadpoolctl import threadpool_limits
 
 FIRST_BLOCK = 1024
 

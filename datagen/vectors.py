@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
 from akidb.datagen import usable_cores
 
 CHUNK = 65536

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from akidb.datagen.documents import CATEGORIES
 
 DEFAULT_MIX = {"vector": 0.6, "filtered": 0.3, "hybrid": 0.1}

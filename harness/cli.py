@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from akidb.harness.cluster import Cluster
 from akidb.harness.node import NodeError
 from akidb.harness.process import process_start_time, stop_group

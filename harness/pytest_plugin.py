@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from akidb.harness.cluster import Cluster
 from akidb.server.client import Client
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from akidb.server.config import FSYNC_POLICIES, Settings, env_overrides
 from akidb.server.embeddings.encoder import BACKENDS
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from akidb.server import faults
 from akidb.server.config import Settings
 from akidb.server.errors import NotFound, Unavailable

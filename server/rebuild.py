@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+
 from akidb.server.errors import AlreadyExists
 from akidb.server.index.hnsw import HnswIndex
 from akidb.server.storage import snapshot as snapshots

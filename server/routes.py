@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel
+
 from akidb.server import schema
 from akidb.server.config import Limits
-from pydantic import BaseModel
 
 T = "/v1/tenants/{tenant}"
 D = T + "/databases/{database}"

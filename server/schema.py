@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from akidb.server.errors import BadRequest
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+
+from akidb.server.errors import BadRequest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # A document id: no '/' and no control characters (it is a URL segment and a log label).

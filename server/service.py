@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from akidb.server import faults, schema
 from akidb.server.auth.cedar import Authorizer, role_policies
 from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from akidb.testkube.config import DEFAULT_CONFIG, ConfigError, expand, load
 from akidb.testkube.pytest_plugin import parse_shard
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
+
 from akidb.server import schema
 from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
 from akidb.server.auth.keys import KeyAuthenticator, Principal

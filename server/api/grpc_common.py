@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+
 from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, Internal
 from akidb.server.metrics import Metrics
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
 from akidb.server import faults, schema
 from akidb.server.api.openapi import openapi_document
 from akidb.server.auth.keys import KeyAuthenticator, Principal
@@ -26,8 +29,6 @@ from akidb.server.errors import (
 from akidb.server.metrics import Metrics
 from akidb.server.routes import BY_NAME, ROUTES
 from akidb.server.service import Service, UpsertBatch
-from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("akidb.rest")
 

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import cedarpy
+
 from akidb.server.auth.keys import Principal
 from akidb.server.errors import BadRequest
 from akidb.server.storage.metadata import MetadataStore

@@ -7,8 +7,9 @@ import threading
 import time
 from typing import Any
 
-from akidb.server.errors import BadRequest, QuotaExceeded
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from akidb.server.errors import BadRequest, QuotaExceeded
 
 
 class Quotas(BaseModel):

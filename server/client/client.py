@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import orjson
+
 from akidb.server.client.rest import RestTransport
 from akidb.server.client.results import EmbedResult, Hit, SearchResult
 from akidb.server.client.retry import RetryPolicy

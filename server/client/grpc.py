@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
+
 from akidb.server.client.results import EmbedResult, Hit, SearchResult
 from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, TransportError, error_from_grpc
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Protocol
 
 import numpy as np
+
 from akidb.server.config import Limits
 from akidb.server.embeddings.breaker import STATE_VALUES, CircuitBreaker
 from akidb.server.embeddings.model import MODEL_NAME

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+
 from akidb.server.embeddings import blas
 from akidb.server.embeddings.model import (
     MAX_TOKENS,

@@ -8,6 +8,7 @@ whatever ``cblas_sgemm`` the process resolved first; see ``server.embeddings.bla
 from __future__ import annotations
 
 import numpy as np
+
 from akidb.server.embeddings.model import BertConfig
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
 from akidb.server.errors import Unavailable
 
 MODEL_NAME = "all-MiniLM-L6-v2"

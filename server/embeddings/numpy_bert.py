@@ -9,6 +9,7 @@ system BLAS; it is parity-tested against the MLX path and the reference.
 from __future__ import annotations
 
 import numpy as np
+
 from akidb.server.embeddings.model import BertConfig
 
 _GELU_BLOCK = 96 * 1024  # elements per GELU block (float32: 384 KiB)

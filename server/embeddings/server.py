@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
 from akidb.server.config import Limits
 from akidb.server.embeddings.embedder import backend_label, check_texts

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from akidb.server.embeddings.model import MAX_TOKENS
 
 

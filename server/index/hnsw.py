@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
+
 from akidb.server.index.rwlock import RWLock
 
 # Inserts are applied in chunks so that searches can run between them instead of

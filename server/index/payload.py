@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+
 from akidb.server.index.rwlock import RWLock
 from akidb.server.query.filters import And, AnyOf, Cmp, Exists, Node, Not
 

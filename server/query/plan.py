@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from akidb.server.query.filters import Node
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)

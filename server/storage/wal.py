@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from akidb.server import faults
 from akidb.server.storage.fsync import fsync_path, mkdirs_durable
 

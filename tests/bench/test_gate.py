@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from akidb.bench import gate
 
 

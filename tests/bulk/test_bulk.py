@@ -17,6 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from akidb.datagen import vectors
 from akidb.datagen.io import write_hdf5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from akidb.bulk import checkpoint as ckpt
 from akidb.datagen.io import DatasetError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from akidb.chaos.injectors import corrupt_wal, truncate_wal
 from akidb.harness import Node, NodeError
 from akidb.server.errors import Unavailable

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+
 from akidb.chaos import experiment
 from akidb.chaos.durability import History, check, run_writers
 from akidb.harness import Node

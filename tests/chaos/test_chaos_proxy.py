@@ -9,11 +9,12 @@ import time
 
 import pytest
 import requests
+from toxiproxy import Toxiproxy
+from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
+
 from akidb.chaos.api import ChaosProxy
 from akidb.server.client import Client
 from akidb.server.errors import TransportError
-from toxiproxy import Toxiproxy
-from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 
 @pytest.fixture

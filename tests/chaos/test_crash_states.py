@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+
 from akidb.chaos.crashstates import CrashLog, ShimUnavailable, build_shim, pick, shim_env
 from akidb.harness import Node
 from akidb.server.errors import NotFound

@@ -9,13 +9,14 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from akidb.datagen import io, vectors
 from akidb.datagen.documents import documents
 from akidb.datagen.groundtruth import exact_knn, filter_mask
 from akidb.datagen.tenants import tenants, zipf_sizes
 from akidb.datagen.workload import workload
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _digest(arrays) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from akidb.datagen.groundtruth import exact_knn, recall_at_k
 
 

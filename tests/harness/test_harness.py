@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from akidb.harness import Cluster, Node, NodeError
 from akidb.server.errors import TransportError
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from akidb.server.client import Client
 from akidb.server.errors import (
     AlreadyExists,

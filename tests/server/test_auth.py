@@ -6,6 +6,9 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from akidb.server.client import Client
 from akidb.server.errors import (
     BadRequest,
@@ -14,8 +17,6 @@ from akidb.server.errors import (
     QuotaExceeded,
     Unauthenticated,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 @pytest.fixture

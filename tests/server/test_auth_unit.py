@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from akidb.server.auth.cedar import ACTIONS, ROLE_ACTIONS, Authorizer, role_policies
 from akidb.server.auth.keys import ADMIN, KeyAuthenticator, Principal, check_admin_key, new_key
 from akidb.server.auth.quotas import RateLimiter, parse_quotas

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from akidb.server.client import Client, RestTransport
 from akidb.server.errors import TransportError
 

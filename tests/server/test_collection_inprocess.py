@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+
 from akidb.server import collection as collection_module
 from akidb.server.collection import Collection, RecoveryError
 from akidb.server.config import Settings

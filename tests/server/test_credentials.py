@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from akidb.server.client import Client
-from akidb.server.errors import AkiError, NotFound, PermissionDenied, Unauthenticated
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,6 +19,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
+from akidb.server.client import Client
+from akidb.server.errors import AkiError, NotFound, PermissionDenied, Unauthenticated
 
 
 def _clients(node, key: str) -> tuple[Client, Client]:

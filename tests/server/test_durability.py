@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+
 from akidb.harness import Node, NodeError
 from akidb.server.client import Client
 from akidb.server.errors import AkiError, TransportError

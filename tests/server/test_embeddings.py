@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from akidb.harness import Cluster, Node
 from akidb.server.client.grpc import GrpcDataPlane
 from akidb.server.embeddings.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen

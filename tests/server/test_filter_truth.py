@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from akidb.server.index.payload import PayloadIndex
 from akidb.server.query import filters
 

@@ -6,14 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from akidb.datagen.strategies import filters as filter_docs
 from akidb.datagen.strategies import payloads
 from akidb.server.errors import BadRequest
 from akidb.server.index.payload import PayloadIndex
 from akidb.server.query import filters
 from akidb.server.storage.metadata import MetadataStore
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")

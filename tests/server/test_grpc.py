@@ -9,6 +9,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+
 from akidb.server.errors import (
     BadRequest,
     NotFound,

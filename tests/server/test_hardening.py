@@ -9,6 +9,7 @@ import sys
 import grpc
 import numpy as np
 import pytest
+
 from akidb.harness import Node, NodeError
 from akidb.server.client import Client
 from akidb.server.errors import BadRequest

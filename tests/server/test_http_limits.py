@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+
 from akidb.harness import Node
 from akidb.server.client import Client
 

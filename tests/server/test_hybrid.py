@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from akidb.server.query.hybrid import reciprocal_rank_fusion
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+
 from akidb.server.storage import metadata
 from akidb.server.storage.metadata import MIGRATIONS, MetadataStore, _split_sql
 

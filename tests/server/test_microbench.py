@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from akidb.datagen import vectors
 from akidb.datagen.documents import documents
 from akidb.datagen.groundtruth import exact_knn

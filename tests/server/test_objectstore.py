@@ -11,6 +11,7 @@ import time
 import boto3
 import numpy as np
 import pytest
+
 from akidb.chaos.endpoint import ToxiproxyEndpoint
 from akidb.datagen import vectors
 from akidb.harness import Node

@@ -10,6 +10,7 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
+
 from akidb.harness import Node
 from akidb.server.client import Client
 from akidb.server.errors import BadRequest, QuotaExceeded

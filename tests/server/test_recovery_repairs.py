@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from akidb.harness import Node, NodeError
 from akidb.server.client import Client
 from akidb.server.errors import NotFound

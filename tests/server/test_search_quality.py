@@ -6,14 +6,15 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from akidb.datagen import vectors
 from akidb.datagen.groundtruth import exact_knn, recall_at_k
 from akidb.datagen.strategies import filters as filter_docs
 from akidb.datagen.strategies import payloads
 from akidb.server.client import Client
 from akidb.server.query import filters
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 N, DIM, NQ = 20000, 384, 200
 CATEGORIES = 100  # category c holds 1% of the docs; "c < 10" selects 10%

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from akidb.server.collection import Collection
 from akidb.server.config import Settings
 from akidb.server.storage.metadata import MetadataStore

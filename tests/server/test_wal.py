@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from akidb.server.storage.wal import OP_DELETE, OP_UPSERT, WalCorruption, WriteAheadLog
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+
 from akidb.server.storage import wal as wal_module
 from akidb.server.storage.wal import (
     FRAME,
