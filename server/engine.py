@@ -26,9 +26,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from akidb.server.collection import Collection, RecoveryReport
+from akidb.server.collection import Collection
 from akidb.server.config import Settings
 from akidb.server.errors import NotFound, StartupError, Unavailable
+from akidb.server.recovery import RecoveryReport
 from akidb.server.storage.fsync import fsync_path, mkdirs_durable
 from akidb.server.storage.metadata import CollectionRow, MetadataStore
 from akidb.server.storage.shipper import Shipper

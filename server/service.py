@@ -8,21 +8,19 @@ plain dicts ready to serialize.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from akidb.server import faults, schema
+from akidb.server import faults, schema, views
 from akidb.server.auth.cedar import Authorizer, role_policies
 from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key
 from akidb.server.auth.quotas import RateLimiter, parse_quotas
-from akidb.server.collection import Collection, Hit
+from akidb.server.batches import UpsertBatch, canonical_payloads, check_ids, check_vectors
+from akidb.server.collection import Collection
 from akidb.server.config import Limits
 from akidb.server.embeddings.embedder import (
     MODEL_DIMS,
@@ -45,39 +43,6 @@ from akidb.server.query.plan import Query, fts_query
 
 NAME_RE = re.compile(schema.NAME_PATTERN)
 MAX_AUDIT_ENTRIES = 10_000
-ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/]")
-
-
-@dataclass
-class UpsertBatch:
-    """A validated-shape batch: one float32 row per document.
-
-    ``missing`` lists the documents sent without a vector; their rows are zero
-    (or ``vectors`` is None when no document has one) until the collection's
-    embedding model fills them from the text.
-    """
-
-    ids: list[str]
-    vectors: np.ndarray | None
-    texts: list[str | None]
-    payloads: list[dict[str, Any]]
-    missing: list[int] = field(default_factory=list)
-
-    @classmethod
-    def from_rows(cls, ids: list[str], rows: Sequence[np.ndarray | None],
-                  texts: list[str | None], payloads: list[dict[str, Any]]) -> UpsertBatch:
-        """Rows of one length (or None for "embed my text") → one (n, dim) array."""
-        missing = [i for i, r in enumerate(rows) if r is None]
-        lengths = sorted({len(r) for r in rows if r is not None})
-        if len(lengths) > 1:
-            raise Unprocessable(f"documents have vectors of different lengths: {lengths}")
-        if not lengths:
-            return cls(ids, None, texts, payloads, missing)
-        vectors = np.zeros((len(rows), lengths[0]), dtype=np.float32)
-        for i, r in enumerate(rows):
-            if r is not None:
-                vectors[i] = r
-        return cls(ids, vectors, texts, payloads, missing)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -166,18 +131,18 @@ class Service:
     def create_tenant(self, principal: Principal, req: schema.TenantIn) -> dict[str, Any]:
         self.require_admin(principal, "create tenants")
         quotas = parse_quotas(req.quotas)
-        out = _public(self.store.create_tenant(check_name("tenant", req.name), quotas))
+        out = views.public(self.store.create_tenant(check_name("tenant", req.name), quotas))
         self._audit_admin(principal, "create_tenant", req.name, req.name)
         return out
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
         if principal.is_admin:
-            return [_public(t) for t in self.store.list_tenants()]
+            return [views.public(t) for t in self.store.list_tenants()]
         return [self.get_tenant(principal, principal.tenant or "")]
 
     def get_tenant(self, principal: Principal, tenant: str) -> dict[str, Any]:
         self._authorize(principal, "read", tenant)
-        return _public(self.store.get_tenant(tenant))
+        return views.public(self.store.get_tenant(tenant))
 
     def delete_tenant(self, principal: Principal, tenant: str) -> None:
         self.require_admin(principal, "delete tenants")
@@ -242,17 +207,17 @@ class Service:
     def create_database(self, principal: Principal, tenant: str, req: schema.DatabaseIn
                         ) -> dict[str, Any]:
         self._authorize(principal, "admin", tenant)
-        out = _public(self.store.create_database(tenant, check_name("database", req.name)))
+        out = views.public(self.store.create_database(tenant, check_name("database", req.name)))
         self._audit_admin(principal, "create_database", tenant, f"{tenant}/{req.name}")
         return out
 
     def list_databases(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
         self._authorize(principal, "read", tenant)
-        return [_public(d) for d in self.store.list_databases(tenant)]
+        return [views.public(d) for d in self.store.list_databases(tenant)]
 
     def get_database(self, principal: Principal, tenant: str, database: str) -> dict[str, Any]:
         self._authorize(principal, "read", tenant, check_name("database", database))
-        return _public(self.store.get_database(tenant, database))
+        return views.public(self.store.get_database(tenant, database))
 
     def delete_database(self, principal: Principal, tenant: str, database: str) -> None:
         self._authorize(principal, "admin", tenant, check_name("database", database))
@@ -287,7 +252,7 @@ class Service:
             m=req.hnsw.m, ef_construction=req.hnsw.ef_construction, ef_search=req.hnsw.ef_search,
             embedding=req.embedding)
         self._audit_admin(principal, "create_collection", tenant, coll.row.path)
-        return _collection_info(coll)
+        return views.collection_info(coll)
 
     def _collection(self, tenant: str, database: str, name: str) -> Collection:
         return self.engine.collection(check_name("tenant", tenant),
@@ -297,13 +262,13 @@ class Service:
     def get_collection(self, principal: Principal, tenant: str, database: str, name: str
                        ) -> dict[str, Any]:
         self._authorize(principal, "read", tenant, database, name)
-        return _collection_info(self._collection(tenant, database, name))
+        return views.collection_info(self._collection(tenant, database, name))
 
     def list_collections(self, principal: Principal, tenant: str, database: str
                          ) -> list[dict[str, Any]]:
         self._authorize(principal, "read", tenant, check_name("database", database))
         rows = self.store.list_collections(tenant, database)
-        return [_collection_info(self.engine.collection(r.tenant, r.database, r.name))
+        return [views.collection_info(self.engine.collection(r.tenant, r.database, r.name))
                 for r in rows]
 
     def delete_collection(self, principal: Principal, tenant: str, database: str, name: str
@@ -347,47 +312,10 @@ class Service:
                batch: UpsertBatch) -> dict[str, Any]:
         self._authorize(principal, "write", tenant, database, name)
         coll = self._collection(tenant, database, name)
-        lim = self.limits
-        n = len(batch.ids)
-        if n == 0:
-            raise BadRequest("documents must not be empty")
-        if n > lim.max_batch:
-            raise PayloadTooLarge(f"{n} documents in one request; the limit is {lim.max_batch}")
-        seen: set[str] = set()
-        for i, ext_id in enumerate(batch.ids):
-            if not ext_id or len(ext_id) > lim.max_id_length or ID_FORBIDDEN.search(ext_id):
-                raise BadRequest(f"documents[{i}].id {ext_id[:80]!r} is invalid: 1-"
-                                 f"{lim.max_id_length} characters, no '/' or control characters")
-            if ext_id in seen:
-                raise BadRequest(f"documents[{i}].id {ext_id!r} appears twice in the batch")
-            seen.add(ext_id)
-        vectors = self._embed_missing(coll, batch)
-        dim = coll.row.dimension
-        if vectors is None or vectors.ndim != 2 or vectors.shape[0] != n:
-            raise Unprocessable("every document needs a vector")
-        if vectors.shape[1] != dim:
-            raise Unprocessable(f"vectors have dimension {vectors.shape[1]}, collection "
-                                f"{coll.row.path} expects {dim}")
-        finite = np.isfinite(vectors).all(axis=1)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            raise Unprocessable(f"documents[{i}] (id {batch.ids[i]!r}): vector contains NaN or "
-                                "infinity (or a value too large for float32)")
-        if coll.row.metric == "cosine":
-            zero = ~np.any(vectors != 0, axis=1)
-            if zero.any():
-                i = int(np.argmax(zero))
-                raise Unprocessable(f"documents[{i}] (id {batch.ids[i]!r}): a zero vector has "
-                                    "no direction for cosine similarity")
-        payloads: list[str] = []
-        for i, (payload, text) in enumerate(zip(batch.payloads, batch.texts, strict=True)):
-            encoded = _canonical_json(payload, f"documents[{i}].payload")
-            if len(encoded) > lim.max_payload_bytes:
-                raise PayloadTooLarge(f"documents[{i}].payload is {len(encoded)} bytes; the "
-                                      f"limit is {lim.max_payload_bytes}")
-            if text is not None and len(text.encode()) > lim.max_text_bytes:
-                raise PayloadTooLarge(f"documents[{i}].text is over {lim.max_text_bytes} bytes")
-            payloads.append(encoded)
+        check_ids(batch.ids, self.limits)
+        vectors = check_vectors(batch, self._embed_missing(coll, batch), coll.row.dimension,
+                                coll.row.metric, coll.row.path)
+        payloads = canonical_payloads(batch, self.limits)
         max_vectors = self._tenant_quotas(tenant).get("max_vectors")
         if max_vectors is not None:
             current = sum(c.count for c in self.engine.collections() if c.row.tenant == tenant)
@@ -395,7 +323,7 @@ class Service:
             if current + fresh > max_vectors:
                 raise QuotaExceeded(f"tenant {tenant!r} holds {current} vectors; {fresh} more "
                                     f"would exceed its quota of {max_vectors} (batch rejected)")
-        upserted = coll.upsert(batch.ids, np.ascontiguousarray(vectors), batch.texts, payloads)
+        upserted = coll.upsert(batch.ids, vectors, batch.texts, payloads)
         return {"upserted": upserted}
 
     def get_document(self, principal: Principal, tenant: str, database: str, name: str,
@@ -403,7 +331,7 @@ class Service:
         self._authorize(principal, "read", tenant, database, name)
         doc = self._collection(tenant, database, name).get(ext_id)
         return {"id": doc.ext_id, "text": doc.text, "payload": doc.payload,
-                "vector": _vector_list(doc.vector)}
+                "vector": views.vector_list(doc.vector)}
 
     def list_documents(self, principal: Principal, tenant: str, database: str, name: str,
                        after: str | None, limit: int, include: Sequence[str]
@@ -453,7 +381,7 @@ class Service:
         if req.include:
             coll.attach_documents(hits)
         faults.delay("search_delay_ms")
-        return [_hit_dict(h, req.include) for h in hits]
+        return [views.hit_dict(h, req.include) for h in hits]
 
     def _plan(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
               ) -> Query:
@@ -516,45 +444,4 @@ class Service:
         return {"id": snap.path.name, "seq": snap.seq, "count": snap.meta["count"],
                 "bytes": snap.meta["index_bytes"], "created_at": snap.meta["created_at"]}
 
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in ("id",)}
-
-
-def _collection_info(coll: Collection) -> dict[str, Any]:
-    row = coll.row
-    return {"name": row.name, "tenant": row.tenant, "database": row.database,
-            "dimension": row.dimension, "metric": row.metric, "count": coll.count,
-            "hnsw": {"m": row.m, "ef_construction": row.ef_construction,
-                     "ef_search": row.ef_search},
-            "embedding": row.embedding,
-            "created_at": row.created_at, **{k: v for k, v in coll.stats().items()
-                                             if k != "count"}}
-
-
-def _canonical_json(payload: dict[str, Any], where: str) -> str:
-    schema.check_json_value(payload, where)
-    try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, sort_keys=True)
-    except ValueError:
-        raise Unprocessable(f"{where} contains NaN or infinity, which JSON cannot hold") from None
-
-
-def _vector_list(blob: bytes | None) -> list[float] | None:
-    return None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist()
-
-
-def _hit_dict(hit: Hit, include: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": hit.ext_id, "score": hit.score if math.isfinite(hit.score)
-                           else None}
-    doc = hit.document
-    if doc is not None:
-        if "payload" in include:
-            out["payload"] = doc.payload
-        if "text" in include:
-            out["text"] = doc.text
-        if "vector" in include:
-            out["vector"] = _vector_list(doc.vector)
-    return out
 

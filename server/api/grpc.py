@@ -21,12 +21,13 @@ import orjson
 from akidb.server import schema
 from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
 from akidb.server.auth.keys import KeyAuthenticator, Principal
+from akidb.server.batches import UpsertBatch
 from akidb.server.config import Settings
 from akidb.server.errors import BadRequest
 from akidb.server.metrics import Metrics
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
 from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
-from akidb.server.service import Service, UpsertBatch
+from akidb.server.service import Service
 
 log = logging.getLogger("akidb.grpc")
 

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from akidb.server import faults, schema
 from akidb.server.api.openapi import openapi_document
 from akidb.server.auth.keys import KeyAuthenticator, Principal
+from akidb.server.batches import UpsertBatch
 from akidb.server.errors import (
     AkiError,
     BadRequest,
@@ -28,7 +29,7 @@ from akidb.server.errors import (
 )
 from akidb.server.metrics import Metrics
 from akidb.server.routes import BY_NAME, ROUTES
-from akidb.server.service import Service, UpsertBatch
+from akidb.server.service import Service
 
 log = logging.getLogger("akidb.rest")
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from akidb.server import collection as collection_module
-from akidb.server.collection import Collection, RecoveryError
+from akidb.server.collection import Collection
 from akidb.server.config import Settings
 from akidb.server.query import filters
 from akidb.server.query.plan import Query
+from akidb.server.recovery import RecoveryError
 from akidb.server.storage.metadata import MetadataStore
 from akidb.server.storage.wal import FRAME
 

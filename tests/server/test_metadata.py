@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from akidb.server.storage import metadata
-from akidb.server.storage.metadata import MIGRATIONS, MetadataStore, _split_sql
+from akidb.server.storage.metadata import MIGRATIONS, MetadataStore
+from akidb.server.storage.sqlite import SqliteStore, split_sql
 
 
 def test_migrations_apply_once_and_upgrade_an_older_database(tmp_path):
@@ -15,7 +15,7 @@ def test_migrations_apply_once_and_upgrade_an_older_database(tmp_path):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
                  " applied_at REAL NOT NULL) STRICT")
-    for statement in _split_sql(MIGRATIONS[0]):
+    for statement in split_sql(MIGRATIONS[0]):
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     conn.execute("INSERT INTO tenants (name, quotas, created_at) VALUES ('old', '{}', 0)")
@@ -41,6 +41,5 @@ def test_migrations_apply_once_and_upgrade_an_older_database(tmp_path):
 def test_a_newer_database_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "m.db"
     MetadataStore(path).close()
-    monkeypatch.setattr(metadata, "MIGRATIONS", MIGRATIONS[:1])
     with pytest.raises(RuntimeError, match="newer than this server"):
-        MetadataStore(path)
+        SqliteStore(path, MIGRATIONS[:1])  # a server that knows fewer migrations

@@ -1,0 +1,176 @@
+"""Documents in SQLite (with FTS5 text), and the snapshot and log-segment bookkeeping.
+
+Each upsert or delete records the log record's sequence number in the same
+transaction (``collections.applied_seq``, and each document's ``seq``), which is how
+recovery knows what SQLite already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from akidb.server.storage.sqlite import SqliteStore
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    ext_id: str
+    label: int
+    text: str | None
+    payload: dict[str, Any]
+    vector: bytes | None
+
+
+class Documents(SqliteStore):
+    # -- documents ---------------------------------------------------------------------
+    def apply_upsert(
+        self,
+        collection_id: int,
+        seq: int,
+        rows: Sequence[tuple[str, int, str | None, str, bytes]],
+    ) -> None:
+        """Upsert (ext_id, label, text, payload_json, vector_bytes) rows for log record ``seq``."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO documents (collection_id, ext_id, label, text, payload, vector, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (collection_id, ext_id) DO UPDATE SET label = excluded.label,"
+                " text = excluded.text, payload = excluded.payload, vector = excluded.vector,"
+                " seq = excluded.seq",
+                [(collection_id, e, lab, t, p, v, seq) for e, lab, t, p, v in rows],
+            )
+            conn.execute(
+                "UPDATE collections SET applied_seq = ? WHERE id = ?", (seq, collection_id)
+            )
+
+    def apply_delete(self, collection_id: int, seq: int, ext_ids: Iterable[str]) -> None:
+        with self._tx() as conn:
+            conn.executemany(
+                "DELETE FROM documents WHERE collection_id = ? AND ext_id = ?",
+                [(collection_id, e) for e in ext_ids],
+            )
+            conn.execute(
+                "UPDATE collections SET applied_seq = ? WHERE id = ?", (seq, collection_id)
+            )
+
+    def id_map(self, collection_id: int) -> list[tuple[int, str, str]]:
+        """(label, external id, payload JSON) of every document, for recovery."""
+        return self._reader().execute(
+            "SELECT label, ext_id, payload FROM documents WHERE collection_id = ?",
+            (collection_id,),
+        ).fetchall()
+
+    def iter_vectors(self, collection_id: int, batch: int = 10000
+                     ) -> Iterator[list[tuple[int, bytes]]]:
+        cur = self._reader().execute(
+            "SELECT label, vector FROM documents WHERE collection_id = ? AND vector IS NOT NULL",
+            (collection_id,),
+        )
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def vectors_after(self, collection_id: int, seq: int) -> list[tuple[int, bytes]]:
+        """(label, vector) of documents last written by a log record after ``seq``."""
+        return self._reader().execute(
+            "SELECT label, vector FROM documents WHERE collection_id = ? AND seq > ?"
+            " AND vector IS NOT NULL", (collection_id, seq)).fetchall()
+
+    def iter_catalogue_documents(self, collection_id: int, batch: int = 10000
+                                 ) -> Iterator[list[tuple[int, str, str | None, str]]]:
+        """(label, ext id, text, payload JSON) of every document, for snapshot manifests."""
+        cur = self._reader().execute(
+            "SELECT label, ext_id, text, payload FROM documents WHERE collection_id = ?",
+            (collection_id,))
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def get_document(self, collection_id: int, ext_id: str) -> DocumentRow | None:
+        row = self._reader().execute(
+            "SELECT ext_id, label, text, payload, vector FROM documents"
+            " WHERE collection_id = ? AND ext_id = ?",
+            (collection_id, ext_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return DocumentRow(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def list_documents(self, collection_id: int, after: str | None, limit: int, *,
+                       text: bool = True, payload: bool = True, vector: bool = True
+                       ) -> list[DocumentRow]:
+        """One page in id order after ``after`` (keyset pagination on the unique index).
+
+        Columns left out are not read at all: a page of payloads need not pull every
+        vector and text off the disk."""
+        columns = ", ".join(("text" if text else "NULL", "payload" if payload else "'{}'",
+                             "vector" if vector else "NULL"))
+        rows = self._reader().execute(
+            f"SELECT ext_id, label, {columns} FROM documents"
+            " WHERE collection_id = ? AND ext_id > ? ORDER BY ext_id LIMIT ?",
+            (collection_id, after or "", limit),
+        ).fetchall()
+        return [DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def _rows_by_labels(self, collection_id: int, labels: Sequence[int], columns: str
+                        ) -> Iterator[tuple[Any, ...]]:
+        """Rows for many labels, in chunks that stay under SQLite's parameter limit."""
+        conn = self._reader()
+        for start in range(0, len(labels), 500):
+            chunk = [int(x) for x in labels[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            yield from conn.execute(
+                f"SELECT {columns} FROM documents WHERE collection_id = ? AND label IN ({marks})",
+                (collection_id, *chunk))
+
+    def documents_by_labels(self, collection_id: int, labels: Sequence[int]
+                            ) -> dict[int, DocumentRow]:
+        return {r[1]: DocumentRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
+                for r in self._rows_by_labels(collection_id, labels,
+                                              "ext_id, label, text, payload, vector")}
+
+    def vectors_by_labels(self, collection_id: int, labels: Sequence[int]) -> dict[int, bytes]:
+        """Exact vector blobs by label (labels deleted meanwhile are simply absent)."""
+        return dict(self._rows_by_labels(collection_id, labels, "label, vector"))  # type: ignore
+
+    def text_search(self, collection_id: int, match: str, limit: int
+                    ) -> list[tuple[int, float]]:
+        """FTS5 BM25 best ``limit`` as (label, score), best first; SQLite's bm25() is
+        lower-is-better, so it is negated. Filters are applied by the caller."""
+        rows = self._reader().execute(
+            "SELECT d.label, bm25(documents_fts) AS rank FROM documents_fts"
+            " JOIN documents d ON d.id = documents_fts.rowid"
+            " WHERE documents_fts MATCH ? AND d.collection_id = ?"
+            " ORDER BY rank, d.label LIMIT ?",
+            (match, collection_id, limit),
+        ).fetchall()
+        return [(r[0], -float(r[1])) for r in rows]
+
+    # -- snapshots and WAL segments ----------------------------------------------------
+    def record_snapshot(self, collection_id: int, seq: int, path: str, size: int) -> int:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO snapshots (collection_id, seq, path, bytes, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (collection_id, seq, path, size, time.time()),
+            )
+            conn.execute(
+                "DELETE FROM snapshots WHERE collection_id = ? AND id != ?",
+                (collection_id, cur.lastrowid),
+            )
+            return int(cur.lastrowid)
+
+    def set_wal_segments(self, collection_id: int,
+                         segments: Sequence[tuple[int, str, bool, int]]) -> None:
+        """Replace the bookkeeping rows of a collection's log segments."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM wal_segments WHERE collection_id = ?", (collection_id,))
+            conn.executemany(
+                "INSERT INTO wal_segments (collection_id, start_seq, path, sealed, bytes)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(collection_id, s, p, int(sealed), b) for s, p, sealed, b in segments],
+            )
+
+
