@@ -8,7 +8,6 @@ plain dicts ready to serialize.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from akidb.server import faults, schema, views
-from akidb.server.auth.cedar import Authorizer, role_policies
+from akidb.server.auth.cedar import role_policies
+from akidb.server.auth.guard import Guard
 from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key
-from akidb.server.auth.quotas import RateLimiter, parse_quotas
+from akidb.server.auth.quotas import parse_quotas
 from akidb.server.batches import UpsertBatch, canonical_payloads, check_ids, check_vectors
 from akidb.server.collection import Collection
 from akidb.server.config import Limits
@@ -33,24 +33,14 @@ from akidb.server.engine import Engine
 from akidb.server.errors import (
     BadRequest,
     PayloadTooLarge,
-    PermissionDenied,
     QuotaExceeded,
-    Unauthenticated,
     Unprocessable,
 )
+from akidb.server.names import check_name
 from akidb.server.query import filters
 from akidb.server.query.plan import Query, fts_query
 
-NAME_RE = re.compile(schema.NAME_PATTERN)
 MAX_AUDIT_ENTRIES = 10_000
-
-
-def check_name(kind: str, name: str) -> str:
-    """Names become URL segments and log labels: keep them plain (no traversal)."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise BadRequest(f"invalid {kind} name {name!r}: use 1-64 letters, digits, '_' or '-',"
-                         " starting with a letter or digit")
-    return name
 
 
 class Service:
@@ -61,67 +51,8 @@ class Service:
         self.store = engine.store
         self.limits = limits
         self.auth = auth
-        self.authz = Authorizer(self.store)
-        self.rate = RateLimiter()
-        self._tenants: dict[str, dict[str, Any]] = {}
-
-    # -- authorization, quotas and audit ----------------------------------------------
-    def require_admin(self, principal: Principal, what: str) -> None:
-        if not principal.is_admin:
-            self.store.audit(principal.tenant, principal.name, what, "*", "deny")
-            raise PermissionDenied(f"{principal.name} may not {what}: global admins only")
-
-    def _authorize(self, principal: Principal, action: str, tenant: str,
-                   database: str | None = None, collection: str | None = None) -> None:
-        """The caller's request-rate quota, then the Cedar decision for the call.
-
-        The rate binds a tenant's own users (not the global operator managing it) and is
-        charged to the caller's home tenant, so another tenant's calls can never drain
-        it; it comes first so a flood past the quota is refused before the costlier
-        policy evaluation."""
-        check_name("tenant", tenant)
-        if (not principal.is_admin and principal.tenant == tenant
-                and principal.tenant_id != self._tenant(tenant)["id"]):
-            raise Unauthenticated(f"the API key of {principal.name} belongs to a tenant "
-                                  f"{tenant!r} that has been deleted")
-        self._charge_rate(principal)
-        faults.delay("authz_delay_ms")
-        resource = "/".join(x for x in (tenant, database, collection) if x)
-        if not self.authz.is_allowed(principal, action, tenant, database, collection):
-            self.store.audit(principal.tenant or tenant, principal.name, action, resource,
-                             "deny")
-            raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
-                                   f"{action} {resource}")
-
-    def _charge_rate(self, principal: Principal) -> None:
-        """One request against the caller's home tenant's rate quota (429 past it)."""
-        if not principal.is_admin and principal.tenant:
-            self.rate.take(principal.tenant, self._tenant_quotas(principal.tenant))
-
-    def _tenant(self, tenant: str) -> dict[str, Any]:
-        """The tenant's row (id, quotas), cached until the tenant is deleted."""
-        row = self._tenants.get(tenant)
-        if row is None:
-            row = self.store.get_tenant(tenant)
-            self._tenants[tenant] = row
-        return row
-
-    def _tenant_quotas(self, tenant: str) -> dict[str, Any]:
-        return self._tenant(tenant)["quotas"]
-
-    def _revoke_credentials(self, tenant: str | None = None) -> None:
-        """After a change that takes access away: every cached key and decision goes.
-
-        Called before the change's call returns, on every transport (REST and gRPC
-        share this service), so no request that starts afterwards sees the old answer."""
-        self.auth.revoke_cached()
-        if tenant is not None:
-            self.authz.invalidate(tenant)
-            self._tenants.pop(tenant, None)
-
-    def _audit_admin(self, principal: Principal, action: str, tenant: str, resource: str,
-                     detail: str | None = None) -> None:
-        self.store.audit(tenant, principal.name, action, resource, "allow", detail)
+        self.guard = Guard(self.store, auth)
+        self.authz = self.guard.authz
 
     # -- status ------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -129,10 +60,10 @@ class Service:
 
     # -- tenants -----------------------------------------------------------------------
     def create_tenant(self, principal: Principal, req: schema.TenantIn) -> dict[str, Any]:
-        self.require_admin(principal, "create tenants")
+        self.guard.require_admin(principal, "create tenants")
         quotas = parse_quotas(req.quotas)
         out = views.public(self.store.create_tenant(check_name("tenant", req.name), quotas))
-        self._audit_admin(principal, "create_tenant", req.name, req.name)
+        self.guard.audit_admin(principal, "create_tenant", req.name, req.name)
         return out
 
     def list_tenants(self, principal: Principal) -> list[dict[str, Any]]:
@@ -141,64 +72,64 @@ class Service:
         return [self.get_tenant(principal, principal.tenant or "")]
 
     def get_tenant(self, principal: Principal, tenant: str) -> dict[str, Any]:
-        self._authorize(principal, "read", tenant)
+        self.guard.authorize(principal, "read", tenant)
         return views.public(self.store.get_tenant(tenant))
 
     def delete_tenant(self, principal: Principal, tenant: str) -> None:
-        self.require_admin(principal, "delete tenants")
+        self.guard.require_admin(principal, "delete tenants")
         self.engine.drop_collections(self.store.delete_tenant(check_name("tenant", tenant)))
-        self._revoke_credentials(tenant)
-        self.rate.forget(tenant)
-        self._audit_admin(principal, "delete_tenant", tenant, tenant)
+        self.guard.revoke(tenant)
+        self.guard.rate.forget(tenant)
+        self.guard.audit_admin(principal, "delete_tenant", tenant, tenant)
 
     # -- users, keys and policies ------------------------------------------------------
     def create_user(self, principal: Principal, tenant: str, req: schema.UserIn
                     ) -> dict[str, Any]:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         key = new_key()
         user = self.store.create_user(tenant, check_name("user", req.name), req.role,
                                       key.key_id, key.salt, key.hash)
-        self._audit_admin(principal, "create_user", tenant, f"{tenant}/{req.name}", req.role)
+        self.guard.audit_admin(principal, "create_user", tenant, f"{tenant}/{req.name}", req.role)
         return {**user, "key_id": key.key_id, "api_key": key.secret_key}
 
     def list_users(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         return self.store.list_users(tenant)
 
     def delete_user(self, principal: Principal, tenant: str, user: str) -> None:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         self.store.delete_user(tenant, user)
-        self._revoke_credentials()
-        self._audit_admin(principal, "delete_user", tenant, f"{tenant}/{user}")
+        self.guard.revoke()
+        self.guard.audit_admin(principal, "delete_user", tenant, f"{tenant}/{user}")
 
     def create_key(self, principal: Principal, tenant: str, user: str) -> dict[str, Any]:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         key = new_key()
         self.store.add_key(tenant, user, key.key_id, key.salt, key.hash)
-        self._audit_admin(principal, "create_key", tenant, f"{tenant}/{user}", key.key_id)
+        self.guard.audit_admin(principal, "create_key", tenant, f"{tenant}/{user}", key.key_id)
         return {"key_id": key.key_id, "api_key": key.secret_key}
 
     def revoke_key(self, principal: Principal, tenant: str, user: str, key_id: str) -> None:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         self.store.revoke_keys(tenant, user, key_id)
-        self._revoke_credentials()
-        self._audit_admin(principal, "revoke_key", tenant, f"{tenant}/{user}", key_id)
+        self.guard.revoke()
+        self.guard.audit_admin(principal, "revoke_key", tenant, f"{tenant}/{user}", key_id)
 
     def put_policies(self, principal: Principal, tenant: str, req: schema.PoliciesIn) -> None:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         self.authz.validate(tenant, req.policies)  # a bad set never replaces the old one
         self.store.set_policies(tenant, req.policies)
         self.authz.invalidate(tenant)
-        self._audit_admin(principal, "put_policies", tenant, tenant,
+        self.guard.audit_admin(principal, "put_policies", tenant, tenant,
                           f"{len(req.policies)} characters")
 
     def get_policies(self, principal: Principal, tenant: str) -> dict[str, Any]:
-        self._authorize(principal, "read", tenant)
+        self.guard.authorize(principal, "read", tenant)
         return {"policies": self.store.get_policies(tenant), "builtin": role_policies(tenant)}
 
     def audit_log(self, principal: Principal, tenant: str, limit: int = 100
                   ) -> list[dict[str, Any]]:
-        self._authorize(principal, "audit", tenant)
+        self.guard.authorize(principal, "audit", tenant)
         if not 1 <= limit <= MAX_AUDIT_ENTRIES:
             raise BadRequest(f"limit must be 1..{MAX_AUDIT_ENTRIES}, got {limit}")
         return self.store.read_audit(tenant, limit)
@@ -206,30 +137,30 @@ class Service:
     # -- databases ---------------------------------------------------------------------
     def create_database(self, principal: Principal, tenant: str, req: schema.DatabaseIn
                         ) -> dict[str, Any]:
-        self._authorize(principal, "admin", tenant)
+        self.guard.authorize(principal, "admin", tenant)
         out = views.public(self.store.create_database(tenant, check_name("database", req.name)))
-        self._audit_admin(principal, "create_database", tenant, f"{tenant}/{req.name}")
+        self.guard.audit_admin(principal, "create_database", tenant, f"{tenant}/{req.name}")
         return out
 
     def list_databases(self, principal: Principal, tenant: str) -> list[dict[str, Any]]:
-        self._authorize(principal, "read", tenant)
+        self.guard.authorize(principal, "read", tenant)
         return [views.public(d) for d in self.store.list_databases(tenant)]
 
     def get_database(self, principal: Principal, tenant: str, database: str) -> dict[str, Any]:
-        self._authorize(principal, "read", tenant, check_name("database", database))
+        self.guard.authorize(principal, "read", tenant, check_name("database", database))
         return views.public(self.store.get_database(tenant, database))
 
     def delete_database(self, principal: Principal, tenant: str, database: str) -> None:
-        self._authorize(principal, "admin", tenant, check_name("database", database))
+        self.guard.authorize(principal, "admin", tenant, check_name("database", database))
         self.engine.drop_collections(self.store.delete_database(tenant, database))
-        self._revoke_credentials(tenant)
-        self._audit_admin(principal, "delete_database", tenant, f"{tenant}/{database}")
+        self.guard.revoke(tenant)
+        self.guard.audit_admin(principal, "delete_database", tenant, f"{tenant}/{database}")
 
     # -- collections -------------------------------------------------------------------
     def create_collection(self, principal: Principal, tenant: str, database: str,
                           req: schema.CollectionIn) -> dict[str, Any]:
-        self._authorize(principal, "admin", tenant, check_name("database", database))
-        max_collections = self._tenant_quotas(tenant).get("max_collections")
+        self.guard.authorize(principal, "admin", tenant, check_name("database", database))
+        max_collections = self.guard.tenant_quotas(tenant).get("max_collections")
         if max_collections is not None and sum(
                 c.row.tenant == tenant for c in self.engine.collections()) >= max_collections:
             raise QuotaExceeded(f"tenant {tenant!r} already has its quota of {max_collections} "
@@ -251,7 +182,7 @@ class Service:
             check_name("collection", req.name), dimension=dimension, metric=req.metric,
             m=req.hnsw.m, ef_construction=req.hnsw.ef_construction, ef_search=req.hnsw.ef_search,
             embedding=req.embedding)
-        self._audit_admin(principal, "create_collection", tenant, coll.row.path)
+        self.guard.audit_admin(principal, "create_collection", tenant, coll.row.path)
         return views.collection_info(coll)
 
     def _collection(self, tenant: str, database: str, name: str) -> Collection:
@@ -261,23 +192,23 @@ class Service:
 
     def get_collection(self, principal: Principal, tenant: str, database: str, name: str
                        ) -> dict[str, Any]:
-        self._authorize(principal, "read", tenant, database, name)
+        self.guard.authorize(principal, "read", tenant, database, name)
         return views.collection_info(self._collection(tenant, database, name))
 
     def list_collections(self, principal: Principal, tenant: str, database: str
                          ) -> list[dict[str, Any]]:
-        self._authorize(principal, "read", tenant, check_name("database", database))
+        self.guard.authorize(principal, "read", tenant, check_name("database", database))
         rows = self.store.list_collections(tenant, database)
         return [views.collection_info(self.engine.collection(r.tenant, r.database, r.name))
                 for r in rows]
 
     def delete_collection(self, principal: Principal, tenant: str, database: str, name: str
                           ) -> None:
-        self._authorize(principal, "admin", tenant, database, name)
+        self.guard.authorize(principal, "admin", tenant, database, name)
         coll = self._collection(tenant, database, name)
         self.store.delete_collection(coll.row.id)
         self.engine.drop_collections([coll.row.id])
-        self._audit_admin(principal, "delete_collection", tenant, coll.row.path)
+        self.guard.audit_admin(principal, "delete_collection", tenant, coll.row.path)
 
     # -- documents ---------------------------------------------------------------------
     def _embed_missing(self, coll: Collection, batch: UpsertBatch) -> np.ndarray | None:
@@ -310,13 +241,13 @@ class Service:
 
     def upsert(self, principal: Principal, tenant: str, database: str, name: str,
                batch: UpsertBatch) -> dict[str, Any]:
-        self._authorize(principal, "write", tenant, database, name)
+        self.guard.authorize(principal, "write", tenant, database, name)
         coll = self._collection(tenant, database, name)
         check_ids(batch.ids, self.limits)
         vectors = check_vectors(batch, self._embed_missing(coll, batch), coll.row.dimension,
                                 coll.row.metric, coll.row.path)
         payloads = canonical_payloads(batch, self.limits)
-        max_vectors = self._tenant_quotas(tenant).get("max_vectors")
+        max_vectors = self.guard.tenant_quotas(tenant).get("max_vectors")
         if max_vectors is not None:
             current = sum(c.count for c in self.engine.collections() if c.row.tenant == tenant)
             fresh = sum(ext_id not in coll.labels for ext_id in batch.ids)
@@ -328,7 +259,7 @@ class Service:
 
     def get_document(self, principal: Principal, tenant: str, database: str, name: str,
                      ext_id: str) -> dict[str, Any]:
-        self._authorize(principal, "read", tenant, database, name)
+        self.guard.authorize(principal, "read", tenant, database, name)
         doc = self._collection(tenant, database, name).get(ext_id)
         return {"id": doc.ext_id, "text": doc.text, "payload": doc.payload,
                 "vector": views.vector_list(doc.vector)}
@@ -337,7 +268,7 @@ class Service:
                        after: str | None, limit: int, include: Sequence[str]
                        ) -> dict[str, Any]:
         """A page of documents in id order; ``next`` is the ``after`` of the next page."""
-        self._authorize(principal, "read", tenant, database, name)
+        self.guard.authorize(principal, "read", tenant, database, name)
         coll = self._collection(tenant, database, name)
         if not 1 <= limit <= self.limits.max_batch:
             raise Unprocessable(f"limit must be 1..{self.limits.max_batch}, got {limit}")
@@ -362,7 +293,7 @@ class Service:
 
     def delete_document(self, principal: Principal, tenant: str, database: str, name: str,
                         ext_id: str) -> dict[str, Any]:
-        self._authorize(principal, "write", tenant, database, name)
+        self.guard.authorize(principal, "write", tenant, database, name)
         return {"deleted": self._collection(tenant, database, name).delete([ext_id])}
 
     # -- search ------------------------------------------------------------------------
@@ -370,7 +301,7 @@ class Service:
                req: schema.SearchIn, vector: np.ndarray | None = None) -> dict[str, Any]:
         """``vector`` may be passed pre-decoded (packed float32 transports)."""
         started = time.perf_counter()
-        self._authorize(principal, "search", tenant, database, name)
+        self.guard.authorize(principal, "search", tenant, database, name)
         coll = self._collection(tenant, database, name)
         results = self._answer(coll, req, vector)
         return {"results": results, "took_ms": (time.perf_counter() - started) * 1000.0}
@@ -428,7 +359,7 @@ class Service:
     def embed(self, principal: Principal, req: schema.EmbedIn) -> tuple[np.ndarray,
                                                                          dict[str, Any]]:
         """Any authenticated caller may embed; tenant users count against their rate quota."""
-        self._charge_rate(principal)
+        self.guard.charge_rate(principal)
         vectors = self.embed_texts(req.texts)
         status = self.embedder.status()
         return vectors, {"model": self.embedder.model, "dim": int(vectors.shape[1]),
@@ -437,10 +368,10 @@ class Service:
     # -- snapshots ---------------------------------------------------------------------
     def create_snapshot(self, principal: Principal, tenant: str, database: str, name: str
                         ) -> dict[str, Any]:
-        self._authorize(principal, "admin", tenant, database, name)
+        self.guard.authorize(principal, "admin", tenant, database, name)
         coll = self._collection(tenant, database, name)
         snap = coll.snapshot()
-        self._audit_admin(principal, "snapshot", tenant, coll.row.path, str(snap.seq))
+        self.guard.audit_admin(principal, "snapshot", tenant, coll.row.path, str(snap.seq))
         return {"id": snap.path.name, "seq": snap.seq, "count": snap.meta["count"],
                 "bytes": snap.meta["index_bytes"], "created_at": snap.meta["created_at"]}
 

@@ -249,11 +249,11 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
 
     def faults_() -> Response:
-        service.require_admin(principal(), "inject faults")
+        service.guard.require_admin(principal(), "inject faults")
         return _json({"enabled": faults.ENABLED, "faults": faults.current()})
 
     def set_faults() -> Response:
-        service.require_admin(principal(), "inject faults")
+        service.guard.require_admin(principal(), "inject faults")
         try:
             changes = orjson.loads(body())
         except orjson.JSONDecodeError as exc:
