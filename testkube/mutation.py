@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -28,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPORT_DIR = Path("reports/mutation")
+# mutmut names mutants after file paths, and the code runs as akidb.<package>: so it
+# runs in a staging tree with the installed layout (akidb/server/..., tests/ beside it).
+STAGE = Path(".mutation-stage")
+PACKAGES = ("server", "harness", "bench", "chaos", "datagen", "fixtures", "bulk", "testkube")
 EQUIVALENT_FILE = REPORT_DIR / "equivalent.toml"
 _LINE = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
 KILLED = {"killed", "timeout"}
@@ -40,14 +45,41 @@ class Mutant:
 
     @property
     def module(self) -> str:
-        # "server.query.filters.x__parse_doc__mutmut_3" -> "server/query/filters.py"
+        # "akidb.server.query.filters.x__parse_doc__mutmut_3" -> "server/query/filters.py"
         dotted = self.name.split(".x", 1)[0] if ".x" in self.name else self.name
-        return dotted.replace(".", "/") + ".py"
+        return dotted.removeprefix("akidb.").replace(".", "/") + ".py"
+
+
+def stage(root: Path = Path("."), dest: Path = STAGE) -> Path:
+    """Copy the sources into ``dest`` in the installed layout, with a pyproject whose
+    [tool.mutmut] paths say ``akidb/...`` (mutants/ of an earlier run is kept)."""
+    dest.mkdir(exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("akidb", "tests"):
+        shutil.rmtree(dest / name, ignore_errors=True)
+    shutil.copytree(root / "akidb", dest / "akidb", ignore=ignore)
+    for pkg in PACKAGES:
+        shutil.copytree(root / pkg, dest / "akidb" / pkg, ignore=ignore)
+    shutil.copytree(root / "tests", dest / "tests", ignore=ignore)
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    mut = config["tool"]["mutmut"]
+    lines = ["[tool.mutmut]", 'source_paths = ["akidb"]',
+             "only_mutate = " + json.dumps(["akidb/" + p for p in mut["only_mutate"]]),
+             'also_copy = ["tests", "pyproject.toml"]',
+             "pytest_add_cli_args = " + json.dumps(mut.get("pytest_add_cli_args", [])),
+             "pytest_add_cli_args_test_selection = "
+             + json.dumps(mut["pytest_add_cli_args_test_selection"]),
+             "", "[tool.pytest.ini_options]"]
+    for key, value in config["tool"]["pytest"]["ini_options"].items():
+        if key != "testpaths":
+            lines.append(f"{key} = {json.dumps(value)}")
+    (dest / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return dest
 
 
 def _mutmut(*args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "mutmut", *args], capture_output=True,
-                          text=True)
+                          text=True, cwd=STAGE)
     if done.returncode != 0:
         raise SystemExit(f"mutmut {' '.join(args)} failed: {done.stderr[-2000:]}")
     return done.stdout
@@ -130,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.skip_run:
         print("mutmut run (a few minutes per thousand mutants) ...", flush=True)
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run"],
+        shutil.rmtree(STAGE / "mutants", ignore_errors=True)
+        stage()
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=STAGE,
                               stdout=subprocess.DEVNULL)
         if done.returncode not in (0, 1):
             print(f"mutmut run exited {done.returncode}", file=sys.stderr)

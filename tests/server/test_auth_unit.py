@@ -172,3 +172,85 @@ def test_new_keys_are_unique_and_well_formed():
     prefix, key_id, secret = a.secret_key.split("_", 2)
     assert prefix == "akidb" and key_id == a.key_id and len(key_id) == 12
     assert len(secret) >= 32 and len(a.salt) == 16 and len(a.hash) == 32
+
+
+def test_the_guard_checks_rate_incarnation_and_cedar_and_audits(store):
+    from akidb.server.auth.guard import Guard
+    from akidb.server.errors import NotFound, PermissionDenied
+
+    guard = Guard(store, KeyAuthenticator(ADMIN_KEY, store))
+    store.set_policies("acme", "")
+    acme_id = store.get_tenant("acme")["id"]
+    viewer = Principal("acme/v", False, "acme", "viewer", acme_id)
+    guard.authorize(viewer, "search", "acme", "db", "c")
+    with pytest.raises(PermissionDenied) as info:
+        guard.authorize(viewer, "write", "acme", "db", "c")
+    assert str(info.value) == "acme/v (role viewer) may not write acme/db/c"
+    with pytest.raises(PermissionDenied, match="may not read other"):
+        guard.authorize(viewer, "read", "other")
+    entries = store.read_audit("acme", 10)
+    assert [(e["principal"], e["action"], e["resource"], e["decision"]) for e in entries] == [
+        ("acme/v", "read", "other", "deny"), ("acme/v", "write", "acme/db/c", "deny")]
+    guard.authorize(ADMIN, "admin", "other")  # the operator may do anything
+    with pytest.raises(BadRequest, match="invalid tenant name"):
+        guard.authorize(viewer, "read", "../etc")
+    stale = Principal("acme/v", False, "acme", "viewer", acme_id + 100)
+    with pytest.raises(Unauthenticated, match="belongs to a tenant 'acme' that has been deleted"):
+        guard.authorize(stale, "search", "acme")
+    with pytest.raises(NotFound):
+        guard.tenant("missing")
+
+
+def test_the_guard_charges_the_callers_home_tenant_first(store):
+    from akidb.server.auth.guard import Guard
+
+    store.delete_tenant("other")
+    store.create_tenant("other", {"requests_per_second": 0.001, "burst": 1})
+    guard = Guard(store, KeyAuthenticator(ADMIN_KEY, store))
+    other_id = store.get_tenant("other")["id"]
+    caller = Principal("other/u", False, "other", "viewer", other_id)
+    with pytest.raises(Exception, match="may not"):
+        guard.authorize(caller, "read", "acme")  # refused, but the request was charged
+    with pytest.raises(QuotaExceeded, match="tenant 'other' is over its request rate"):
+        guard.authorize(caller, "read", "other")
+    guard.charge_rate(ADMIN)  # the operator is never rate-limited
+    assert guard.tenant_quotas("other") == {"requests_per_second": 0.001, "burst": 1}
+    guard.rate.forget("other")
+    guard.authorize(caller, "read", "other")
+
+
+def test_require_admin_and_audit_admin(store):
+    from akidb.server.auth.guard import Guard
+    from akidb.server.errors import PermissionDenied
+
+    guard = Guard(store, KeyAuthenticator(ADMIN_KEY, store))
+    user = Principal("acme/a", False, "acme", "admin", store.get_tenant("acme")["id"])
+    guard.require_admin(ADMIN, "create tenants")
+    with pytest.raises(PermissionDenied) as info:
+        guard.require_admin(user, "create tenants")
+    assert str(info.value) == "acme/a may not create tenants: global admins only"
+    guard.audit_admin(ADMIN, "create_database", "acme", "acme/db2", "detail text")
+    latest, denied = store.read_audit("acme", 2)
+    assert (latest["principal"], latest["action"], latest["resource"], latest["decision"],
+            latest["detail"]) == ("admin", "create_database", "acme/db2", "allow", "detail text")
+    assert (denied["principal"], denied["action"], denied["resource"], denied["decision"]) == (
+        "acme/a", "create tenants", "*", "deny")
+
+
+def test_revoke_drops_keys_decisions_and_the_tenant_cache(store):
+    from akidb.server.auth.guard import Guard
+
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    guard = Guard(store, auth)
+    secret = _user(store, "acme", "dev", "developer")
+    auth.authenticate(f"Bearer {secret}")
+    first_id = guard.tenant("acme")["id"]
+    guard.authz.policy_set("acme")
+    store.delete_tenant("acme")
+    store.create_tenant("acme", {})
+    assert guard.tenant("acme")["id"] == first_id  # cached until revoked
+    guard.revoke("acme")
+    assert guard.tenant("acme")["id"] != first_id
+    assert "acme" not in guard.authz._sets
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(f"Bearer {secret}")
