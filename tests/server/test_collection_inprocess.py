@@ -10,30 +10,20 @@ import pytest
 
 from akidb.server import collection as collection_module
 from akidb.server.collection import Collection
-from akidb.server.config import Settings
 from akidb.server.query import filters
 from akidb.server.query.plan import Query
 from akidb.server.recovery import RecoveryError
 from akidb.server.storage.metadata import MetadataStore
 from akidb.server.storage.wal import FRAME
 
+from .collections import open_collection
+
 DIM = 8
 N = 1200
 
 
 def _open(tmp_path, repair: bool = False) -> Collection:
-    store = MetadataStore(tmp_path / "m.db")
-    try:
-        store.create_tenant("t", {})
-        store.create_database("t", "d")
-        store.create_collection("t", "d", "c", dimension=DIM, metric="l2", m=16,
-                                ef_construction=64, ef_search=64)
-    except Exception:  # noqa: BLE001 - exists from an earlier open
-        pass
-    row = store.get_collection("t", "d", "c")
-    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
-    coll.report = coll.open(repair=repair)
-    return coll
+    return open_collection(tmp_path, dim=DIM, repair=repair)
 
 
 def _vec(coll: Collection, vector, k: int, ef=None, flt=None):
@@ -230,13 +220,8 @@ def test_each_selectivity_picks_its_strategy(filled, flt, strategy, monkeypatch)
 
 
 def test_the_snapshot_catalogue_holds_every_document_with_its_norm(tmp_path):
-    store = MetadataStore(tmp_path / "m.db")
-    store.create_tenant("t", {})
-    store.create_database("t", "d")
-    row = store.create_collection("t", "d", "c", dimension=4, metric="cosine", m=8,
-                                  ef_construction=16, ef_search=16)
-    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
-    coll.open()
+    coll = open_collection(tmp_path, dim=4, metric="cosine")
+    store = coll.store
     vecs = np.asarray([[3, 4, 0, 0], [0, 0, 5, 12], [1, 0, 0, 0]], np.float32)
     coll.upsert(["a", "b", "c"], vecs, ["text a", None, "text c"],
                 ['{"k":1}', '{}', '{"k":[1,2]}'])
@@ -371,13 +356,7 @@ def test_upserting_an_existing_id_keeps_its_label(tmp_path):
 
 
 def test_batch_upserts_wait_for_the_group_sync(tmp_path):
-    store = MetadataStore(tmp_path / "m.db")
-    store.create_tenant("t", {})
-    store.create_database("t", "d")
-    row = store.create_collection("t", "d", "c", dimension=DIM, metric="l2", m=8,
-                                  ef_construction=16, ef_search=16)
-    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="batch"))
-    coll.open()
+    coll = open_collection(tmp_path, dim=DIM, fsync="batch")
     coll.upsert(["a"], np.ones((1, DIM), np.float32), [None], ["{}"])
     assert coll.wal._durable == coll.wal._written == 1
     coll.delete(["a"])

@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from akidb.server.collection import Collection
-from akidb.server.config import Settings
-from akidb.server.storage.metadata import MetadataStore
+
+from .collections import open_collection
 
 
 def _collection(tmp_path, dim: int = 16) -> Collection:
-    store = MetadataStore(tmp_path / "m.db")
-    store.create_tenant("t", {})
-    store.create_database("t", "d")
-    row = store.create_collection("t", "d", "c", dimension=dim, metric="l2", m=8,
-                                  ef_construction=16, ef_search=16)
-    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync="none"))
-    coll.open()
-    return coll
+    return open_collection(tmp_path, dim=dim, m=8)
 
 
 def _add(coll: Collection, start: int, n: int, dim: int = 16) -> None:

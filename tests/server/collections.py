@@ -1,0 +1,26 @@
+"""A real collection in-process (SQLite store, WAL, hnswlib) for the server's unit tests."""
+
+from __future__ import annotations
+
+from akidb.server.collection import Collection
+from akidb.server.config import Settings
+from akidb.server.errors import AlreadyExists
+from akidb.server.storage.metadata import MetadataStore
+
+
+def open_collection(tmp_path, *, dim: int, metric: str = "l2", fsync: str = "none",
+                    m: int = 16, repair: bool = False) -> Collection:
+    """``t/d/c`` under ``tmp_path``, created on first use and recovered on later ones; the
+    recovery report is kept as ``coll.report``."""
+    store = MetadataStore(tmp_path / "m.db")
+    try:
+        store.create_tenant("t", {})
+        store.create_database("t", "d")
+        store.create_collection("t", "d", "c", dimension=dim, metric=metric, m=m,
+                                ef_construction=64, ef_search=64)
+    except AlreadyExists:
+        pass
+    row = store.get_collection("t", "d", "c")
+    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync=fsync))
+    coll.report = coll.open(repair=repair)
+    return coll
