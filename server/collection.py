@@ -216,6 +216,28 @@ class Collection(Recovery):
                                        alpha=query.alpha, k=query.k)
         return self._hits([f[0] for f in fused], [f[1] for f in fused])
 
+    def search_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Answers in order; unfiltered vector queries sharing k and ef go to the graph
+        as one batch (hnswlib spreads it over the index threads), the rest one by one."""
+        out: list[list[Hit] | None] = [None] * len(queries)
+        groups: dict[tuple[int, int | None], list[int]] = {}
+        for i, q in enumerate(queries):
+            if q.mode == "vector" and q.filter is None:
+                groups.setdefault((q.k, q.ef), []).append(i)
+        for (k, ef), members in groups.items():
+            if len(members) < 2:
+                continue
+            try:
+                labels, scores = self.index.search_batch(
+                    np.stack([queries[i].vector for i in members]), k, ef)
+            except ShortResult:
+                continue  # answered one by one below, with the exact fallback
+            self.strategies["graph"] += len(members)
+            for row, i in enumerate(members):
+                out[i] = self._hits(labels[row], scores[row])
+        return [hits if hits is not None else self.search(queries[i])
+                for i, hits in enumerate(out)]
+
     def _vector(self, vector: np.ndarray, k: int, ef: int | None,
                 allowed: set[int] | None) -> list[Hit]:
         if allowed is not None:

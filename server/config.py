@@ -23,6 +23,7 @@ class Limits:
     max_text_bytes: int = 64 * 1024
     max_payload_bytes: int = 64 * 1024
     max_embed_texts: int = 1024
+    max_batch_searches: int = 1024
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from pydantic import BaseModel
 from akidb.server import schema
 from akidb.server.config import Limits
 
+# An upsert body may be an Arrow IPC stream instead of JSON (server/api/arrow.py).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 T = "/v1/tenants/{tenant}"
 D = T + "/databases/{database}"
 C = D + "/collections/{collection}"
@@ -108,6 +111,9 @@ ROUTES: tuple[Route, ...] = (
     Route("get_document", "GET", C + "/documents/{doc_id}", "Get a document", idempotent=True),
     Route("delete_document", "DELETE", C + "/documents/{doc_id}", "Delete a document"),
     Route("search", "POST", C + "/search", "Vector, text or hybrid search", schema.SearchIn,
+          idempotent=True),
+    Route("search_batch", "POST", C + "/search/batch", "Many searches of one collection in "
+          "one call (one authorization, results in order)", schema.SearchBatchIn,
           idempotent=True),
     Route("snapshot", "POST", C + "/snapshots", "Snapshot the index and truncate the log",
           status=201),

@@ -112,6 +112,10 @@ def check_json_value(value: Any, where: str, max_depth: int = MAX_JSON_DEPTH) ->
                              f"[{INT64_MIN}, {INT64_MAX}]")
 
 
+class SearchBatchIn(_Strict):
+    searches: list[SearchIn]
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:

@@ -20,7 +20,7 @@ from akidb.server.auth.guard import Guard
 from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key
 from akidb.server.auth.quotas import parse_quotas
 from akidb.server.batches import UpsertBatch, canonical_payloads, check_ids, check_vectors
-from akidb.server.collection import Collection
+from akidb.server.collection import Collection, Hit
 from akidb.server.config import Limits
 from akidb.server.embeddings.embedder import (
     MODEL_DIMS,
@@ -31,6 +31,7 @@ from akidb.server.embeddings.embedder import (
 )
 from akidb.server.engine import Engine
 from akidb.server.errors import (
+    AkiError,
     BadRequest,
     PayloadTooLarge,
     QuotaExceeded,
@@ -306,9 +307,37 @@ class Service:
         results = self._answer(coll, req, vector)
         return {"results": results, "took_ms": (time.perf_counter() - started) * 1000.0}
 
+    def search_batch(self, principal: Principal, tenant: str, database: str, name: str,
+                     reqs: Sequence[schema.SearchIn],
+                     vectors: Sequence[np.ndarray | None] | None = None) -> dict[str, Any]:
+        """Many searches of one collection: one authorization, each search validated as a
+        single one would be (an error names the search), plain vector searches with the
+        same k and ef answered by one batched graph query."""
+        started = time.perf_counter()
+        self.guard.authorize(principal, "search", tenant, database, name)
+        coll = self._collection(tenant, database, name)
+        if not reqs:
+            raise BadRequest("searches must not be empty")
+        if len(reqs) > self.limits.max_batch_searches:
+            raise PayloadTooLarge(f"{len(reqs)} searches in one call; the limit is "
+                                  f"{self.limits.max_batch_searches}")
+        queries = []
+        for i, req in enumerate(reqs):
+            try:
+                queries.append(self._plan(coll, req, vectors[i] if vectors else None))
+            except AkiError as exc:
+                raise type(exc)(f"searches[{i}]: {exc.message}", details=exc.details) from None
+        results = []
+        for req, hits in zip(reqs, coll.search_many(queries), strict=True):
+            results.append({"results": self._shape(coll, req, hits)})
+        return {"searches": results, "took_ms": (time.perf_counter() - started) * 1000.0}
+
     def _answer(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
                 ) -> list[dict[str, Any]]:
-        hits = coll.search(self._plan(coll, req, vector))
+        return self._shape(coll, req, coll.search(self._plan(coll, req, vector)))
+
+    def _shape(self, coll: Collection, req: schema.SearchIn, hits: list[Hit]
+               ) -> list[dict[str, Any]]:
         if req.include:
             coll.attach_documents(hits)
         faults.delay("search_delay_ms")

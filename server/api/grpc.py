@@ -77,6 +77,29 @@ def _batch(docs: Any) -> UpsertBatch:
     return UpsertBatch.from_rows(ids, rows, texts, payloads)
 
 
+def _search(request: pb.SearchRequest, where: str
+            ) -> tuple[schema.SearchIn, np.ndarray | None]:
+    """A SearchRequest as the service's SearchIn plus its packed vector, if any."""
+    body: dict[str, Any] = {"k": request.k or 10, "include": list(request.include)}
+    if request.HasField("text"):
+        body["text"] = request.text
+    if request.mode:
+        body["mode"] = request.mode
+    if request.HasField("ef"):
+        body["ef"] = request.ef
+    if request.HasField("alpha"):
+        body["alpha"] = request.alpha
+    flt = _json_object(request.filter_json, f"{where}filter_json")
+    if flt is not None:
+        body["filter"] = flt
+    vector = None
+    if request.vector:
+        if len(request.vector) % 4:
+            raise BadRequest(f"{where}vector bytes must be packed float32 (a multiple of 4)")
+        vector = np.frombuffer(request.vector, dtype="<f4")
+    return schema.parse(schema.SearchIn, body), vector
+
+
 class DataPlaneServicer(pb_grpc.DataPlaneServicer):
     def __init__(self, service: Service, auth: KeyAuthenticator, metrics: Metrics) -> None:
         self.service = service
@@ -111,27 +134,21 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
     def Search(self, request: pb.SearchRequest,  # noqa: N802
                context: grpc.ServicerContext) -> pb.SearchResponse:
         principal = self._principal(context)
-        body: dict[str, Any] = {"k": request.k or 10, "include": list(request.include)}
-        if request.HasField("text"):
-            body["text"] = request.text
-        if request.mode:
-            body["mode"] = request.mode
-        if request.HasField("ef"):
-            body["ef"] = request.ef
-        if request.HasField("alpha"):
-            body["alpha"] = request.alpha
-        flt = _json_object(request.filter_json, "filter_json")
-        if flt is not None:
-            body["filter"] = flt
-        vector = None
-        if request.vector:
-            if len(request.vector) % 4:
-                raise BadRequest("vector bytes must be packed float32 (a multiple of 4)")
-            vector = np.frombuffer(request.vector, dtype="<f4")
-        out = self.service.search(principal, *_collection(request.collection),
-                                  schema.parse(schema.SearchIn, body), vector=vector)
+        req, vector = _search(request, "")
+        out = self.service.search(principal, *_collection(request.collection), req,
+                                  vector=vector)
         return pb.SearchResponse(results=[_hit(h) for h in out["results"]],
                                  took_ms=out["took_ms"])
+
+    def SearchBatch(self, request: pb.SearchBatchRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> pb.SearchBatchResponse:
+        principal = self._principal(context)
+        decoded = [_search(r, f"searches[{i}]: ") for i, r in enumerate(request.searches)]
+        out = self.service.search_batch(principal, *_collection(request.collection),
+                                        [r for r, _ in decoded], [v for _, v in decoded])
+        return pb.SearchBatchResponse(
+            searches=[pb.SearchResponse(results=[_hit(h) for h in s["results"]])
+                      for s in out["searches"]], took_ms=out["took_ms"])
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext  # noqa: N802
             ) -> pb.GetResponse:

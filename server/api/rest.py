@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from akidb.server import faults, schema
+from akidb.server.api import arrow
 from akidb.server.api.openapi import openapi_document
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
@@ -28,7 +29,7 @@ from akidb.server.errors import (
     Unavailable,
 )
 from akidb.server.metrics import Metrics
-from akidb.server.routes import BY_NAME, ROUTES
+from akidb.server.routes import ARROW_STREAM, BY_NAME, ROUTES
 from akidb.server.service import Service
 
 log = logging.getLogger("akidb.rest")
@@ -222,7 +223,11 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     # -- documents, search, snapshots --------------------------------------------------
     def upsert(tenant: str, database: str, collection: str) -> Response:
         who = principal()
-        batch = batch_from_request(schema.parse(schema.UpsertIn, body()))
+        content_type = (request.mimetype or "").lower()
+        if content_type == ARROW_STREAM:
+            batch = arrow.decode_upsert(body())
+        else:
+            batch = batch_from_request(schema.parse(schema.UpsertIn, body()))
         return _json(service.upsert(who, tenant, database, collection, batch))
 
     def list_documents(tenant: str, database: str, collection: str) -> Response:
@@ -244,6 +249,11 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         who = principal()
         req = schema.parse(schema.SearchIn, body())
         return _json(service.search(who, tenant, database, collection, req))
+
+    def search_batch(tenant: str, database: str, collection: str) -> Response:
+        who = principal()
+        req = schema.parse(schema.SearchBatchIn, body())
+        return _json(service.search_batch(who, tenant, database, collection, req.searches))
 
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)

@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 import numpy as np
 import orjson
 
+from akidb.server.client.arrow import encode_upsert
 from akidb.server.client.rest import RestTransport
 from akidb.server.client.results import EmbedResult, Hit, SearchResult
 from akidb.server.client.retry import RetryPolicy
 from akidb.server.errors import AlreadyExists, error_from_response
-from akidb.server.routes import route
+from akidb.server.routes import ARROW_STREAM, route
 
 
 class Transport(Protocol):
@@ -52,6 +53,9 @@ class DataPlane(Protocol):
     def search(self, collection: str, vector: Any, k: int, text: str | None,
                mode: str | None, filter: Mapping[str, Any] | None, ef: int | None,
                include: Sequence[str], alpha: float | None) -> SearchResult: ...
+
+    def search_batch(self, collection: str, searches: Sequence[Mapping[str, Any]]
+                     ) -> list[SearchResult]: ...
 
     def embed(self, texts: Sequence[str]) -> EmbedResult: ...
 
@@ -113,10 +117,11 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------------------
     def _send(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-              text: bool = False) -> Any:
+              text: bool = False, content_type: str | None = None) -> Any:
         data = raw if raw is not None else (None if body is None else
                                             orjson.dumps(body, option=_ORJSON_OPTS))
-        status, payload = self.transport.request(method, path, data)
+        headers = {"Content-Type": content_type} if content_type else None
+        status, payload = self.transport.request(method, path, data, headers)
         if text and status == 200:
             return payload.decode()
         try:
@@ -302,6 +307,12 @@ class Client:
         return self.retry.run(lambda: self.data.search(collection, vector, k, text, mode,
                                                        filter, ef, include, alpha))
 
+    def search_batch(self, collection: str, searches: Sequence[Mapping[str, Any]]
+                     ) -> list[SearchResult]:
+        """Many searches in one call; each is a dict of ``search``'s keyword arguments
+        plus ``vector`` (``k`` defaults to 10). Results come back in order."""
+        return self.retry.run(lambda: self.data.search_batch(collection, searches))
+
     def set_faults(self, **failpoints: float) -> dict[str, float]:
         """Switch failpoints (see server/faults.py) on a server started with
         AKIDB_FAULT_INJECTION=1; 0 turns one off."""
@@ -310,6 +321,26 @@ class Client:
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed texts with the server's model (idempotent, so retried on 503)."""
         return self.retry.run(lambda: self.data.embed(texts))
+
+
+# Columnar batches of at least this many rows are sent as Arrow rather than JSON.
+ARROW_MIN_ROWS = 64
+SEARCH_KEYS = ("vector", "k", "text", "mode", "filter", "ef", "include", "alpha")
+
+
+def _search_body(search: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(search) - set(SEARCH_KEYS)
+    if unknown:
+        raise ValueError(f"unknown search keys {sorted(unknown)}; known: {SEARCH_KEYS}")
+    body: dict[str, Any] = {"k": search.get("k", 10)}
+    if search.get("vector") is not None:
+        body["vector"] = _vector(search["vector"])
+    for key in ("text", "mode", "filter", "ef", "alpha"):
+        if search.get(key) is not None:
+            body[key] = search[key]
+    if search.get("include"):
+        body["include"] = list(search["include"])
+    return body
 
 
 class RestDataPlane:
@@ -335,6 +366,14 @@ class RestDataPlane:
     def upsert_stream(self, collection: str, batches: Iterable[tuple[Any, ...]]) -> int:
         total = 0
         for ids, vectors, payloads, texts in batches:
+            if len(ids) >= ARROW_MIN_ROWS:
+                # Large columnar batches go as one Arrow IPC stream: no float in JSON.
+                r = route("upsert")
+                total += self.client._send(
+                    r.method, r.url(**_c(collection)),
+                    raw=encode_upsert(ids, vectors, payloads, texts),
+                    content_type=ARROW_STREAM)["upserted"]
+                continue
             rows = np.ascontiguousarray(vectors, dtype=np.float32)
             docs: list[dict[str, Any]] = []
             for i, ext_id in enumerate(ids):
@@ -356,17 +395,17 @@ class RestDataPlane:
     def search(self, collection: str, vector: Any, k: int, text: str | None, mode: str | None,
                filter: Mapping[str, Any] | None, ef: int | None, include: Sequence[str],
                alpha: float | None) -> SearchResult:
-        body: dict[str, Any] = {"k": k}
-        if vector is not None:
-            body["vector"] = _vector(vector)
-        for key, value in (("text", text), ("mode", mode), ("filter", filter), ("ef", ef),
-                           ("alpha", alpha)):
-            if value is not None:
-                body[key] = value
-        if include:
-            body["include"] = list(include)
+        body = _search_body({"vector": vector, "k": k, "text": text, "mode": mode,
+                             "filter": filter, "ef": ef, "include": include, "alpha": alpha})
         out = self._send("search", body, **_c(collection))
         return SearchResult([Hit(**h) for h in out["results"]], out["took_ms"])
+
+    def search_batch(self, collection: str, searches: Sequence[Mapping[str, Any]]
+                     ) -> list[SearchResult]:
+        out = self._send("search_batch", {"searches": [_search_body(s) for s in searches]},
+                         **_c(collection))
+        return [SearchResult([Hit(**h) for h in s["results"]], out["took_ms"])
+                for s in out["searches"]]
 
     def embed(self, texts: Sequence[str]) -> EmbedResult:
         out = self._send("embed", {"texts": list(texts)})

@@ -45,6 +45,38 @@ def _documents(ids: Sequence[str], vectors: np.ndarray,
     return docs
 
 
+def _search_request(collection: str, search: Mapping[str, Any]) -> pb.SearchRequest:
+    req = pb.SearchRequest(collection=collection, k=search.get("k", 10),
+                           include=list(search.get("include") or ()))
+    if search.get("vector") is not None:
+        req.vector = np.ascontiguousarray(search["vector"], dtype="<f4").tobytes()
+    if search.get("text") is not None:
+        req.text = search["text"]
+    if search.get("mode"):
+        req.mode = search["mode"]
+    if search.get("filter") is not None:
+        req.filter_json = orjson.dumps(search["filter"]).decode()
+    if search.get("ef") is not None:
+        req.ef = search["ef"]
+    if search.get("alpha") is not None:
+        req.alpha = search["alpha"]
+    return req
+
+
+def _hits(results: Any, include: Sequence[str]) -> list[Hit]:
+    hits = []
+    for h in results:
+        hit = Hit(h.id, h.score)
+        if "payload" in include:
+            hit.payload = orjson.loads(h.payload_json) if h.payload_json else {}
+        if "vector" in include:
+            hit.vector = np.frombuffer(h.vector, "<f4").tolist()
+        if "text" in include:
+            hit.text = h.text if h.HasField("text") else None
+        hits.append(hit)
+    return hits
+
+
 class GrpcDataPlane:
     def __init__(self, target: str, api_key: str | None, timeout: float = 30.0) -> None:
         self.target = target
@@ -96,31 +128,19 @@ class GrpcDataPlane:
     def search(self, collection: str, vector: Any, k: int, text: str | None, mode: str | None,
                filter: Mapping[str, Any] | None, ef: int | None, include: Sequence[str],
                alpha: float | None) -> SearchResult:
-        req = pb.SearchRequest(collection=collection, k=k, include=list(include))
-        if vector is not None:
-            req.vector = np.ascontiguousarray(vector, dtype="<f4").tobytes()
-        if text is not None:
-            req.text = text
-        if mode:
-            req.mode = mode
-        if filter is not None:
-            req.filter_json = orjson.dumps(filter).decode()
-        if ef is not None:
-            req.ef = ef
-        if alpha is not None:
-            req.alpha = alpha
+        req = _search_request(collection, {"vector": vector, "k": k, "text": text,
+                                           "mode": mode, "filter": filter, "ef": ef,
+                                           "include": include, "alpha": alpha})
         out = self._call(self.stub.Search, req)
-        hits = []
-        for h in out.results:
-            hit = Hit(h.id, h.score)
-            if "payload" in include:
-                hit.payload = orjson.loads(h.payload_json) if h.payload_json else {}
-            if "vector" in include:
-                hit.vector = np.frombuffer(h.vector, "<f4").tolist()
-            if "text" in include:
-                hit.text = h.text if h.HasField("text") else None
-            hits.append(hit)
-        return SearchResult(hits, out.took_ms)
+        return SearchResult(_hits(out.results, include), out.took_ms)
+
+    def search_batch(self, collection: str, searches: Sequence[Mapping[str, Any]]
+                     ) -> list[SearchResult]:
+        req = pb.SearchBatchRequest(collection=collection, searches=[
+            _search_request("", s) for s in searches])
+        out = self._call(self.stub.SearchBatch, req)
+        return [SearchResult(_hits(r.results, s.get("include") or ()), out.took_ms)
+                for r, s in zip(out.searches, searches, strict=True)]
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any]:
         out = self._call(self.stub.Get, pb.GetRequest(collection=collection, id=doc_id))

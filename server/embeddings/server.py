@@ -47,7 +47,7 @@ class EmbedServicer(pb_grpc.DataPlaneServicer):
     def _only_embed(self, *_args: Any) -> Any:
         raise MethodNotAllowed("this is an embedding service: it answers Embed only")
 
-    Upsert = Search = Get = Delete = _only_embed  # noqa: N815
+    Upsert = Search = SearchBatch = Get = Delete = _only_embed  # noqa: N815
 
 
 def serve(host: str, port: int, backend: str, batch_size: int, threads: int,

@@ -126,6 +126,23 @@ class HnswIndex:
             self._index = index
             self._deleted = 0
 
+    def search_batch(self, vectors: np.ndarray, k: int, ef: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of many queries in one call, on the index's threads (the GIL is released
+        inside hnswlib); ``ShortResult`` when any query finds fewer than k."""
+        with self.lock.read():
+            k = min(k, self.count)
+            if k <= 0:
+                empty = np.empty((len(vectors), 0))
+                return empty.astype(np.int64), empty.astype(np.float32)
+            self._index.set_ef(max(ef or self.ef_search, k))
+            try:
+                labels, distances = self._index.knn_query(vectors, k=k,
+                                                          num_threads=self.threads)
+            except RuntimeError as exc:
+                raise ShortResult(str(exc)) from None
+        return labels.astype(np.int64), self._scores(distances)
+
     # -- persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:
         with self.lock.read():

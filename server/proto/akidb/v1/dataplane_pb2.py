@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+akidb/server/proto/akidb/v1/dataplane.proto\x12\x08\x61kidb.v1\"X\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\tB\x07\n\x05_text\"J\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.akidb.v1.Document\"3\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\r\"\xc4\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x13\n\x0b\x66ilter_json\x18\x06 \x01(\t\x12\x0f\n\x02\x65\x66\x18\x07 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07include\x18\x08 \x03(\t\x12\x12\n\x05\x61lpha\x18\t \x01(\x02H\x02\x88\x01\x01\x42\x07\n\x05_textB\x05\n\x03_efB\x08\n\x06_alpha\"b\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x0e\n\x06vector\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"A\n\x0eSearchResponse\x12\x1e\n\x07results\x18\x01 \x03(\x0b\x32\r.akidb.v1.Hit\x12\x0f\n\x07took_ms\x18\x02 \x01(\x01\",\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"[\n\x0bGetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\tB\x07\n\x05_text\"/\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"\x1d\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"P\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x12\n\nembeddings\x18\x03 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t2\xb2\x02\n\tDataPlane\x12=\n\x06Upsert\x12\x17.akidb.v1.UpsertRequest\x1a\x18.akidb.v1.UpsertResponse(\x01\x12;\n\x06Search\x12\x17.akidb.v1.SearchRequest\x1a\x18.akidb.v1.SearchResponse\x12\x32\n\x03Get\x12\x14.akidb.v1.GetRequest\x1a\x15.akidb.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.akidb.v1.DeleteRequest\x1a\x18.akidb.v1.DeleteResponse\x12\x38\n\x05\x45mbed\x12\x16.akidb.v1.EmbedRequest\x1a\x17.akidb.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+akidb/server/proto/akidb/v1/dataplane.proto\x12\x08\x61kidb.v1\"X\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\tB\x07\n\x05_text\"J\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.akidb.v1.Document\"3\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\r\"\xc4\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x13\n\x0b\x66ilter_json\x18\x06 \x01(\t\x12\x0f\n\x02\x65\x66\x18\x07 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07include\x18\x08 \x03(\t\x12\x12\n\x05\x61lpha\x18\t \x01(\x02H\x02\x88\x01\x01\x42\x07\n\x05_textB\x05\n\x03_efB\x08\n\x06_alpha\"b\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x0e\n\x06vector\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"A\n\x0eSearchResponse\x12\x1e\n\x07results\x18\x01 \x03(\x0b\x32\r.akidb.v1.Hit\x12\x0f\n\x07took_ms\x18\x02 \x01(\x01\"S\n\x12SearchBatchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\x08searches\x18\x02 \x03(\x0b\x32\x17.akidb.v1.SearchRequest\"R\n\x13SearchBatchResponse\x12*\n\x08searches\x18\x01 \x03(\x0b\x32\x18.akidb.v1.SearchResponse\x12\x0f\n\x07took_ms\x18\x02 \x01(\x01\",\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"[\n\x0bGetResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\tB\x07\n\x05_text\"/\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"\x1d\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"P\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x12\n\nembeddings\x18\x03 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t2\xfe\x02\n\tDataPlane\x12=\n\x06Upsert\x12\x17.akidb.v1.UpsertRequest\x1a\x18.akidb.v1.UpsertResponse(\x01\x12;\n\x06Search\x12\x17.akidb.v1.SearchRequest\x1a\x18.akidb.v1.SearchResponse\x12J\n\x0bSearchBatch\x12\x1c.akidb.v1.SearchBatchRequest\x1a\x1d.akidb.v1.SearchBatchResponse\x12\x32\n\x03Get\x12\x14.akidb.v1.GetRequest\x1a\x15.akidb.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.akidb.v1.DeleteRequest\x1a\x18.akidb.v1.DeleteResponse\x12\x38\n\x05\x45mbed\x12\x16.akidb.v1.EmbedRequest\x1a\x17.akidb.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,18 +43,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HIT']._serialized_end=573
   _globals['_SEARCHRESPONSE']._serialized_start=575
   _globals['_SEARCHRESPONSE']._serialized_end=640
-  _globals['_GETREQUEST']._serialized_start=642
-  _globals['_GETREQUEST']._serialized_end=686
-  _globals['_GETRESPONSE']._serialized_start=688
-  _globals['_GETRESPONSE']._serialized_end=779
-  _globals['_DELETEREQUEST']._serialized_start=781
-  _globals['_DELETEREQUEST']._serialized_end=828
-  _globals['_DELETERESPONSE']._serialized_start=830
-  _globals['_DELETERESPONSE']._serialized_end=863
-  _globals['_EMBEDREQUEST']._serialized_start=865
-  _globals['_EMBEDREQUEST']._serialized_end=894
-  _globals['_EMBEDRESPONSE']._serialized_start=896
-  _globals['_EMBEDRESPONSE']._serialized_end=976
-  _globals['_DATAPLANE']._serialized_start=979
-  _globals['_DATAPLANE']._serialized_end=1285
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=642
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=725
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=727
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=809
+  _globals['_GETREQUEST']._serialized_start=811
+  _globals['_GETREQUEST']._serialized_end=855
+  _globals['_GETRESPONSE']._serialized_start=857
+  _globals['_GETRESPONSE']._serialized_end=948
+  _globals['_DELETEREQUEST']._serialized_start=950
+  _globals['_DELETEREQUEST']._serialized_end=997
+  _globals['_DELETERESPONSE']._serialized_start=999
+  _globals['_DELETERESPONSE']._serialized_end=1032
+  _globals['_EMBEDREQUEST']._serialized_start=1034
+  _globals['_EMBEDREQUEST']._serialized_end=1063
+  _globals['_EMBEDRESPONSE']._serialized_start=1065
+  _globals['_EMBEDRESPONSE']._serialized_end=1145
+  _globals['_DATAPLANE']._serialized_start=1148
+  _globals['_DATAPLANE']._serialized_end=1530
 # @@protoc_insertion_point(module_scope)

@@ -78,6 +78,22 @@ class SearchResponse(_message.Message):
     took_ms: float
     def __init__(self, results: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., took_ms: _Optional[float] = ...) -> None: ...
 
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("collection", "searches")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    searches: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, collection: _Optional[str] = ..., searches: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("searches", "took_ms")
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    TOOK_MS_FIELD_NUMBER: _ClassVar[int]
+    searches: _containers.RepeatedCompositeFieldContainer[SearchResponse]
+    took_ms: float
+    def __init__(self, searches: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ..., took_ms: _Optional[float] = ...) -> None: ...
+
 class GetRequest(_message.Message):
     __slots__ = ("collection", "id")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

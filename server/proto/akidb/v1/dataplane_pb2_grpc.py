@@ -44,6 +44,11 @@ class DataPlaneStub:
                 request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
                 response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/akidb.v1.DataPlane/SearchBatch',
+                request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/akidb.v1.DataPlane/Get',
                 request_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.GetRequest.SerializeToString,
@@ -71,6 +76,12 @@ class DataPlaneServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +117,11 @@ def add_DataPlaneServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.FromString,
                     response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchRequest.FromString,
+                    response_serializer=akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -177,6 +193,33 @@ class DataPlane:
             '/akidb.v1.DataPlane/Search',
             akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchRequest.SerializeToString,
             akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/akidb.v1.DataPlane/SearchBatch',
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchRequest.SerializeToString,
+            akidb_dot_server_dot_proto_dot_akidb_dot_v1_dot_dataplane__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

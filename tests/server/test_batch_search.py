@@ -1,0 +1,75 @@
+"""Batch search: the same answers as one search at a time, one authorization per call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from akidb.server.client import Client
+from akidb.server.errors import BadRequest, PayloadTooLarge, Unprocessable
+
+DIM = 8
+
+
+@pytest.fixture
+def coll(client, tenant):
+    path = f"{tenant}/db/b"
+    client.create_collection(path, dimension=DIM, metric="cosine")
+    rng = np.random.default_rng(11)
+    vecs = rng.standard_normal((300, DIM)).astype(np.float32)
+    client.upsert_arrays(path, [f"d{i}" for i in range(300)], vecs,
+                         payloads=[{"g": i % 10} for i in range(300)],
+                         texts=[f"word{i % 7} shared" for i in range(300)])
+    return path
+
+
+def _searches(n: int = 12) -> list[dict]:
+    rng = np.random.default_rng(5)
+    qs = rng.standard_normal((n, DIM)).astype(np.float32)
+    out: list[dict] = [{"vector": q, "k": 5} for q in qs]
+    out += [{"vector": qs[0], "k": 3, "ef": 200}, {"vector": qs[1], "k": 4, "filter": {"g": 3}},
+            {"text": "word3", "mode": "text", "k": 5},
+            {"vector": qs[2], "text": "word4", "k": 5, "alpha": 0.7, "include": ["payload"]}]
+    return out
+
+
+@pytest.mark.parametrize("data_plane", ["rest", "grpc"])
+def test_a_batch_answers_exactly_as_single_searches(akidb_cluster, coll, data_plane):
+    node = akidb_cluster.nodes[0]
+    c = node.admin_client(data_plane=data_plane)
+    searches = _searches()
+    batch = c.search_batch(coll, searches)
+    singles = [c.search(coll, **s) for s in searches]
+    assert [r.ids for r in batch] == [r.ids for r in singles]
+    for b, s in zip(batch, singles, strict=True):
+        assert [h.score for h in b.hits] == pytest.approx([h.score for h in s.hits], abs=1e-6)
+    assert batch[-1].hits[0].payload is not None
+    assert all(len(r.ids) == s["k"] for r, s in zip(batch[:12], searches, strict=False))
+    c.close()
+
+
+def test_bad_searches_are_named_and_limits_hold(client, coll):
+    good = {"vector": np.ones(DIM), "k": 3}
+    with pytest.raises(Unprocessable, match=r"searches\[1\]: query vector has dimension 3"):
+        client.search_batch(coll, [good, {"vector": np.ones(3), "k": 3}])
+    with pytest.raises(BadRequest, match=r"searches\[2\]: invalid filter"):
+        client.search_batch(coll, [good, good, {"vector": np.ones(DIM), "filter": {"$x": 1}}])
+    with pytest.raises(Unprocessable, match=r"searches\[0\]: k=5000 exceeds"):
+        client.search_batch(coll, [{"vector": np.ones(DIM), "k": 5000}])
+    with pytest.raises(BadRequest, match="must not be empty"):
+        client.search_batch(coll, [])
+    with pytest.raises(PayloadTooLarge, match="1025 searches in one call; the limit is 1024"):
+        client.search_batch(coll, [good] * 1025)
+
+
+def test_one_batch_is_one_authorization_and_one_rate_token(client, tenant, akidb_cluster):
+    client.delete_tenant(tenant)
+    client.create_tenant(tenant, quotas={"requests_per_second": 0.001, "burst": 1})
+    client.create_database(tenant, "db")
+    client.create_collection(f"{tenant}/db/b", dimension=DIM, metric="l2")
+    client.upsert(f"{tenant}/db/b", [{"id": "a", "vector": np.ones(DIM)}])
+    key = client.create_user(tenant, "v", "viewer")["api_key"]
+    viewer = Client(akidb_cluster.nodes[0].rest_url, key, retries=0)
+    out = viewer.search_batch(f"{tenant}/db/b", [{"vector": np.ones(DIM), "k": 1}] * 50)
+    assert [r.ids for r in out] == [["a"]] * 50
+    viewer.close()
