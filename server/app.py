@@ -71,11 +71,19 @@ class AkiServer:
         if limit < settings.http_connection_limit:
             log.warning("open-file limit %d allows only %d HTTP connections (asked for %d)",
                         files, limit, settings.http_connection_limit)
-        self.http = HttpServer(
-            self.app, host=settings.host, port=settings.port, threads=settings.threads,
-            max_body_bytes=settings.limits.max_body_bytes + (1 << 20), connection_limit=limit,
-            idle_timeout_s=settings.http_idle_timeout_s,
-            request_timeout_s=settings.http_request_timeout_s)
+        self.http: Any
+        if settings.http_server == "granian":
+            from akidb.server.api.granian_front import GranianFront
+
+            self.http = GranianFront(self.app, host=settings.host, port=settings.port,
+                                     threads=settings.threads, connection_limit=limit,
+                                     request_timeout_s=settings.http_request_timeout_s)
+        else:
+            self.http = HttpServer(
+                self.app, host=settings.host, port=settings.port, threads=settings.threads,
+                max_body_bytes=settings.limits.max_body_bytes + (1 << 20),
+                connection_limit=limit, idle_timeout_s=settings.http_idle_timeout_s,
+                request_timeout_s=settings.http_request_timeout_s)
         self.metrics.watch_http(self.http.stats)
         self.grpc, self.grpc_port = create_grpc_server(self.service, self.auth, self.metrics,
                                                        settings)
@@ -170,7 +178,6 @@ class AkiServer:
         try:
             self.grpc.stop(grace=2).wait(5)
             self.http.close()
-            self.http.task_dispatcher.shutdown(timeout=5)
         except Exception:
             log.exception("closing HTTP server")
         if self.shipper is not None:

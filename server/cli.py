@@ -23,6 +23,9 @@ from akidb.server.embeddings.encoder import BACKENDS
               help="WAL fsync policy: always (default), batch (group commit) or none.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="HTTP worker threads (default 8).")
+@click.option("--http-server", type=click.Choice(["waitress", "granian"]), default=None,
+              help="REST front: waitress (default; sheds connections, times slow requests "
+                   "out) or granian (Rust; more throughput, no request-body timeout).")
 @click.option("--http-connection-limit", type=click.IntRange(1, 1_000_000), default=None,
               help="Open REST connections allowed; past it the newest idle one is shed "
                    "(default 4096, AKIDB_HTTP_CONNECTION_LIMIT).")
@@ -53,7 +56,7 @@ from akidb.server.embeddings.encoder import BACKENDS
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: str | None,
-          threads: int | None, http_connection_limit: int | None,
+          threads: int | None, http_server: str | None, http_connection_limit: int | None,
           http_request_timeout: float | None, http_idle_timeout: float | None, repair: bool,
           rebuild_metadata: bool, embedder: str | None, embed_backend: str | None,
           object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
@@ -94,7 +97,8 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
         overrides["fsync"] = fsync_policy
     if threads is not None:
         overrides["threads"] = threads
-    for key, value in (("http_connection_limit", http_connection_limit),
+    for key, value in (("http_server", http_server),
+                       ("http_connection_limit", http_connection_limit),
                        ("http_request_timeout_s", http_request_timeout),
                        ("http_idle_timeout_s", http_idle_timeout)):
         if value is not None:

@@ -38,6 +38,9 @@ class Settings:
     # REST connection limits (see server/api/http_server.py): past the limit the newest
     # idle connection is shed; a request must arrive whole within the request timeout;
     # keep-alive connections with nothing in flight close after the idle timeout.
+    # "waitress" (default: sheds connections, times slow requests out) or "granian" (a Rust
+    # front: more throughput under concurrency, but no body timeout; see granian_front.py).
+    http_server: str = "waitress"
     http_connection_limit: int = 4096
     http_request_timeout_s: float = 30.0
     http_idle_timeout_s: float = 60.0
@@ -83,6 +86,9 @@ class Settings:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.http_server not in ("waitress", "granian"):
+            raise ValueError(f"http_server must be waitress or granian, got "
+                             f"{self.http_server!r}")
         if self.http_connection_limit < 1:
             raise ValueError(f"http_connection_limit must be >= 1, got "
                              f"{self.http_connection_limit}")

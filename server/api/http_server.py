@@ -118,6 +118,10 @@ class HttpServer(TcpWSGIServer):
                 self.idle_closed += 1
                 channel.will_close = True
 
+    def close(self) -> None:
+        super().close()
+        self.task_dispatcher.shutdown(timeout=5)
+
     def stats(self) -> dict[str, int]:
         return {"open": len(self.active_channels), "shed": self.shed,
                 "timed_out": self.timed_out, "idle_closed": self.idle_closed}

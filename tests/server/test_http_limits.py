@@ -147,3 +147,23 @@ def test_past_the_limit_the_newest_idle_connection_is_shed_not_the_accept_loop(t
         assert 'akidb_http_connections_closed_total{reason="shed"}' in text
     finally:
         node.close()
+
+
+def test_the_granian_front_serves_the_same_api_and_stops_gracefully(tmp_path):
+    node = Node(tmp_path / "data", extra_args=["--http-server", "granian"])
+    node.start()
+    try:
+        with node.admin_client() as admin:
+            admin.create_collection("t/db/c", dimension=4, metric="l2", create_parents=True)
+            admin.upsert("t/db/c", [{"id": "a", "vector": [1, 0, 0, 0]}])
+            assert admin.search("t/db/c", np.array([1, 0, 0, 0]), k=1).ids == ["a"]
+            assert admin.search_batch("t/db/c", [{"vector": [1, 0, 0, 0], "k": 1}] * 3)[2] \
+                .ids == ["a"]
+            status, body = admin.transport.request("GET", "/v1/tenants/nope")
+            assert status == 404 and b'"not_found"' in body
+        assert node.stop() == 0
+        node.start()
+        with node.admin_client() as admin:
+            assert admin.get("t/db/c", "a")["id"] == "a"
+    finally:
+        node.close()

@@ -1,0 +1,268 @@
+"""Serving throughput: QPS and latency by client concurrency, beside the hardware limit.
+
+``python -m akidb.bench.throughput [--vectors 50000 --dim 384 --fronts waitress,granian]``
+
+In one run, on the same data (clustered unit vectors, cosine, M=32, efC=200, ef=64,
+top-10):
+
+- raw hnswlib in this process: single-query ``knn_query`` from every core (it releases
+  the GIL), and 100-query batch calls: the limit the server is measured against;
+- ingest into each server: Arrow and JSON batches of 1000 from 2 loaders, against raw
+  ``add_items`` of the same batches;
+- search QPS, P50 and P99 at each concurrency, from ``loadgen`` client *processes*
+  (each client's CPU is recorded and a saturated client flagged), and from ``wrk`` at
+  the same concurrencies where it is installed (a C load generator: no client doubt);
+- batch search (100 queries per call) over REST and gRPC.
+
+No assertion: the figures and their ratios are printed and saved (JSON/Markdown/HTML).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+import orjson
+
+from akidb.bench.loadgen import Request, closed_loop
+from akidb.bench.results import markdown_table, publish, record
+from akidb.datagen import usable_cores, vectors
+from akidb.harness import Node
+
+M, EFC, EF, K = 32, 200, 64, 10
+COLL = "bench/db/t"
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", flush=True)
+
+
+def raw_limits(base: np.ndarray, queries: np.ndarray, seconds: float, batch: int
+               ) -> dict[str, float]:
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=M, ef_construction=EFC)
+    index.set_num_threads(2)
+    started = time.perf_counter()
+    for s in range(0, len(base), batch):
+        index.add_items(base[s:s + batch], np.arange(s, min(s + batch, len(base))))
+    ingest = len(base) / (time.perf_counter() - started)
+    index.set_ef(EF)
+    done = [0] * usable_cores()
+
+    def single(w: int) -> None:
+        end = time.perf_counter() + seconds
+        i = w
+        while time.perf_counter() < end:
+            index.knn_query(queries[i % len(queries)], k=K, num_threads=1)
+            done[w] += 1
+            i += len(done)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=single, args=(w,)) for w in range(len(done))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    single_qps = sum(done) / (time.perf_counter() - t0)
+    lat = []
+    for q in queries[:500]:
+        t1 = time.perf_counter()
+        index.knn_query(q, k=K, num_threads=1)
+        lat.append((time.perf_counter() - t1) * 1000)
+    calls = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        index.knn_query(queries[:100], k=K, num_threads=usable_cores())
+        calls += 1
+    batch_qps = calls * 100 / (time.perf_counter() - t0)
+    return {"ingest_per_s": ingest, "single_qps": single_qps,
+            "single_p50_ms": float(np.percentile(lat, 50)), "batch100_qps": batch_qps}
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest(node: Node, base: np.ndarray, batch: int, arrow: bool) -> float:
+    """Vectors/s into a fresh collection from 2 loaders (Arrow or JSON bodies)."""
+    name = COLL if arrow else COLL + "-json"
+    with node.admin_client(timeout=600) as admin:
+        admin.create_collection(name, dimension=base.shape[1], metric="cosine",
+                                hnsw={"m": M, "ef_construction": EFC, "ef_search": EF},
+                                create_parents=True)
+    starts = list(range(0, len(base), batch))
+
+    def load(part: list[int]) -> None:
+        with node.admin_client(timeout=600) as c:
+            for s in part:
+                ids = [str(i) for i in range(s, min(s + batch, len(base)))]
+                if arrow:
+                    c.upsert_arrays(name, ids, base[s:s + batch])
+                else:
+                    c.upsert(name, [{"id": i, "vector": v} for i, v in
+                                    zip(ids, base[s:s + batch], strict=True)])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(load, [starts[0::2], starts[1::2]]))
+    return len(base) / (time.perf_counter() - t0)
+
+
+def wrk(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict[str, Any] | None:
+    binary = shutil.which("wrk")
+    if binary is None:
+        return None
+    script = Path(tempfile.mkdtemp()) / "search.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+                      f"wrk.body = [[{body.decode()}]]\n")
+    path = "/v1/tenants/bench/databases/db/collections/t/search"
+    duration = f"{max(1, round(seconds))}s"  # wrk takes whole units only
+    done = subprocess.run([binary, "-t", str(min(clients, 2)), "-c", str(clients), "-d",
+                           duration, "--latency", "-s", str(script), url + path],
+                          capture_output=True, text=True, timeout=seconds + 60)
+    out = done.stdout
+    shutil.rmtree(script.parent, ignore_errors=True)
+    result: dict[str, Any] = {"clients": clients}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.strip().startswith("Requests/sec:"):
+            result["qps"] = float(parts[1])
+        elif parts[:1] in (["50%"], ["99%"]):
+            result[f"p{parts[0][:-1]}_ms"] = _wrk_ms(parts[1])
+    if "qps" not in result:
+        print(f"  .. wrk gave no figures: {(done.stdout + done.stderr)[-300:]}", flush=True)
+        return None
+    return result
+
+
+def _wrk_ms(value: str) -> float:
+    """wrk's durations: "812.00us", "1.23ms", "1.02s" -> milliseconds."""
+    for suffix, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * scale
+    return float(value)
+
+
+def batch_search(node: Node, queries: np.ndarray, data_plane: str, seconds: float) -> float:
+    with node.admin_client(data_plane=data_plane, timeout=60) as c:
+        searches = [{"vector": q, "k": K} for q in queries[:100]]
+        c.search_batch(COLL, searches)
+        calls = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            c.search_batch(COLL, searches)
+            calls += 1
+        return calls * 100 / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vectors", type=int, default=50_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--clients", default="1,2,4,8,16,32,64",
+                    help="concurrencies to measure (client processes)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    ap.add_argument("--fronts", default="waitress,granian", help="REST fronts to compare")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("reports/throughput"))
+    args = ap.parse_args(argv)
+    concurrencies = [int(x) for x in args.clients.split(",") if x]
+    fronts = [f for f in args.fronts.split(",") if f]
+    if not concurrencies or min(concurrencies) < 1 or not fronts:
+        ap.error("--clients and --fronts need at least one value (clients >= 1)")
+    base = vectors.clustered(args.vectors, args.dim, seed=args.seed)
+    queries = vectors.queries(1000, args.dim, seed=args.seed + 1)
+    _progress(f"raw hnswlib on {usable_cores()} cores")
+    raw = raw_limits(base, queries, args.seconds, args.batch)
+    results: dict[str, Any] = {"raw_hnswlib": raw, "fronts": {}}
+    body = orjson.dumps({"vector": queries[0], "k": K}, option=orjson.OPT_SERIALIZE_NUMPY)
+    for front in fronts:
+        node = Node(extra_args=["--http-server", front], fsync="batch",
+                    env={"AKIDB_SNAPSHOT_WAL_BYTES": "0"})
+        node.start()
+        try:
+            _progress(f"{front}: ingest (Arrow, JSON)")
+            r: dict[str, Any] = {"arrow_ingest_per_s": ingest(node, base, args.batch, True),
+                                 "json_ingest_per_s": ingest(node, base, args.batch, False)}
+            request = Request(node.rest_url, "POST",
+                              "/v1/tenants/bench/databases/db/collections/t/search", body,
+                              {"Content-Type": "application/json",
+                               "Authorization": f"Bearer {node.admin_key}"})
+            r["loadgen"] = []
+            r["wrk"] = []
+            for c in concurrencies:
+                _progress(f"{front}: {c} client processes")
+                cpu0 = process_cpu_s(node.pid)
+                measured_lg = closed_loop(request, c, args.seconds)
+                cpu1 = process_cpu_s(node.pid)
+                measured_lg["server_cores"] = (None if cpu0 is None or cpu1 is None
+                                               else (cpu1 - cpu0) / args.seconds)
+                r["loadgen"].append(measured_lg)
+                measured = wrk(node.rest_url, node.admin_key, body, c, args.seconds)
+                if measured is not None:
+                    r["wrk"].append(measured)
+            r["batch100_rest_qps"] = batch_search(node, queries, "rest", args.seconds)
+            r["batch100_grpc_qps"] = batch_search(node, queries, "grpc", args.seconds)
+            results["fronts"][front] = r
+        finally:
+            node.close()
+    rec = record("throughput", args, {"results": results})
+    publish(args.out, rec, _report(results, args.seconds))
+    return 0
+
+
+def _report(results: dict[str, Any], seconds: float) -> list[str]:
+    raw = results["raw_hnswlib"]
+    lines = ["# Serving throughput", "",
+             f"Raw hnswlib: {raw['single_qps']:.0f} QPS single queries from every core, "
+             f"P50 {raw['single_p50_ms']:.3f} ms; {raw['batch100_qps']:.0f} QPS in batches "
+             f"of 100; ingest {raw['ingest_per_s']:.0f}/s.", ""]
+    for front, r in results["fronts"].items():
+        best = max(r["loadgen"], key=lambda x: x["qps"])
+        lines += [f"## {front}", "",
+                  f"Ingest: Arrow {r['arrow_ingest_per_s']:.0f}/s = "
+                  f"{r['arrow_ingest_per_s'] / raw['ingest_per_s']:.2f}x raw, JSON "
+                  f"{r['json_ingest_per_s']:.0f}/s = "
+                  f"{r['json_ingest_per_s'] / raw['ingest_per_s']:.2f}x raw.",
+                  f"Batch search of 100: REST {r['batch100_rest_qps']:.0f} QPS = "
+                  f"{r['batch100_rest_qps'] / raw['batch100_qps']:.2f}x raw batch, gRPC "
+                  f"{r['batch100_grpc_qps']:.0f} QPS = "
+                  f"{r['batch100_grpc_qps'] / raw['batch100_qps']:.2f}x.",
+                  f"Best single-search QPS {best['qps']:.0f} at {best['clients']} clients = "
+                  f"{best['qps'] / raw['single_qps']:.2f}x raw.", ""]
+        rows = []
+        for lg in r["loadgen"]:
+            w = next((x for x in r["wrk"] if x["clients"] == lg["clients"]), None)
+            rows.append([str(lg["clients"]), f"{lg['qps']:.0f}", f"{lg['p50_ms']:.2f}",
+                         f"{lg['p99_ms']:.2f}", f"{lg['client_busiest']:.0%}"
+                         + (" SATURATED" if lg["client_saturated"] else ""),
+                         str(lg["errors"]),
+                         f"{lg['client_cpu_s'] / seconds:.2f}",
+                         "-" if lg.get("server_cores") is None else f"{lg['server_cores']:.2f}",
+                         f"{w['qps']:.0f} / {w.get('p99_ms', float('nan')):.2f}" if w else "-"])
+        lines += markdown_table(["clients", "QPS", "P50 ms", "P99 ms", "busiest client CPU",
+                                 "errors", "client cores", "server cores",
+                                 "wrk QPS / P99 ms"], rows) + [""]
+    return lines
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
