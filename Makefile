@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench microbench microbench-compare mutation lint clean
+.PHONY: install demo test ci-ab test-slow bench microbench microbench-compare mutation lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,15 @@ demo: $(STAMP)
 	$(BIN)/python -m akidb.bench.server_baseline --vectors 50000 --recovery-vectors 20000 \
 		--wal-records 2000 --out reports/demo
 
-## test: lint, then the default (fast) test suite
+## test: lint, the default (fast) test suite, then the A/B gate against the parent commit
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m akidb.bench.ci_ab
+
+## ci-ab: only the A/B gate (this checkout against HEAD^, search and ingest)
+ci-ab: $(STAMP)
+	$(BIN)/python -m akidb.bench.ci_ab
 
 ## test-slow: long durability loops (100 kill -9 cycles) and size-heavy tests
 test-slow: $(STAMP)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -97,14 +98,203 @@ def calibrate(runs: int, vectors: int, out: Path, write_config: Path | None) -> 
 @click.option("--metric", "metrics", multiple=True, help="Only these metrics (default: all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/trend"), show_default=True)
-def trend(paths: tuple[Path, ...], metrics: tuple[str, ...], out: Path) -> None:
+@click.option("--fail-on-change", is_flag=True,
+              help="Exit 1 when the newest run is where a metric moved for the worse "
+                   "(the nightly mode).")
+def trend(paths: tuple[Path, ...], metrics: tuple[str, ...], out: Path,
+          fail_on_change: bool) -> None:
     """Plot each metric across stored runs (result JSON files, or folders searched for
-    them), oldest first: median with the P5-P95 band, and a Markdown/HTML report."""
+    them, testkube's history included), oldest first: median with the P5-P95 band, the
+    runs where a metric moved, with their commits, and a Markdown/HTML report."""
     from akidb.bench import trend as trend_mod
 
     try:
         runs = trend_mod.collect(paths)
-        report = trend_mod.render(runs, out, set(metrics) or None)
+        report, moved = trend_mod.render(runs, out, set(metrics) or None)
     except trend_mod.TrendError as exc:
         raise click.UsageError(str(exc)) from None
+    for m in moved:
+        click.echo(f"{m['metric']} moved {'worse' if m['worse'] else 'better'} "
+                   f"x{m['ratio']:.3f} at {m['run']} (commit {m['git_sha'] or 'unknown'})")
     click.echo(f"report: {report}")
+    newest_worse = [m["metric"] for m in moved if m["worse"] and m["latest"]]
+    if fail_on_change and newest_worse:
+        click.echo(f"the newest run moved for the worse: {', '.join(newest_worse)}", err=True)
+        sys.exit(1)
+
+
+@bench.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--scenario", "scenarios", multiple=True,
+              help="search, filtered, throughput, ingest, recall, memory (default: all).")
+@click.option("--rounds", default=8, show_default=True, type=click.IntRange(2, 200),
+              help="Rounds (even: AB|BA pairs), each measuring both sides, after a warm-up.")
+@click.option("--baseline-env", multiple=True, metavar="K=V",
+              help="Environment for the baseline's server processes.")
+@click.option("--candidate-env", multiple=True, metavar="K=V",
+              help="Environment for the candidate's server processes, e.g. "
+                   "AKIDB_TEST_SEARCH_DELAY_MS=0.1 to measure the gate's power.")
+@click.option("--vectors", default=5000, show_default=True, type=click.IntRange(100, 10**8))
+@click.option("--dim", default=128, show_default=True, type=click.IntRange(2, 4096))
+@click.option("--queries", default=200, show_default=True, type=click.IntRange(10, 10**6))
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Round order and bootstrap.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="METRIC=PCT",
+              help="Per-metric smallest regression that counts, e.g. search_p50_ms=10% "
+                   "(defaults: 5%; recall: twice its sampling error).")
+@click.option("--ignore-accepted", is_flag=True,
+              help="Fail on a regression even when the candidate's commit accepts it.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/ab"), show_default=True)
+def ab(baseline: str, candidate: str, scenarios: tuple[str, ...], rounds: int,
+       baseline_env: tuple[str, ...], candidate_env: tuple[str, ...], vectors: int, dim: int,
+       queries: int, seed: int, thresholds: tuple[str, ...], ignore_accepted: bool,
+       out: Path) -> None:
+    """Run BASELINE and CANDIDATE (git revisions or checkout paths) interleaved on this
+    machine; exit 1 if the candidate regresses on any metric beyond noise and threshold."""
+    from akidb.bench import ab as ab_mod
+    from akidb.bench import ab_report
+    from akidb.bench.ab_sides import ACCEPT_TRAILER, SideError, Sides, parse_env
+
+    unknown = sorted(set(scenarios) - set(ab_mod.SCENARIOS))
+    if unknown:
+        raise click.UsageError(f"unknown scenario(s) {', '.join(unknown)}; known: "
+                               f"{', '.join(ab_mod.SCENARIOS)}")
+    if rounds % 2:
+        raise click.UsageError(f"--rounds must be even (ABBA blocks), got {rounds}")
+    per_metric: dict[str, float] = {}
+    names = {m.name for m in ab_mod.METRICS}
+    for item in thresholds:
+        name, sep, value = item.partition("=")
+        if not sep or name not in names:
+            raise click.UsageError(f"--threshold takes METRIC=PCT with METRIC one of "
+                                   f"{', '.join(sorted(names))}; got {item!r}")
+        try:
+            per_metric[name] = gate.parse_threshold(value)
+        except gate.GateError as exc:
+            raise click.UsageError(str(exc)) from None
+    # SIGTERM (a CI runner cancelling the job) unwinds like Ctrl-C, so both sides'
+    # servers are stopped and the worktrees removed.
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(143))
+    try:
+        envs = (parse_env(baseline_env, "--baseline-env"),
+                parse_env(candidate_env, "--candidate-env"))
+        sides = Sides(baseline, candidate, *envs)
+        with sides as (base_side, cand_side):
+            click.echo(f"A/B: {base_side.describe()} vs {cand_side.describe()}", err=True)
+            if base_side.dependencies() != cand_side.dependencies():
+                click.echo("note: the two sides declare different dependencies; both run "
+                           "in this venv", err=True)
+            result = ab_mod.run(base_side, cand_side, list(scenarios or ab_mod.SCENARIOS),
+                                rounds, ab_mod.Workload(vectors, dim, queries, seed=seed),
+                                seed, lambda m: click.echo(f"  .. {m}", err=True),
+                                per_metric)
+            result["accepted"] = cand_side.accepted_regression()
+    except SideError as exc:
+        raise click.UsageError(str(exc)) from None
+    path = ab_report.write(result, out)
+    click.echo("\n".join(ab_report.markdown(result)))
+    click.echo(f"report: {path} (and ab.md, ab.html)", err=True)
+    if result["regressions"]:
+        if result["accepted"] and not ignore_accepted:
+            click.echo(f"regression accepted by the candidate's {ACCEPT_TRAILER} trailer: "
+                       f"{result['accepted']}", err=True)
+            return
+        sys.exit(1)
+
+
+@bench.command("list")
+def list_() -> None:
+    """Scenarios and drivers, with what each supports."""
+    from akidb.bench import ab as ab_mod
+    from akidb.bench import drivers
+    from akidb.bench.scenarios import SCENARIOS
+
+    click.echo("scenarios (akidb bench run SCENARIO):")
+    for name, (_fn, what) in SCENARIOS.items():
+        click.echo(f"  {name:<10} {what}")
+    click.echo("A/B scenarios (akidb bench ab --scenario NAME): " + ", ".join(ab_mod.SCENARIOS))
+    click.echo("drivers (--driver NAME):")
+    for d in drivers.describe():
+        state = ", ".join(d["capabilities"]) if d["available"] else f"not installed: {d['install']}"
+        click.echo(f"  {d['name']:<10} {d['what']} [{state}]")
+
+
+@bench.command()
+@click.argument("scenario")
+@click.option("--driver", "driver_names", multiple=True, default=("akidb",), show_default=True,
+              help="Repeat for a side-by-side run (akidb bench list shows them).")
+@click.option("--transport", "transports", multiple=True, default=("rest",), show_default=True,
+              type=click.Choice(["rest", "grpc"]), help="For the akidb driver; repeat for both.")
+@click.option("--chroma-mode", "chroma_modes", multiple=True, default=("embedded",),
+              show_default=True, type=click.Choice(["embedded", "server"]),
+              help="For the chroma driver; repeat for both.")
+@click.option("--driver-python", metavar="PY",
+              help="Run the peers' drivers (not akidb, hnswlib) in this interpreter, e.g. "
+                   "a venv with chromadb installed.")
+@click.option("--target", metavar="URL", help="An AkiDB server to use instead of starting one.")
+@click.option("--api-key", envvar="AKIDB_API_KEY", help="For --target (or AKIDB_API_KEY).")
+@click.option("--grpc-target", metavar="HOST:PORT", help="For --target with --transport grpc.")
+@click.option("--dataset", default="clustered-5k-64-cosine", show_default=True,
+              help="Fixture name, ann-benchmarks .hdf5, VectorDBBench folder or .npy.")
+@click.option("--metric", type=click.Choice(["cosine", "l2", "ip"]),
+              help="Where the dataset does not say (folders, .npy; default cosine).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--ef", type=click.IntRange(1, 10000), help="Search ef (default: the index's).")
+@click.option("--m", default=16, show_default=True, type=click.IntRange(2, 128))
+@click.option("--ef-construction", default=200, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--concurrency", default="1,2,4,8", show_default=True,
+              help="For qps: comma-separated client counts.")
+@click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/run"), show_default=True)
+def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...],
+        chroma_modes: tuple[str, ...], driver_python: str | None, target: str | None,
+        api_key: str | None, grpc_target: str | None, dataset: str,
+        metric: str | None, k: int, ef: int | None, m: int, ef_construction: int,
+        concurrency: str, seconds: float, out: Path) -> None:
+    """Run SCENARIO on each --driver with the same data; one side-by-side table."""
+    from akidb.bench import datasets, drivers
+    from akidb.bench import run as run_mod
+    from akidb.bench.scenarios import SCENARIOS, Options
+    from akidb.datagen.io import DatasetError
+
+    if scenario not in SCENARIOS:
+        raise click.UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    unknown = [d for d in driver_names if d not in drivers.REGISTRY]
+    if unknown:
+        raise click.UsageError(f"unknown driver(s) {', '.join(unknown)}; available here: "
+                               f"{', '.join(drivers.names())}")
+    try:
+        clients = [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"--concurrency takes numbers like 1,2,4, got {concurrency!r}"
+                               ) from None
+    if not clients or min(clients) < 1 or max(clients) > 1024:
+        raise click.UsageError("--concurrency needs client counts between 1 and 1024")
+    try:
+        data = datasets.load(dataset, metric)
+    except DatasetError as exc:
+        raise click.UsageError(str(exc)) from None
+    specs: list[tuple[str, dict[str, object]]] = []
+    for name in driver_names:
+        if name == "akidb":
+            specs += [(name, {"target": target, "api_key": api_key,
+                              "grpc_target": grpc_target, "transport": t})
+                      for t in transports]
+        elif name == "chroma":
+            specs += [(name, {"mode": m, "python": driver_python}) for m in chroma_modes]
+        else:
+            specs.append((name, {} if name == "hnswlib" else {"python": driver_python}))
+    opts = Options(k=k, ef=ef, concurrency=clients, seconds=seconds,
+                   params=drivers.IndexParams(data.metric, m, ef_construction, ef or 64))
+    click.echo(f"{scenario} on {data.name}: {len(data.train)} x {data.dimension}, "
+               f"{len(data.test)} queries", err=True)
+    try:
+        record = run_mod.run(scenario, specs, data, opts,
+                             lambda msg: click.echo(f"  .. {msg}", err=True))
+    except drivers.DriverError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(run_mod.report(record, out))
+    click.echo(f"report: {out / (record['benchmark'] + '.md')} (and .html, .json)", err=True)

@@ -8,6 +8,7 @@ folders), ordered by when they were recorded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from akidb.bench import gate
+from akidb.bench import changepoint, gate
 from akidb.bench.results import markdown_table, markdown_to_html
 
 
@@ -95,8 +96,10 @@ def _plot(name: str, unit: str, direction: str, rows: list[tuple[Run, np.ndarray
     plt.close(fig)
 
 
-def render(runs: list[Run], out: Path, only: set[str] | None = None) -> Path:
-    """One PNG per metric and a Markdown + HTML report; returns the Markdown path."""
+def render(runs: list[Run], out: Path, only: set[str] | None = None
+           ) -> tuple[Path, list[dict[str, Any]]]:
+    """One PNG per metric and a Markdown + HTML report, with the runs where a metric
+    moved (``changepoint``); returns the Markdown path and those change points."""
     names = sorted({m for r in runs for m in r.metrics})
     if only:
         missing = only - set(names)
@@ -106,7 +109,10 @@ def render(runs: list[Run], out: Path, only: set[str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Trend over {len(runs)} stored runs", "",
              f"From {runs[0].when:%Y-%m-%d %H:%M} to {runs[-1].when:%Y-%m-%d %H:%M} UTC; "
-             "oldest first. Ratio is the median against the first run's.", ""]
+             "oldest first. Ratio is the median against the first run's; *moved* marks "
+             f"the run where a median left its previous {changepoint.WINDOW} runs' range "
+             f"(> {changepoint.K_SIGMA:g} sd and > {changepoint.FLOOR:.0%}).", ""]
+    moved: list[dict[str, Any]] = []
     for name in names:
         rows = [(r, np.asarray(r.metrics[name]["samples"], dtype=float))
                 for r in runs if name in r.metrics]
@@ -115,14 +121,27 @@ def render(runs: list[Run], out: Path, only: set[str] | None = None) -> Path:
         png = f"trend-{name}.png"
         _plot(name, unit, direction, rows, out / png)
         base = float(np.median(rows[0][1]))
+        changes = {c.index: c for c in changepoint.detect(
+            [float(np.median(s)) for _, s in rows], direction)}
+        for i, c in changes.items():
+            moved.append({"metric": name, "run": str(rows[i][0].path),
+                          "git_sha": rows[i][0].git_sha, "ratio": c.ratio, "worse": c.worse,
+                          "latest": i == len(rows) - 1})
         table = [[r.label, r.benchmark, str(len(s)), f"{np.median(s):.4g}",
                   f"{np.percentile(s, 95):.4g}",
-                  f"{np.median(s) / base:.3f}" if base else "-"] for r, s in rows]
+                  f"{np.median(s) / base:.3f}" if base else "-",
+                  ("**moved, worse**" if changes[i].worse else "moved, better")
+                  + f" x{changes[i].ratio:.3f}" if i in changes else ""]
+                 for i, (r, s) in enumerate(rows)]
         lines += [f"## {name} ({unit}, {direction} is better)", "",
-                  *markdown_table(["run", "benchmark", "samples", "median", "P95", "ratio"],
-                                  table), "", f"![{name}]({png})", ""]
+                  *markdown_table(["run", "benchmark", "samples", "median", "P95", "ratio",
+                                   "moved"], table), "", f"![{name}]({png})", ""]
+    lines += ["## Where metrics moved", ""]
+    lines += [f"- {m['metric']}: {'worse' if m['worse'] else 'better'} x{m['ratio']:.3f} at "
+              f"{m['run']} (commit {m['git_sha'] or 'unknown'})" for m in moved] or ["none"]
     report = "\n".join(lines)
     md = out / "trend.md"
     md.write_text(report)
     (out / "trend.html").write_text(markdown_to_html(report, "trend"))
-    return md
+    (out / "changes.json").write_text(json.dumps(moved, indent=2))
+    return md, moved

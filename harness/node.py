@@ -55,7 +55,8 @@ class Node:
     def __init__(self, data_dir: str | Path | None = None, *, name: str = "node0",
                  fsync: str = "always", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT_S,
-                 detach: bool = False, max_file_bytes: int | None = None) -> None:
+                 detach: bool = False, max_file_bytes: int | None = None,
+                 cpus: set[int] | None = None) -> None:
         """``detach``: the process outlives this Python process (``akidb cluster up``);
         otherwise it is tied to it — stopped at exit, and it stops itself if we die."""
         self.name = name
@@ -73,6 +74,8 @@ class Node:
         self.detach = detach
         # RLIMIT_FSIZE for the server process: no file it writes may grow past this.
         self.max_file_bytes = max_file_bytes
+        # CPU affinity for the server (benchmarks keep it off the load generator's cores)
+        self.cpus = set(cpus) if cpus else None
         self.proxy: Any = None  # a toxiproxy-python Proxy when the cluster has a fault proxy
 
     # -- addresses ---------------------------------------------------------------------
@@ -114,15 +117,17 @@ class Node:
         env = {**os.environ, **self.env}
         if not self.detach:
             env[PARENT_PID_ENV] = str(os.getpid())
-        limit = self.max_file_bytes
+        limit, cpus = self.max_file_bytes, self.cpus
 
         def set_limits() -> None:
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            if cpus:
+                os.sched_setaffinity(0, cpus)
 
         self.proc = ManagedProcess(self.name, self.command(), self.log_path, env=env,
                                    detach=self.detach,
-                                   preexec=set_limits if limit is not None else None)
+                                   preexec=set_limits if limit is not None or cpus else None)
         try:
             self.proc.start()
         except ProcessError as exc:

@@ -52,9 +52,16 @@ def update(changes: Any) -> dict[str, float]:
 
 
 def delay(name: str) -> None:
+    """Sleep for the failpoint's time; the last millisecond is spun, as a sleep that
+    short overshoots by tens of microseconds (the A/B gate's power test injects
+    fractions of a millisecond and must get what it asked for)."""
     ms = _values[name]
     if ms:
-        time.sleep(ms / 1000.0)
+        deadline = time.perf_counter() + ms / 1000.0
+        if ms > 1.0:
+            time.sleep((ms - 1.0) / 1000.0)
+        while time.perf_counter() < deadline:
+            pass
 
 
 def check_disk() -> None:

@@ -45,6 +45,17 @@ class BenchStep:
 
 
 @dataclass(frozen=True)
+class ABStep:
+    """``ab = {baseline = "HEAD^", scenarios = [...], rounds = 6}``: a same-run A/B of
+    the checkout (``candidate``, default ".") against ``baseline``."""
+    baseline: str
+    candidate: str = "."
+    scenarios: list[str] = field(default_factory=lambda: ["search", "ingest"])
+    rounds: int = 6
+    args: list[str] = field(default_factory=list)  # more `akidb bench ab` options
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     pytest: list[str] = field(default_factory=list)
@@ -54,9 +65,35 @@ class Suite:
     bench: list[BenchStep] = field(default_factory=list)
     chaos: list[str] = field(default_factory=list)
     include: list[str] = field(default_factory=list)
+    ab: ABStep | None = None
 
 
-_KEYS = {"pytest", "markers", "parallel", "timeout", "bench", "chaos", "include"}
+_KEYS = {"pytest", "markers", "parallel", "timeout", "bench", "chaos", "include", "ab"}
+
+
+def _ab(where: str, raw: Any) -> ABStep | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("baseline"), str) or not raw[
+            "baseline"]:
+        raise ConfigError(f"{where}.ab must be a table with baseline = \"REVISION or PATH\"")
+    extra = set(raw) - {"baseline", "candidate", "scenarios", "rounds", "args"}
+    if extra:
+        raise ConfigError(f"{where}.ab: unknown key(s) {sorted(extra)}")
+    candidate = raw.get("candidate", ".")
+    scenarios = raw.get("scenarios", ["search", "ingest"])
+    rounds = raw.get("rounds", 6)
+    if not isinstance(candidate, str) or not candidate:
+        raise ConfigError(f"{where}.ab.candidate must be a revision or a path")
+    if not isinstance(scenarios, list) or not scenarios or not all(
+            isinstance(x, str) and x for x in scenarios):
+        raise ConfigError(f"{where}.ab.scenarios must be a non-empty list of names")
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 2 or rounds % 2:
+        raise ConfigError(f"{where}.ab.rounds must be an even integer >= 2, got {rounds!r}")
+    args = raw.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(x, str) for x in args):
+        raise ConfigError(f"{where}.ab.args must be a list of strings")
+    return ABStep(raw["baseline"], candidate, list(scenarios), rounds, list(args))
 
 
 def _suite(name: str, raw: Any) -> Suite:
@@ -94,7 +131,7 @@ def _suite(name: str, raw: Any) -> Suite:
         benches.append(BenchStep(b["name"], list(b["command"]), b.get("baseline"),
                                  dict(b.get("thresholds", {}))))
     return Suite(name, strings("pytest"), markers, parallel, float(timeout), benches,
-                 strings("chaos"), strings("include"))
+                 strings("chaos"), strings("include"), _ab(where, raw.get("ab")))
 
 
 def load(path: Path = DEFAULT_CONFIG) -> dict[str, Suite]:
@@ -124,7 +161,7 @@ def expand(suites: dict[str, Suite], name: str, _stack: tuple[str, ...] = ()) ->
     if name in _stack:
         raise ConfigError(f"suite include cycle: {' -> '.join((*_stack, name))}")
     suite = suites[name]
-    out = [suite] if (suite.pytest or suite.bench or suite.chaos) else []
+    out = [suite] if (suite.pytest or suite.bench or suite.chaos or suite.ab) else []
     for inc in suite.include:
         out.extend(expand(suites, inc, (*_stack, name)))
     return out

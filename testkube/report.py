@@ -24,7 +24,7 @@ def build(history: History, run: dict[str, Any], trend_runs: int = 10) -> dict[s
     seq = history.outcomes(run["suite"], run["started_at"], trend_runs)
     flaky_rerun = sorted(r["name"] for r in tests if r["outcome"] == "flaky")
     flaky_alternating = sorted(n for n, outcomes in seq.items() if alternating(outcomes))
-    deltas = [(s["name"], d) for s in run["steps"] if s["kind"] == "bench"
+    deltas = [(s["name"], d) for s in run["steps"] if s["kind"] in ("bench", "ab")
               for d in s.get("deltas", [])]
     return {"run": run, "tests": tests, "failures": failures, "step_errors": step_errors,
             "flaky_rerun": flaky_rerun, "flaky_alternating": flaky_alternating,
@@ -55,7 +55,7 @@ def markdown(content: dict[str, Any]) -> str:
                       log_excerpt(Path(s["log"])), "```", ""]
     if content["deltas"]:
         lines += ["", "## Bench deltas vs baseline", "",
-                  "| scenario | metric | baseline | current | ratio | 99% CI | verdict |",
+                  "| step | metric | baseline | current | ratio | interval | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for name, d in content["deltas"]:
             verdict = "REGRESSION" if d["regression"] else (

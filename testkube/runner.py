@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from akidb.harness.process import ManagedProcess, ProcessError
+from akidb.testkube.ab_step import run_ab
 from akidb.testkube.config import BenchStep, Suite, expand
 from akidb.testkube.pytest_plugin import RESULTS_ENV, SHARD_ENV
 
@@ -197,6 +198,10 @@ def run_suite(suites: dict[str, Suite], name: str, reports: Path, *, shard: str 
             step, res = run_chaos(suite, experiment, run_dir, python)
             steps.append(step)
             results.append(res)
+        if suite.ab:
+            step, many = run_ab(suite, suite.ab, run_dir, _run)
+            steps.append(step)
+            results.extend(many)
     counts: dict[str, int] = {}
     for r in results:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1

@@ -56,6 +56,21 @@ def test_only_the_akidb_namespace_is_importable(installed, tmp_path):
     assert cli.returncode == 0 and "serve" in cli.stdout and "bench" in cli.stdout
 
 
+def test_every_package_of_the_checkout_is_installed(installed, tmp_path):
+    """A subpackage missing from pyproject's package list works in the checkout and is
+    absent from the wheel; every folder with an __init__.py must be installed."""
+    names = sorted("akidb." + ".".join(init.parent.relative_to(ROOT).parts)
+                   for top in GENERIC for init in (ROOT / top).rglob("__init__.py")
+                   if "__pycache__" not in init.parts)
+    code = ("import importlib.util; "
+            f"print([n for n in {names!r} if importlib.util.find_spec(n) is None])")
+    out = subprocess.run([str(installed / "bin" / "python"), "-c", code], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"not installed: {out.stdout.strip()}"
+    assert "akidb.bench.drivers" in names
+
+
 def test_a_project_with_its_own_server_package_runs_the_plugin(installed, tmp_path):
     (tmp_path / "server").mkdir()
     (tmp_path / "server" / "__init__.py").write_text('__version__ = "the user\'s own"\n')

@@ -180,3 +180,53 @@ def test_bad_config_exits_2(project):
                                            'include = ["a"]\n')
     out = tk(project, "run", "--suite", "a")
     assert out.returncode == 2 and "cycle" in out.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ab_step_verdict_in_record_report_and_junit(project):
+    """An A/B step of this repository against itself, the candidate's searches slowed
+    5 ms: the run fails, the record and the report carry the verdict, and the JUnit
+    file has one testcase per metric with the regression as a failure."""
+    small = '"--vectors", "400", "--dim", "16", "--queries", "30"'
+    (project / "testkube.toml").write_text(f"""
+[suites.same.ab]
+baseline = "{REPO}"
+candidate = "{REPO}"
+scenarios = ["search", "ingest"]
+rounds = 2
+args = [{small}, "--threshold", "search_p50_ms=50%", "--threshold", "ingest_vectors_per_s=90%"]
+
+[suites.slow.ab]
+baseline = "{REPO}"
+candidate = "{REPO}"
+scenarios = ["search"]
+rounds = 2
+args = [{small}, "--candidate-env", "AKIDB_TEST_SEARCH_DELAY_MS=5"]
+""")
+    assert tk(project, "run", "--suite", "same").returncode == 0
+    out = tk(project, "run", "--suite", "slow")
+    assert out.returncode == 1, out.stdout + out.stderr
+    run_dir = max((project / "reports" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    record = json.loads((run_dir / "run.json").read_text())
+    step = next(s for s in record["steps"] if s["kind"] == "ab")
+    assert step["outcome"] == "failed" and "search_p50_ms" in step["message"]
+    assert {r["name"]: r["outcome"] for r in record["results"]} == {"ab:search_p50_ms":
+                                                                    "failed"}
+    junit = (run_dir / "junit-ab-slow.xml").read_text()
+    assert junit.count("<testcase") == 1 and "<failure" in junit and "ratio" in junit
+    md = tk(project, "report").stdout
+    assert "REGRESSION" in md and "search_p50_ms" in md
+
+
+@pytest.mark.parametrize("body, message", [
+    ("ab = 3", "must be a table with baseline"),
+    ('ab = { baseline = "HEAD^", rounds = 3 }', "rounds must be an even integer"),
+    ('ab = { baseline = "HEAD^", scenarios = [] }', "non-empty list"),
+    ('ab = { baseline = "HEAD^", speed = 1 }', "unknown key"),
+])
+def test_bad_ab_step_config_exits_2(project, body, message):
+    (project / "testkube.toml").write_text(f"[suites.a]\n{body}\n")
+    out = tk(project, "run", "--suite", "a")
+    assert out.returncode == 2 and message in out.stderr, out.stderr

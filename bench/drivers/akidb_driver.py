@@ -1,0 +1,87 @@
+"""AkiDB through its Python client: REST or gRPC, a server the harness starts or one
+given as ``target`` (with ``api_key``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from akidb.bench.drivers import DriverError, Filter, IndexParams
+from akidb.bench.environment import rss_bytes
+from akidb.harness import Node
+from akidb.server.client import Client
+
+_OPS = {"eq": "$eq", "gte": "$gte", "lt": "$lt"}
+
+
+class AkiDBDriver:
+    name = "akidb"
+    capabilities = frozenset({"filter", "batch_search", "memory", "rest", "grpc"})
+
+    def __init__(self, target: str | None = None, api_key: str | None = None,
+                 grpc_target: str | None = None, transport: str = "rest",
+                 node_args: list[str] | None = None) -> None:
+        if transport not in ("rest", "grpc"):
+            raise DriverError(f"akidb transport must be rest or grpc, got {transport!r}")
+        self.node: Node | None = None
+        if target is None:
+            self.node = Node(name="bench-akidb", fsync="batch", extra_args=node_args)
+            self.node.start()
+            target, api_key, grpc_target = (self.node.rest_url, self.node.admin_key,
+                                            self.node.grpc_target)
+        elif transport == "grpc" and not grpc_target:
+            raise DriverError("akidb over gRPC with --target needs --grpc-target HOST:PORT")
+        self.name = f"akidb-{transport}"
+        self.client = Client(target, api_key, grpc_target, timeout=600, data_plane=transport)
+        self.collection = f"bench-{uuid.uuid4().hex[:8]}/db/c"
+
+    def create(self, dimension: int, params: IndexParams) -> None:
+        self.client.create_collection(self.collection, dimension=dimension,
+                                      metric=params.metric, create_parents=True,
+                                      hnsw={"m": params.m,
+                                            "ef_construction": params.ef_construction,
+                                            "ef_search": params.ef_search})
+
+    def insert(self, ids: Sequence[str], vectors: np.ndarray,
+               labels: dict[str, np.ndarray] | None) -> None:
+        payloads = None
+        if labels:
+            cols = {k: v.tolist() for k, v in labels.items()}
+            payloads = [{k: cols[k][i] for k in cols} for i in range(len(ids))]
+        self.client.upsert_arrays(self.collection, list(ids), vectors, payloads)
+
+    def wait_indexed(self, count: int) -> None:
+        # an acknowledged upsert is searchable: nothing to wait for but the count
+        got = self.count()
+        if got != count:
+            raise DriverError(f"akidb holds {got} documents after inserting {count}")
+
+    def _filter(self, flt: Filter | None) -> dict[str, Any] | None:
+        return None if flt is None else {flt.field: {_OPS[flt.op]: flt.value}}
+
+    def search(self, vector: np.ndarray, k: int, ef: int | None = None,
+               flt: Filter | None = None) -> list[str]:
+        return self.client.search(self.collection, vector, k=k, ef=ef,
+                                  filter=self._filter(flt)).ids
+
+    def search_batch(self, vectors: np.ndarray, k: int, ef: int | None = None
+                     ) -> list[list[str]]:
+        searches = [{"vector": v, "k": k, **({"ef": ef} if ef else {})} for v in vectors]
+        return [r.ids for r in self.client.search_batch(self.collection, searches)]
+
+    def count(self) -> int:
+        return int(self.client.get_collection(self.collection)["count"])
+
+    def memory_bytes(self) -> int | None:
+        return rss_bytes(self.node.pid) if self.node and self.node.pid else None
+
+    def drop(self) -> None:
+        self.client.delete_tenant(self.collection.split("/")[0])
+
+    def close(self) -> None:
+        self.client.close()
+        if self.node is not None:
+            self.node.close()

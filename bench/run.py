@@ -1,0 +1,119 @@
+"""``akidb bench run``: one scenario on several drivers, one side-by-side report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from akidb.bench import drivers
+from akidb.bench.datasets import Dataset
+from akidb.bench.environment import fingerprint
+from akidb.bench.results import markdown_table, markdown_to_html
+from akidb.bench.scenarios import SCENARIOS, Options
+
+_COLUMNS = {  # scenario -> (header, how to read it from a result)
+    "serial": [("load s", lambda r: f"{r['load_s']:.2f}"),
+               ("recall", lambda r: f"{r['recall']:.4f}"),
+               ("P50 ms", lambda r: f"{r['p50_ms']:.3f}"),
+               ("P99 ms", lambda r: f"{r['p99_ms']:.3f}")],
+    "filtered": [(f"{sel} {what}", lambda r, sel=sel, key=key: (
+        r[sel].get("unsupported", "unsupported") if "unsupported" in r[sel]
+        else f"{r[sel][key]:.4g}"))
+        for sel in ("1%", "99%") for what, key in (("recall", "recall"),
+                                                   ("P50 ms", "p50_ms"))],
+    "qps": [("best QPS", lambda r: f"{r['best_qps']:.0f}"),
+            ("at clients", lambda r: str(r["best_clients"])),
+            ("client saturated", lambda r: "yes" if any(x["client_saturated"]
+                                                        for x in r["runs"]) else "no")],
+}
+
+
+def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dataset,
+        opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
+    from akidb.bench.drivers.remote import RemoteDriver
+
+    fn = SCENARIOS[scenario][0]
+    results: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, options in driver_specs:
+        driver = drivers.open_driver(name, **options)
+        if isinstance(driver, RemoteDriver):
+            notes.append(f"{driver.name} ran in a worker process: its latencies include the "
+                         "pipe to it (~0.12 ms a call on the 2-core machine it was measured on)")
+        try:
+            results[driver.name] = fn(driver, data, opts, progress)
+        except drivers.Unsupported as exc:
+            results[driver.name] = {"unsupported": str(exc)}
+        finally:
+            try:
+                driver.drop()
+            finally:
+                driver.close()
+    return {"benchmark": f"run-{scenario}", "scenario": scenario, "dataset": data.name,
+            "vectors": len(data.train), "queries": len(data.test), "dimension": data.dimension,
+            "metric": data.metric, "k": opts.k, "environment": fingerprint(),
+            "notes": notes, "results": results}
+
+
+def _plot(record: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = {k: v for k, v in record["results"].items() if "unsupported" not in v}
+    if not res:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if record["scenario"] == "qps":
+        for name, r in res.items():
+            ax.plot([x["clients"] for x in r["runs"]], [x["qps"] for x in r["runs"]],
+                    marker="o", label=name)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("QPS")
+    else:
+        key = "p50_ms" if record["scenario"] == "serial" else None
+        names = list(res)
+        if key:
+            ax.bar(names, [res[n]["p50_ms"] for n in names], label="P50")
+            ax.bar(names, [res[n]["p99_ms"] - res[n]["p50_ms"] for n in names],
+                   bottom=[res[n]["p50_ms"] for n in names], alpha=0.5, label="P99")
+        else:
+            for i, sel in enumerate(("1%", "99%")):
+                ax.bar([f"{n}\n{sel}" for n in names],
+                       [res[n][sel].get("p50_ms", 0) for n in names], label=sel,
+                       alpha=0.6 + 0.2 * i)
+        ax.set_ylabel("ms")
+    ax.set_title(f"{record['scenario']} on {record['dataset']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def report(record: dict[str, Any], out: Path) -> str:
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = record["scenario"]
+    cols = _COLUMNS[scenario]
+    rows = []
+    for name, r in record["results"].items():
+        if "unsupported" in r:
+            rows.append([name] + [f"unsupported: {r['unsupported']}"] + [""] * (len(cols) - 1))
+        else:
+            rows.append([name] + [read(r) for _h, read in cols])
+    lines = [f"# {scenario}: {record['dataset']} ({record['vectors']} x {record['dimension']}, "
+             f"{record['metric']}, {record['queries']} queries, k={record['k']})", "",
+             *markdown_table(["driver"] + [h for h, _r in cols], rows), "",
+             *(f"- {note}" for note in record["notes"])]
+    if _plot(record, out / f"{record['benchmark']}.png"):
+        lines.append("")
+        lines.append(f"![{scenario}]({record['benchmark']}.png)")
+    text = "\n".join(lines) + "\n"
+    (out / f"{record['benchmark']}.json").write_text(json.dumps(record, indent=2))
+    (out / f"{record['benchmark']}.md").write_text(text)
+    (out / f"{record['benchmark']}.html").write_text(markdown_to_html(text, scenario))
+    return text
