@@ -60,6 +60,15 @@ class Driver(Protocol):
 
 CAPABILITIES = ("filter", "batch_search", "memory", "rest", "grpc")
 
+
+def label_rows(labels: dict[str, np.ndarray] | None, n: int) -> list[dict[str, Any]] | None:
+    """Label columns as one dict per row (the payload/metadata shape most databases
+    take), with plain Python values; None without labels."""
+    if not labels:
+        return None
+    cols = {k: v.tolist() for k, v in labels.items()}
+    return [{k: cols[k][i] for k in cols} for i in range(n)]
+
 # name -> (module, class, what it is, how to install)
 REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "akidb": ("akidb.bench.drivers.akidb_driver", "AkiDBDriver",

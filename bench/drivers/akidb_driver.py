@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from akidb.bench.drivers import DriverError, Filter, IndexParams
+from akidb.bench.drivers import DriverError, Filter, IndexParams, label_rows
 from akidb.bench.environment import rss_bytes
 from akidb.harness import Node
 from akidb.server.client import Client
@@ -47,11 +47,8 @@ class AkiDBDriver:
 
     def insert(self, ids: Sequence[str], vectors: np.ndarray,
                labels: dict[str, np.ndarray] | None) -> None:
-        payloads = None
-        if labels:
-            cols = {k: v.tolist() for k, v in labels.items()}
-            payloads = [{k: cols[k][i] for k in cols} for i in range(len(ids))]
-        self.client.upsert_arrays(self.collection, list(ids), vectors, payloads)
+        self.client.upsert_arrays(self.collection, list(ids), vectors,
+                                  label_rows(labels, len(ids)))
 
     def wait_indexed(self, count: int) -> None:
         # an acknowledged upsert is searchable: nothing to wait for but the count

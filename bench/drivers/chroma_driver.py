@@ -24,20 +24,11 @@ from typing import Any
 import chromadb
 import numpy as np
 
-from akidb.bench.drivers import DriverError, Filter, IndexParams
+from akidb.bench.drivers import DriverError, Filter, IndexParams, label_rows
+from akidb.bench.environment import rss_bytes
 
 _SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
 _OPS = {"eq": "$eq", "gte": "$gte", "lt": "$lt"}
-
-
-def _rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class ChromaDriver:
@@ -95,12 +86,8 @@ class ChromaDriver:
 
     def insert(self, ids: Sequence[str], vectors: np.ndarray,
                labels: dict[str, np.ndarray] | None) -> None:
-        metadatas = None
-        if labels:
-            cols = {k: v.tolist() for k, v in labels.items()}
-            metadatas = [{k: cols[k][i] for k in cols} for i in range(len(ids))]
         self.coll.add(ids=list(ids), embeddings=np.asarray(vectors, np.float32),
-                      metadatas=metadatas)
+                      metadatas=label_rows(labels, len(ids)))
 
     def wait_indexed(self, count: int) -> None:
         got = self.coll.count()
@@ -124,7 +111,7 @@ class ChromaDriver:
         return int(self.coll.count())
 
     def memory_bytes(self) -> int | None:
-        return _rss(self.server.pid if self.server else os.getpid())
+        return rss_bytes(self.server.pid if self.server else os.getpid())
 
     def drop(self) -> None:
         if self.coll is not None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from pymilvus import MilvusClient
 
-from akidb.bench.drivers import Filter, IndexParams
+from akidb.bench.drivers import Filter, IndexParams, label_rows
 
 _METRIC = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
 _OPS = {"eq": "==", "gte": ">=", "lt": "<"}
@@ -37,9 +37,9 @@ class MilvusLiteDriver:
 
     def insert(self, ids: Sequence[str], vectors: np.ndarray,
                labels: dict[str, np.ndarray] | None) -> None:
-        cols = {k: v.tolist() for k, v in (labels or {}).items()}
-        rows = [{"id": ids[i], "vector": vectors[i].tolist(),
-                 **{k: cols[k][i] for k in cols}} for i in range(len(ids))]
+        extra = label_rows(labels, len(ids)) or [{}] * len(ids)
+        rows = [{"id": ids[i], "vector": vectors[i].tolist(), **extra[i]}
+                for i in range(len(ids))]
         self.client.insert(self.coll, rows)
 
     def wait_indexed(self, count: int) -> None:

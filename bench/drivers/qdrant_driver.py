@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from akidb.bench.drivers import Filter, IndexParams
+from akidb.bench.drivers import Filter, IndexParams, label_rows
 
 _DIST = {"cosine": models.Distance.COSINE, "l2": models.Distance.EUCLID,
          "ip": models.Distance.DOT}
@@ -54,10 +54,9 @@ class QdrantDriver:
     def insert(self, ids: Sequence[str], vectors: np.ndarray,
                labels: dict[str, np.ndarray] | None) -> None:
         start = len(self.ids)
-        cols = {k: v.tolist() for k, v in (labels or {}).items()}
         self.client.upsert(self.coll, points=models.Batch(
             ids=list(range(start, start + len(ids))), vectors=np.asarray(vectors).tolist(),
-            payloads=[{k: cols[k][i] for k in cols} for i in range(len(ids))]), wait=True)
+            payloads=label_rows(labels, len(ids))), wait=True)
         self.ids.extend(ids)
 
     def wait_indexed(self, count: int) -> None:
