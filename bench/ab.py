@@ -298,6 +298,7 @@ def run(baseline: Side, candidate: Side, scenarios: list[str], rounds: int,
 
 
 def _side_info(side: Side) -> dict[str, Any]:
-    return {"spec": side.spec, "commit": side.commit, "root": str(side.root),
+    return {"spec": side.spec, "commit": side.commit, "dirty": side.dirty,
+            "root": str(side.root),
             "env": {k: v for k, v in side.env.items()
                     if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}}

@@ -34,8 +34,10 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 def markdown(result: dict[str, Any]) -> list[str]:
     b, c = result["baseline"], result["candidate"]
     lines = ["# A/B: candidate against baseline, same machine, interleaved rounds", "",
-             f"- baseline: `{b['spec']}` {b['commit'] or ''} {b['env'] or ''}",
-             f"- candidate: `{c['spec']}` {c['commit'] or ''} {c['env'] or ''}",
+             *(f"- {label}: `{x['spec']}` {x['commit'] or ''}"
+               + (" + uncommitted changes" if x.get("dirty") else "")
+               + (f" {x['env']}" if x["env"] else "")
+               for label, x in (("baseline", b), ("candidate", c))),
              f"- {result['rounds']} rounds after a warm-up, both servers up in each, "
              "measured in turn; first: "
              f"{' '.join('A' if s == 'baseline' else 'B' for s in result['first'])}, "

@@ -52,12 +52,13 @@ class Side:
     root: Path                       # the checkout whose code runs
     commit: str | None = None        # resolved revision, when there is one
     worktree: bool = False           # root is a worktree we made (removed at close)
+    dirty: bool = False              # a checkout path with uncommitted changes
     stage: Path = field(default=Path())
     env: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         where = f"{self.commit[:12]}" if self.commit else str(self.root)
-        return f"{self.label} {self.spec} ({where})"
+        return f"{self.label} {self.spec} ({where}{' + uncommitted changes' * self.dirty})"
 
     def dependencies(self) -> list[str]:
         try:
@@ -100,9 +101,10 @@ def resolve(label: str, spec: str, workdir: Path, repo: Path | None = None) -> S
         root = path.resolve()
         try:
             commit = _git(root, "rev-parse", "HEAD")
+            dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
         except (SideError, FileNotFoundError):
-            commit = None
-        side = Side(label, spec, root, commit)
+            commit, dirty = None, False
+        side = Side(label, spec, root, commit, dirty=dirty)
     else:
         top = repo_root(repo or Path("."))
         try:
