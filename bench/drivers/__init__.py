@@ -61,6 +61,13 @@ class Driver(Protocol):
 CAPABILITIES = ("filter", "batch_search", "memory", "rest", "grpc")
 
 
+def filter_expression(flt: Filter, eq: str = "=") -> str:
+    """A filter as the SQL-like string LanceDB (``=``) and Milvus (``==``) take."""
+    value = repr(flt.value) if isinstance(flt.value, str) else flt.value
+    op = {"eq": eq, "gte": ">=", "lt": "<"}[flt.op]
+    return f"{flt.field} {op} {value}"
+
+
 def label_rows(labels: dict[str, np.ndarray] | None, n: int) -> list[dict[str, Any]] | None:
     """Label columns as one dict per row (the payload/metadata shape most databases
     take), with plain Python values; None without labels."""

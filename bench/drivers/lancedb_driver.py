@@ -15,11 +15,10 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from akidb.bench.drivers import Filter, IndexParams
+from akidb.bench.drivers import Filter, IndexParams, filter_expression
 
 INDEX_MIN_ROWS = 10_000
 _METRIC = {"cosine": "cosine", "l2": "l2", "ip": "dot"}
-_OPS = {"eq": "=", "gte": ">=", "lt": "<"}
 
 
 class LanceDBDriver:
@@ -65,8 +64,7 @@ class LanceDBDriver:
         if len(self) >= INDEX_MIN_ROWS:
             q = q.ef(ef or self.params.ef_search)
         if flt is not None:
-            value = repr(flt.value) if isinstance(flt.value, str) else flt.value
-            q = q.where(f"{flt.field} {_OPS[flt.op]} {value}", prefilter=True)
+            q = q.where(filter_expression(flt), prefilter=True)
         return [row["id"] for row in q.to_list()]
 
     def __len__(self) -> int:

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 from pymilvus import MilvusClient
 
-from akidb.bench.drivers import Filter, IndexParams, label_rows
+from akidb.bench.drivers import Filter, IndexParams, filter_expression, label_rows
 
 _METRIC = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
-_OPS = {"eq": "==", "gte": ">=", "lt": "<"}
 
 
 class MilvusLiteDriver:
@@ -49,10 +48,7 @@ class MilvusLiteDriver:
             raise RuntimeError(f"milvus-lite holds {got} rows after inserting {count}")
 
     def _expr(self, flt: Filter | None) -> str:
-        if flt is None:
-            return ""
-        value = repr(flt.value) if isinstance(flt.value, str) else flt.value
-        return f"{flt.field} {_OPS[flt.op]} {value}"
+        return "" if flt is None else filter_expression(flt, eq="==")
 
     def search(self, vector: np.ndarray, k: int, ef: int | None = None,
                flt: Filter | None = None) -> list[str]:
