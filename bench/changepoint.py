@@ -38,7 +38,7 @@ def detect(values: list[float], direction: str, window: int = WINDOW, k: float =
         limit = max(k * float(ref.std(ddof=1)), float(np.log1p(floor)))
         moved = abs(distance) > limit
         if moved and not streak:
-            up = distance > 0
+            up = bool(distance > 0)
             changes.append(Change(i, float(np.exp(distance)),
                                   up if direction == "lower" else not up))
         streak = moved

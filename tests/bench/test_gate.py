@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,30 @@ def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
     slowed = gate.compare(metrics(samples["a1"] + samples["a2"]), metrics(samples["b"]),
                           default_threshold=0.02)
     assert slowed[0].regression, slowed
+
+
+def test_trend_fail_on_change_flags_the_newest_run_with_its_commit(tmp_path):
+    """Nightly mode: eight stored runs, the newest 30% slower -> exit 1 naming its
+    commit; without the jump -> exit 0 and no change."""
+    rng = np.random.default_rng(9)
+    akidb = str(Path(sys.executable).with_name("akidb"))
+    for i in range(8):
+        scale = 1.3 if i == 7 else 1.0
+        run = tmp_path / "runs" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "server_baseline.json").write_text(json.dumps({
+            "benchmark": "server_baseline", "recorded_at": f"2026-01-0{i + 1}T00:00:00+00:00",
+            "environment": {"git_sha": f"{i}abc" * 10},
+            "metrics": _draw(rng, latency_scale=scale)}))
+    out = subprocess.run([akidb, "bench", "trend", str(tmp_path / "runs"), "--fail-on-change",
+                          "--metric", "search_latency_ms", "--out", str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "search_latency_ms moved worse" in out.stdout and "7abc" in out.stdout
+    changes = json.loads((tmp_path / "t" / "changes.json").read_text())
+    assert [c["latest"] for c in changes] == [True]
+    (tmp_path / "runs" / "r7" / "server_baseline.json").unlink()
+    calm = subprocess.run([akidb, "bench", "trend", str(tmp_path / "runs"), "--fail-on-change",
+                           "--metric", "search_latency_ms", "--out", str(tmp_path / "t2")],
+                          capture_output=True, text=True, timeout=120)
+    assert calm.returncode == 0 and "moved" not in calm.stdout, calm.stdout
