@@ -4,10 +4,11 @@
 file (train/test/neighbors/distances), a VectorDBBench custom-dataset folder
 (``train.parquet`` with ``id``/``emb`` and optional scalar label columns,
 ``test.parquet`` with ``id``/``emb``, optional ``neighbors.parquet`` with
-``id``/``neighbors_id``), or a ``.npy`` matrix (optional ``NAME.ids.txt`` beside it,
-one id per row; the last 10% of rows, at most 1000, become the queries and leave the
-base set). Ground truth is computed with datagen where the files have none. A file
-that cannot be used raises ``DatasetError`` naming the file and the problem.
+``id``/``neighbors_id``), or a ``.npy`` matrix (optional ``FILE.npy.ids.txt``
+beside it, one id per row, as ``akidb export`` writes it; the last 10% of rows, at
+most 1000, become the queries and leave the base set). Ground truth is computed
+with datagen where the files have none. A file that cannot be used raises
+``DatasetError`` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from akidb.datagen.groundtruth import exact_knn
-from akidb.datagen.io import DatasetError, read_hdf5
+from akidb.datagen.io import DatasetError, npy_ids, read_hdf5
 
 METRICS = ("cosine", "l2", "ip")
 TRUTH_K = 100
@@ -121,12 +122,7 @@ def _npy(path: Path, metric: str) -> Dataset:
     data = _matrix(data, str(path))
     if len(data) < 20:
         raise DatasetError(f"{path}: {len(data)} rows; need at least 20 (10% become queries)")
-    ids_file = path.with_suffix(".ids.txt")
-    ids = (ids_file.read_text().split("\n") if ids_file.exists()
-           else [str(i) for i in range(len(data))])
-    ids = [i for i in ids if i]
-    if len(ids) != len(data):
-        raise DatasetError(f"{ids_file}: {len(ids)} ids for {len(data)} rows")
+    ids = npy_ids(path, len(data)) or [str(i) for i in range(len(data))]
     q = min(1000, len(data) // 10)
     train, test = data[:-q], data[-q:]
     return Dataset(path.stem, train, test, _truth(train, test, metric), metric, ids[:-q])

@@ -159,16 +159,19 @@ def _file_dimension(file: Path, fmt: str) -> int | None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--page", default=1000, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--no-progress", is_flag=True)
+@click.option("--vectors-only", is_flag=True,
+              help="npy: drop payloads and texts (otherwise a document with one stops it).")
 @_target_options
 def export_command(collection: str, fmt: str, out: Path, page: int, no_progress: bool,
-                   transport: str, grpc_target: str | None, url: str | None,
+                   vectors_only: bool, transport: str, grpc_target: str | None, url: str | None,
                    api_key: str | None, data_dir: Path | None) -> None:
     """Export a collection (id order) to JSONL, Parquet or .npy (+ FILE.ids.txt)."""
     from akidb.bulk.exporter import ExportError, run_export
 
     client = _client(url, api_key, data_dir, grpc_target, "rest")
     try:
-        summary = run_export(client, collection, fmt, out, page=page, progress=not no_progress)
+        summary = run_export(client, collection, fmt, out, page=page, progress=not no_progress,
+                             vectors_only=vectors_only)
     except NotFound as exc:
         raise click.UsageError(exc.message) from None
     except ExportError as exc:

@@ -32,6 +32,16 @@ class ExportSummary:
     files: list[str]
 
 
+def _check_npy_row(collection: str, doc: dict[str, Any], vectors_only: bool) -> None:
+    if "\n" in doc["id"] or "\r" in doc["id"]:
+        raise ExportError(f"{collection}: id {doc['id']!r} holds a line break, which "
+                          "FILE.ids.txt cannot; export as jsonl or parquet")
+    if not vectors_only and (doc.get("payload") or doc.get("text")):
+        raise ExportError(f"{collection}: document {doc['id']!r} has a payload or text, "
+                          ".npy holds only ids and vectors; export as jsonl or parquet "
+                          "(exact round trip), or pass --vectors-only to drop them")
+
+
 def _vector(doc: dict[str, Any], dim: int) -> np.ndarray:
     vec = doc.get("vector")
     if vec is None:
@@ -40,7 +50,9 @@ def _vector(doc: dict[str, Any], dim: int) -> np.ndarray:
 
 
 def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: int = 1000,
-               progress: bool = True) -> ExportSummary:
+               progress: bool = True, vectors_only: bool = False) -> ExportSummary:
+    """``vectors_only``: allow a .npy export to drop payloads and texts (it holds ids
+    and vectors only; without the flag such a document stops the export)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     info = client.get_collection(collection)
@@ -53,6 +65,8 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
                    dynamic_ncols=True)
     started = time.perf_counter()
     tmp = out.with_name(out.name + ".partial")
+    ids_path = out.with_name(out.name + ".ids.txt")
+    ids_tmp = ids_path.with_name(ids_path.name + ".partial")
     files = [str(out)]
     count = 0
     try:
@@ -67,16 +81,17 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
         elif fmt == "parquet":
             count = _parquet(pages, tmp, dim, bar)
         else:
-            ids_path = out.with_name(out.name + ".ids.txt")
             files.append(str(ids_path))
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                                shape=(total, dim))
-            with open(ids_path, "w", encoding="utf-8") as ids:
+            with open(ids_tmp, "w", encoding="utf-8") as ids:
                 for docs in pages:
                     if count + len(docs) > total:
                         raise ExportError(f"{collection} grew during the export (more than "
                                           f"{total} documents); export it again when writes "
                                           "have stopped")
+                    for d in docs:
+                        _check_npy_row(collection, d, vectors_only)
                     matrix[count:count + len(docs)] = [_vector(d, dim) for d in docs]
                     ids.writelines(d["id"] + "\n" for d in docs)
                     count += len(docs)
@@ -86,9 +101,12 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
             if count != total:
                 raise ExportError(f"{collection} shrank during the export ({count} of "
                                   f"{total} documents); export it again when writes stopped")
+        if fmt == "npy":
+            os.replace(ids_tmp, ids_path)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        ids_tmp.unlink(missing_ok=True)
         if bar is not None:
             bar.close()
     return ExportSummary(count, time.perf_counter() - started, files)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from akidb.datagen.io import DatasetError
+from akidb.datagen.io import DatasetError, npy_ids
 
 FORMATS = ("csv", "jsonl", "parquet", "npy", "hdf5")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -292,11 +292,13 @@ def _arrow_vectors(col: Any) -> Any:
     return col.to_pylist()
 
 
-def _array_rows(matrix: Any, start: int, total: int) -> Iterator[Row | Rejected]:
+def _array_rows(matrix: Any, start: int, total: int, ids: list[str] | None = None
+                ) -> Iterator[Row | Rejected]:
     for lo in range(start, total, ARRAY_CHUNK):
         chunk = np.asarray(matrix[lo:min(lo + ARRAY_CHUNK, total)])
         for i, vec in enumerate(chunk):
-            yield Row(f"row {lo + i}", str(lo + i), vec)
+            yield Row(f"row {lo + i}", ids[lo + i] if ids else str(lo + i), vec)
+
 
 
 def _npy(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
@@ -307,7 +309,7 @@ def _npy(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
     if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
         raise DatasetError(f"{path}: expected a 2-D numeric array of vectors, got "
                            f"{matrix.dtype} {matrix.shape}")
-    yield from _array_rows(matrix, start, matrix.shape[0])
+    yield from _array_rows(matrix, start, matrix.shape[0], npy_ids(path, matrix.shape[0]))
 
 
 def _hdf5(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:

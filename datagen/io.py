@@ -50,6 +50,25 @@ def read_npy(path: Path, mmap: bool = True) -> np.ndarray:
     return arr
 
 
+def npy_ids(path: Path, rows: int) -> list[str] | None:
+    """The ids beside a .npy (``FILE.ids.txt``, line i = row i, as ``akidb export``
+    writes them), or None when there is no such file (ids are then row numbers)."""
+    ids_path = path.with_name(path.name + ".ids.txt")
+    if not ids_path.exists():
+        return None
+    try:
+        ids = ids_path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{ids_path}: not a readable UTF-8 ids file ({exc})") from None
+    if ids and ids[-1] == "":
+        ids.pop()
+    if len(ids) != rows:
+        raise DatasetError(f"{ids_path}: {len(ids)} ids for the {rows} rows of {path.name}")
+    if len(set(ids)) != len(ids) or "" in ids:
+        raise DatasetError(f"{ids_path}: ids must be unique and non-empty")
+    return ids
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with open(path, "wb") as fh:

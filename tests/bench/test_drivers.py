@@ -135,7 +135,7 @@ def test_every_dataset_format_loads_with_shapes_and_truth(tmp_path, tiny):
     assert (computed.neighbors[:, :10] == truth).all()
     npy = tmp_path / "vecs.npy"
     np.save(npy, base)
-    (tmp_path / "vecs.ids.txt").write_text("\n".join(f"x{i}" for i in range(N)) + "\n")
+    (tmp_path / "vecs.npy.ids.txt").write_text("\n".join(f"x{i}" for i in range(N)) + "\n")
     plain = datasets.load(str(npy))
     assert plain.train.shape == (N - 30, DIM) and plain.test.shape == (30, DIM)
     assert plain.ids[-1] == f"x{N - 31}"

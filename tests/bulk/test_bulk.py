@@ -140,11 +140,30 @@ def test_export_parquet_and_npy_round_trip(node, tenant, tmp_path):
     assert again == first
 
     npy_out = tmp_path / "out.npy"
-    out = _akidb(node, "export", "--collection", coll, "--format", "npy", "--out", str(npy_out))
+    # .npy cannot hold the payloads and texts: refused, nothing written, unless asked
+    refused = _akidb(node, "export", "--collection", coll, "--format", "npy", "--out",
+                     str(npy_out))
+    assert refused.returncode == 1 and "--vectors-only" in refused.stderr, refused.stderr
+    assert not npy_out.exists() and not list(tmp_path.glob("out.npy*"))
+    out = _akidb(node, "export", "--collection", coll, "--format", "npy", "--out", str(npy_out),
+                 "--vectors-only")
     assert out.returncode == 0, out.stderr
     exported_ids = (tmp_path / "out.npy.ids.txt").read_text().splitlines()
     assert exported_ids == sorted(ids)
     assert np.array_equal(np.load(npy_out), vecs[[ids.index(i) for i in exported_ids]])
+    # ... and imports back under the same ids (not renumbered 0..n-1)
+    vec_back = f"{tenant}/db/vecback"
+    out = _akidb(node, "import", str(npy_out), "--collection", vec_back, "--create",
+                 "--checkpoint", str(tmp_path / "c3.json"))
+    assert out.returncode == 0, out.stderr
+    got = _export_jsonl(node, vec_back, tmp_path / "vecback.jsonl")
+    assert sorted(got) == sorted(ids)
+    for i, v in zip(ids, vecs, strict=True):
+        assert np.array_equal(np.asarray(got[i]["vector"], np.float32), v), i
+    (tmp_path / "out.npy.ids.txt").write_text("only-one\n")
+    bad = _akidb(node, "import", str(npy_out), "--collection", f"{tenant}/db/vecbad",
+                 "--create", "--checkpoint", str(tmp_path / "c4.json"))
+    assert bad.returncode == 2 and f"1 ids for the {N} rows" in bad.stderr, bad.stderr
 
 
 def test_killed_import_resumes_without_duplicates_or_gaps(node, tenant, tmp_path):

@@ -68,7 +68,9 @@ def test_same_text_same_vector_whatever_the_batch(numpy_encoder):
     for texts in contexts:
         got = numpy_encoder.embed(texts)[texts.index(probe)]
         assert np.max(np.abs(got - alone)) < 1e-5, texts[:2]
-    assert np.array_equal(numpy_encoder.embed([probe])[0], alone)  # repeatable exactly
+    # repeatable (BLAS may split the sums differently when the machine is busy: no
+    # bit-for-bit comparison of computed floats)
+    assert np.max(np.abs(numpy_encoder.embed([probe])[0] - alone)) < 1e-6
     batch1 = Encoder("numpy", batch_size=1).embed([probe, long])
     assert np.max(np.abs(batch1[0] - alone)) < 1e-5
 
@@ -76,7 +78,11 @@ def test_same_text_same_vector_whatever_the_batch(numpy_encoder):
 def test_truncates_at_256_tokens(numpy_encoder):
     base = "word " * 300
     a, b = numpy_encoder.embed([base, base + " completely different ending " * 20])
-    assert np.array_equal(a, b)  # everything past token 256 is cut off
+    # everything past token 256 is cut off: the same input, equal up to BLAS's order
+    # of summation (a bit-for-bit comparison failed once under CPU contention)
+    assert np.max(np.abs(a - b)) < 1e-6
+    other = numpy_encoder.embed(["word " * 200 + "completely different ending " * 20])[0]
+    assert np.max(np.abs(a - other)) > 1e-3  # a difference inside the window does show
 
 
 def test_circuit_breaker_opens_probes_and_closes():
