@@ -38,6 +38,24 @@ def datagen() -> None:
     """Generate deterministic vectors, documents, tenants, workloads and ground truth."""
 
 
+def _parse_mix(mix: str) -> dict[str, float]:
+    kinds = ("vector", "filtered", "hybrid")
+    example = "e.g. --mix 0.6,0.3,0.1"
+    parts = [p.strip() for p in mix.split(",")]
+    if len(parts) != len(kinds):
+        raise click.UsageError(f"--mix takes {len(kinds)} shares, {','.join(kinds)} "
+                               f"({example}); got {len(parts)}: {mix!r}")
+    try:
+        shares = [float(p) for p in parts]
+    except ValueError:
+        raise click.UsageError(f"--mix shares must be numbers ({example}); got {mix!r}"
+                               ) from None
+    if any(not 0 <= x <= 1 for x in shares) or abs(sum(shares) - 1) > 1e-6:
+        raise click.UsageError(f"--mix shares must each be in [0, 1] and sum to 1 "
+                               f"({example}); got {mix!r} (sum {sum(shares):g})")
+    return dict(zip(kinds, shares, strict=True))
+
+
 @datagen.command()
 @click.option("--n", "n", required=True, type=click.IntRange(1))
 @click.option("--dim", required=True, type=click.IntRange(1, 65536))
@@ -114,9 +132,8 @@ def tenants(n: int, total_documents: int, s: float, users: int, seed: int, out: 
 def workload(n: int, query_vectors: int, mix: str, selectivities: tuple[float, ...], k: int,
              seed: int, out: Path) -> None:
     """A query workload in the load-test mix (JSONL)."""
+    mix_map = _parse_mix(mix)
     try:
-        shares = [float(x) for x in mix.split(",")]
-        mix_map = dict(zip(("vector", "filtered", "hybrid"), shares, strict=True))
         ops = workload_mod.workload(n, n_query_vectors=query_vectors, mix=mix_map,
                                     selectivities=selectivities, k=k, seed=seed)
     except ValueError as exc:

@@ -181,3 +181,14 @@ def test_pinned_output_hashes():
         "338d8b60b063305c8905a2e477f9dd84dea7c387fe30c1a6c772f0f9d74598a4"
     assert hashlib.sha256(vectors.uniform(1000, 16, seed=42).tobytes()).hexdigest() == \
         "4b0ba68c9188fa068bb4a57a3bc0e0509107b387f5c1c4b5106469beaac49830"
+
+
+@pytest.mark.parametrize("mix, message", [
+    ("0.6,0.3", "takes 3 shares"), ("0.6,x,0.1", "must be numbers"),
+    ("-1,1,1", "in [0, 1] and sum to 1"), ("0.5,0.3,0.1", "(sum 0.9)")])
+def test_workload_mix_errors_are_explained(tmp_path, mix, message):
+    out = tmp_path / "w.jsonl"
+    r = _akidb("datagen", "workload", "--n", "10", "--query-vectors", "5", "--mix", mix,
+               "--out", str(out))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
