@@ -85,8 +85,8 @@ class AkiServer:
                 connection_limit=limit, idle_timeout_s=settings.http_idle_timeout_s,
                 request_timeout_s=settings.http_request_timeout_s)
         self.metrics.watch_http(self.http.stats)
-        self.grpc, self.grpc_port = create_grpc_server(self.service, self.auth, self.metrics,
-                                                       settings)
+        self.grpc, self.grpc_port, self.grpc_health = create_grpc_server(
+            self.service, self.auth, self.metrics, settings)
         self.fatal: BaseException | None = None
         self._stopping = threading.Event()
 
@@ -109,6 +109,7 @@ class AkiServer:
         try:
             faults.hold_recovery()
             self.engine.recover()
+            self.grpc_health.serving()
             self._write_server_file()
             log.info("ready", extra={"rest_url": self.rest_url,
                                      "recovery_seconds": round(self.engine.recovery_seconds or 0,
@@ -176,6 +177,7 @@ class AkiServer:
     def close(self) -> None:
         (self.settings.data_dir / SERVER_FILE).unlink(missing_ok=True)
         try:
+            self.grpc_health.shutting_down()
             self.grpc.stop(grace=2).wait(5)
             self.http.close()
         except Exception:

@@ -20,6 +20,7 @@ import orjson
 
 from akidb.server import schema
 from akidb.server.api.grpc_common import ErrorsAndMetrics, embed_response
+from akidb.server.api.grpc_health import Health
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
 from akidb.server.config import Settings
@@ -184,8 +185,10 @@ def _hit(h: dict[str, Any]) -> pb.Hit:
 
 
 def create_grpc_server(service: Service, auth: KeyAuthenticator, metrics: Metrics,
-                       settings: Settings) -> tuple[grpc.Server, int]:
-    """A started-later gRPC server bound to ``settings.grpc_port``; returns (server, port)."""
+                       settings: Settings) -> tuple[grpc.Server, int, Health]:
+    """A started-later gRPC server bound to ``settings.grpc_port``, with the health
+    service (NOT_SERVING until ``Health.serving()``) and reflection;
+    returns (server, port, health)."""
     limit = settings.limits.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
@@ -197,7 +200,8 @@ def create_grpc_server(service: Service, auth: KeyAuthenticator, metrics: Metric
                  ("grpc.keepalive_permit_without_calls", 1),
                  ("grpc.http2.min_ping_interval_without_data_ms", 10_000)])
     pb_grpc.add_DataPlaneServicer_to_server(DataPlaneServicer(service, auth, metrics), server)
+    health = Health(server)
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
     if port == 0:
         raise OSError(f"cannot bind gRPC to {settings.host}:{settings.grpc_port}")
-    return server, port
+    return server, port, health
