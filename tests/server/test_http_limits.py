@@ -136,7 +136,10 @@ def test_past_the_limit_the_newest_idle_connection_is_shed_not_the_accept_loop(t
         # With nothing idle old enough to shed, new connections get a 503 and are closed.
         young = _open(node, 25)
         refused = _closed_among(young, 10, want=5)
-        assert len(refused) == 5, "connections past the limit were left waiting"
+        # At least the 5 past the limit are closed at once, not left waiting. One or two
+        # more may be: the server sees the old sockets' closes on its next loop turns,
+        # and until then they count against the limit (seen once under CPU load: 6).
+        assert 5 <= len(refused) <= 7, "connections past the limit were left waiting"
         for s in young:
             s.close()
         # The server notices those closes on its next loop turns; a 503 meanwhile says
