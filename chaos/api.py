@@ -5,17 +5,20 @@ clients call (``/proxies``, ``/proxies/{name}``, ``/proxies/{name}/toxics[/{toxi
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import orjson
 from flask import Flask, Response, request
 from waitress import wasyncore
 from waitress.server import create_server
+from werkzeug.exceptions import HTTPException
 
 from akidb.chaos.proxy import ProxyError, ProxyServer
 from akidb.chaos.toxics import Toxic, ToxicError
 
 VERSION = "2.9.0-akidb"
+REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -23,6 +26,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _error(status: int, message: str) -> Response:
+    """Upstream's error body: ``{"error": message, "status": code}``."""
     return _json({"error": message, "status": status}, status)
 
 
@@ -33,8 +37,29 @@ def _body() -> Any:
         raise ProxyError(400, f"bad request body: {exc}") from None
 
 
+def _object() -> dict[str, Any]:
+    body = _body()
+    if not isinstance(body, dict):
+        raise ProxyError(400, "bad request body: expected a JSON object")
+    return body
+
+
 def create_api(server: ProxyServer) -> Flask:
+    """Every route, method, status code and error body of Toxiproxy 2.x's ``api.go``.
+    Updates take POST (deprecated upstream) or PATCH; browsers are refused with 403
+    (a cross-site page must not be able to cut a test's network)."""
     app = Flask("akidb-chaos")
+
+    @app.before_request
+    def _refuse_browsers() -> Response | None:
+        if request.headers.get("User-Agent", "").startswith("Mozilla/"):
+            return Response("User agent not allowed\n", status=403, mimetype="text/plain")
+        return None
+
+    @app.after_request
+    def _request_id(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = uuid.uuid4().hex[:20]
+        return response
 
     @app.errorhandler(ProxyError)
     def _proxy_error(exc: ProxyError) -> Response:
@@ -44,9 +69,18 @@ def create_api(server: ProxyServer) -> Flask:
     def _toxic_error(exc: ToxicError) -> Response:
         return _error(400, str(exc))
 
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # Unknown routes and methods answer in the same JSON shape as every other error.
+        response = _error(exc.code or 500, f"{exc.name}: {request.method} {request.path}")
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
     @app.get("/version")
     def version() -> Response:
-        return Response(VERSION, mimetype="text/plain")
+        return Response(orjson.dumps({"version": VERSION}) + b"\n",
+                        content_type="application/json;charset=utf-8")
 
     @app.post("/reset")
     def reset() -> Response:
@@ -59,39 +93,31 @@ def create_api(server: ProxyServer) -> Flask:
 
     @app.post("/proxies")
     def create() -> Response:
-        body = _body()
-        if not isinstance(body, dict):
-            raise ProxyError(400, "proxy must be a JSON object")
-        proxy = server.create(str(body.get("name", "")), str(body.get("listen", "")),
-                              str(body.get("upstream", "")), bool(body.get("enabled", True)))
+        body = _object()
+        enabled = body.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ProxyError(400, "bad request body: enabled must be a boolean")
+        proxy = server.create(str(body.get("name") or ""), str(body.get("listen") or ""),
+                              str(body.get("upstream") or ""), enabled)
         return _json(proxy.to_json(), 201)
 
     @app.post("/populate")
     def populate() -> Response:
         body = _body()
-        items = body.get("proxies", body) if isinstance(body, dict) else body
+        # Upstream takes a JSON array; toxiproxy-python sends {"proxies": [...]}.
+        items = body.get("proxies") if isinstance(body, dict) else body
         if not isinstance(items, list):
-            raise ProxyError(400, "populate takes a list of proxies")
-        made = []
-        for item in items:
-            existing = server.proxies.get(item.get("name", ""))
-            if existing and (existing.upstream != item.get("upstream")
-                             or existing.listen != item.get("listen", existing.listen)):
-                server.delete(existing.name)
-                existing = None
-            proxy = existing or server.create(item.get("name", ""), item.get("listen", ""),
-                                              item.get("upstream", ""),
-                                              bool(item.get("enabled", True)))
-            made.append(proxy.to_json())
-        return _json({"proxies": made}, 201)
+            raise ProxyError(400, "bad request body: populate takes a list of proxies")
+        made = server.populate(items)
+        return _json({"proxies": [p.to_json() for p in made]}, 201)
 
     @app.get("/proxies/<name>")
     def get(name: str) -> Response:
         return _json(server.get(name).to_json())
 
-    @app.post("/proxies/<name>")
+    @app.route("/proxies/<name>", methods=["POST", "PATCH"])
     def update(name: str) -> Response:
-        return _json(server.update(name, _body()).to_json())
+        return _json(server.update(name, _object()).to_json())
 
     @app.delete("/proxies/<name>")
     def delete(name: str) -> Response:
@@ -107,31 +133,30 @@ def create_api(server: ProxyServer) -> Flask:
         proxy = server.get(name)
         toxic = Toxic.from_json(_body())
         if toxic.name in proxy.toxics:
-            raise ProxyError(409, f"toxic {toxic.name} already exists")
+            raise ProxyError(409, f"toxic already exists: {toxic.name}")
         proxy.toxics[toxic.name] = toxic
         return _json(toxic.to_json())
 
-    @app.get("/proxies/<name>/toxics/<toxic>")
-    def get_toxic(name: str, toxic: str) -> Response:
+    def _found(name: str, toxic: str) -> Toxic:
         found = server.get(name).toxics.get(toxic)
         if found is None:
             raise ProxyError(404, f"toxic not found: {toxic}")
-        return _json(found.to_json())
+        return found
 
-    @app.post("/proxies/<name>/toxics/<toxic>")
+    @app.get("/proxies/<name>/toxics/<toxic>")
+    def get_toxic(name: str, toxic: str) -> Response:
+        return _json(_found(name, toxic).to_json())
+
+    @app.route("/proxies/<name>/toxics/<toxic>", methods=["POST", "PATCH"])
     def update_toxic(name: str, toxic: str) -> Response:
-        proxy = server.get(name)
-        found = proxy.toxics.get(toxic)
-        if found is None:
-            raise ProxyError(404, f"toxic not found: {toxic}")
-        updated = Toxic.from_json({**_body(), "name": toxic}, existing=found)
-        proxy.toxics[toxic] = updated
+        updated = _found(name, toxic).updated(_body())
+        server.get(name).toxics[toxic] = updated
         return _json(updated.to_json())
 
     @app.delete("/proxies/<name>/toxics/<toxic>")
     def delete_toxic(name: str, toxic: str) -> Response:
-        if server.get(name).toxics.pop(toxic, None) is None:
-            raise ProxyError(404, f"toxic not found: {toxic}")
+        _found(name, toxic)
+        server.get(name).toxics.pop(toxic, None)
         return Response(status=204)
 
     return app

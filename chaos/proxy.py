@@ -12,18 +12,27 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from akidb.chaos.toxics import CloseConnection, Toxic
+from akidb.chaos.toxics import Chunk, CloseConnection, Toxic
 
 CHUNK = 32 * 1024
+QUEUE_CHUNKS = 1024  # upstream's latency buffer; the reader waits when it is full
+TIMEOUT_POLL_S = 0.01
 
 
 class ProxyError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _check_fields(name: str, upstream: str, where: str = "") -> None:
+    for field, value in (("name", name), ("upstream", upstream)):
+        if not value:
+            raise ProxyError(400, f"missing required field: {field}{where}")
+    _split(upstream)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -85,49 +94,86 @@ class Proxy:
             self._connections.discard(task)
             return
         chosen: dict[str, bool] = {}  # toxicity is rolled once per connection and toxic
-        pumps = [asyncio.ensure_future(self._pump(client_r, upstream_w, "upstream", chosen,
+        parts = [asyncio.ensure_future(self._pump(client_r, upstream_w, "upstream", chosen,
                                                   client_w)),
                  asyncio.ensure_future(self._pump(upstream_r, client_w, "downstream", chosen,
-                                                  client_w))]
+                                                  client_w)),
+                 asyncio.ensure_future(self._watch_timeouts(chosen))]
         try:
             # The connection ends when either direction ends (close, reset or error).
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
             for writer in (client_w, upstream_w):
                 writer.close()
             self._connections.discard(task)
 
+    def _active(self, stream: str | None, chosen: dict[str, bool]) -> list[Toxic]:
+        return [t for t in list(self.toxics.values())
+                if (stream is None or t.stream == stream)
+                and chosen.setdefault(t.name, t.applies(self._rng))]
+
+    async def _watch_timeouts(self, chosen: dict[str, bool]) -> None:
+        """``timeout`` toxics close the connection ``timeout`` ms after they started on
+        it, and at once when removed (upstream's Cleanup); data flow plays no part."""
+        loop = asyncio.get_running_loop()
+        started: dict[str, tuple[Toxic, float]] = {}
+        while True:
+            now = loop.time()
+            for toxic in self._active(None, chosen):
+                if toxic.type == "timeout":
+                    first = started.setdefault(toxic.name, (toxic, now))[1]
+                    if toxic.attributes["timeout"] and \
+                            now - first >= toxic.attributes["timeout"] / 1000:
+                        return
+            if any(self.toxics.get(name) is None or self.toxics[name].type != "timeout"
+                   for name in started):
+                return
+            await asyncio.sleep(TIMEOUT_POLL_S)
+
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     stream: str, chosen: dict[str, bool], client: asyncio.StreamWriter) -> None:
-        state: dict[str, Any] = {"toxics": self.toxics}
+        """One direction: a reader stamps chunks as they arrive; the writer passes each
+        through the toxics active now (so changes reach live connections) in order."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+
+        async def read() -> None:
+            while chunk := await reader.read(CHUNK):
+                await queue.put(Chunk(chunk, loop.time()))
+            await queue.put(None)
+
+        states: dict[str, dict[str, Any]] = {}
+        reading = asyncio.ensure_future(read())
         try:
             while True:
-                chunk = await reader.read(CHUNK)
-                active = [t for t in list(self.toxics.values()) if t.stream == stream
-                          and chosen.setdefault(t.name, t.applies(self._rng))]
-                if not chunk:
+                chunk = await queue.get()
+                active = self._active(stream, chosen)
+                if chunk is None:
                     for toxic in active:
                         if toxic.type == "slow_close":
                             await asyncio.sleep(toxic.attributes["delay"] / 1000)
                     raise CloseConnection()
-                pieces = [chunk]
+                pieces: AsyncIterator[Chunk] = _one(chunk)
                 for toxic in active:
-                    pieces = [out for piece in pieces
-                              for out in await toxic.transform(piece, state)]
-                for piece in pieces:
-                    writer.write(piece)
+                    pieces = toxic.pipe(pieces, states.setdefault(toxic.name, {}))
+                async for piece in pieces:
+                    writer.write(piece.data)
                     await writer.drain()
-                    if state.get("slice_delay"):
-                        await asyncio.sleep(state["slice_delay"])
-                if state.pop("close_after", False):
+                if any(state.pop("close", False) for state in states.values()):
                     raise CloseConnection()
         except CloseConnection as close:
             if close.reset:
                 _reset(client)
             raise
+        finally:
+            reading.cancel()
+
+
+async def _one(chunk: Chunk) -> AsyncIterator[Chunk]:
+    yield chunk
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -153,17 +199,37 @@ class ProxyServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def create(self, name: str, listen: str, upstream: str, enabled: bool = True) -> Proxy:
-        if not name:
-            raise ProxyError(400, "proxy name is required")
-        _split(upstream)
+        _check_fields(name, upstream)
         with self._lock:
             if name in self.proxies:
-                raise ProxyError(409, f"proxy {name} already exists")
+                raise ProxyError(409, f"proxy already exists: {name}")
             proxy = Proxy(name, listen or "127.0.0.1:0", upstream, False)
             if enabled:
                 self.run(proxy.start())
             self.proxies[name] = proxy
         return proxy
+
+    def populate(self, items: list[Any]) -> list[Proxy]:
+        """Create or replace each proxy; a proxy whose fields are unchanged keeps its
+        connections and toxics. Every entry is checked before any is touched."""
+        for i, item in enumerate(items, 1):
+            if not isinstance(item, dict):
+                raise ProxyError(400, f"bad request body: proxy {i} is not an object")
+            _check_fields(str(item.get("name") or ""), str(item.get("upstream") or ""),
+                          f" at proxy {i}")
+            if "enabled" in item and not isinstance(item["enabled"], bool):
+                raise ProxyError(400, f"bad request body: enabled at proxy {i} is not a "
+                                      "boolean")
+        made = []
+        for item in items:
+            existing = self.proxies.get(item["name"])
+            if existing and (existing.upstream != item["upstream"]
+                             or existing.listen != item.get("listen", existing.listen)):
+                self.delete(existing.name)
+                existing = None
+            made.append(existing or self.create(item["name"], item.get("listen", ""),
+                                                item["upstream"], item.get("enabled", True)))
+        return made
 
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -172,12 +238,20 @@ class ProxyServer:
         return proxy
 
     def update(self, name: str, body: dict[str, Any]) -> Proxy:
+        """Changing ``listen`` or ``upstream`` restarts the proxy and drops its
+        connections; ``enabled`` false takes it down, true brings it back."""
         proxy = self.get(name)
+        for key in ("listen", "upstream"):
+            if key in body:
+                if not isinstance(body[key], str):
+                    raise ProxyError(400, f"bad request body: {key} must be a string")
+                _split(body[key])
+        if "enabled" in body and not isinstance(body["enabled"], bool):
+            raise ProxyError(400, "bad request body: enabled must be a boolean")
         with self._lock:
             restart = False
             for key in ("listen", "upstream"):
                 if key in body and body[key] != getattr(proxy, key):
-                    _split(body[key])
                     setattr(proxy, key, body[key])
                     restart = True
             enabled = body.get("enabled", proxy.enabled)

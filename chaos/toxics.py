@@ -1,20 +1,37 @@
 """Toxics: what a proxy does to the bytes of one direction of a connection.
 
-The names, attributes and defaults follow Toxiproxy's, so clients written for it
-(toxiproxy-python, the Go and Ruby clients) work unchanged:
-latency {latency, jitter} ms · bandwidth {rate} KB/s · slow_close {delay} ms ·
-timeout {timeout} ms (0 = forever) · reset_peer {timeout} ms · slicer
-{average_size, size_variation, delay µs} · limit_data {bytes}.
+Names, attributes, defaults and timing follow Toxiproxy 2.x (``toxics/*.go``), so
+clients and tests written for it (toxiproxy-python, the Go and Ruby clients) behave
+the same here:
+
+- ``latency`` {latency, jitter} ms: each chunk leaves ``latency`` ± ``jitter`` after it
+  arrived (chunks in flight overlap; the delay does not add up per chunk);
+- ``bandwidth`` {rate} KB/s (1 KB = 1000 bytes): data trickles out in pieces of
+  ``rate * 100`` bytes every 100 ms, never in one burst after a long pause;
+- ``slow_close`` {delay} ms: the close is passed on ``delay`` after the end of data;
+- ``timeout`` {timeout} ms: all data is dropped; the connection is closed ``timeout``
+  after the toxic started on it (0 = never), and at once when the toxic is removed;
+- ``reset_peer`` {timeout} ms: on the first data, wait ``timeout`` then close with RST;
+- ``slicer`` {average_size, size_variation, delay µs}: chunks split by repeated halving
+  into pieces of about ``average_size``, ``delay`` between pieces;
+- ``limit_data`` {bytes}: the connection closes once that many bytes have passed;
+- ``noop``: passes everything.
+
+Deliberate differences (documented in the README): attribute values must be
+non-negative integers and unknown attribute names are refused with 400 (upstream's
+JSON decoder ignores them silently).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 ATTRIBUTES: dict[str, dict[str, int]] = {
+    "noop": {},
     "latency": {"latency": 0, "jitter": 0},
     "bandwidth": {"rate": 0},
     "slow_close": {"delay": 0},
@@ -24,6 +41,10 @@ ATTRIBUTES: dict[str, dict[str, int]] = {
     "limit_data": {"bytes": 0},
 }
 STREAMS = ("upstream", "downstream")
+# Upstream's messages, so a client matching on them works; details follow after ": ".
+INVALID_TYPE = "invalid toxic type"
+INVALID_STREAM = "stream was invalid, can be either upstream or downstream"
+BAD_BODY = "bad request body"
 
 
 class ToxicError(ValueError):
@@ -39,6 +60,14 @@ class CloseConnection(Exception):
 
 
 @dataclass
+class Chunk:
+    """Data read from one side, with the loop time it arrived (latency counts from it)."""
+
+    data: bytes
+    at: float
+
+
+@dataclass
 class Toxic:
     name: str
     type: str
@@ -47,32 +76,44 @@ class Toxic:
     attributes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, body: Any, existing: Toxic | None = None) -> Toxic:
+    def from_json(cls, body: Any) -> Toxic:
+        """A new toxic from a create request (``POST /proxies/{p}/toxics``)."""
         if not isinstance(body, dict):
-            raise ToxicError("toxic must be a JSON object")
-        kind = body.get("type", existing.type if existing else None)
+            raise ToxicError(f"{BAD_BODY}: a toxic is a JSON object")
+        kind = body.get("type")
         if kind not in ATTRIBUTES:
-            raise ToxicError(f"unknown toxic type {kind!r}; known: {sorted(ATTRIBUTES)}")
-        stream = body.get("stream", existing.stream if existing else "downstream")
+            raise ToxicError(f"{INVALID_TYPE}: {kind!r}; known: {sorted(ATTRIBUTES)}")
+        stream = body.get("stream", "downstream")
         if stream not in STREAMS:
-            raise ToxicError(f"stream must be upstream or downstream, got {stream!r}")
-        toxicity = body.get("toxicity", existing.toxicity if existing else 1.0)
-        if not isinstance(toxicity, int | float) or not 0 <= toxicity <= 1:
-            raise ToxicError(f"toxicity must be a number in [0, 1], got {toxicity!r}")
-        attrs = dict(ATTRIBUTES[kind])
-        if existing:
-            attrs.update(existing.attributes)
+            raise ToxicError(f"{INVALID_STREAM}: got {stream!r}")
+        toxic = cls(str(body.get("name") or f"{kind}_{stream}"), kind, stream, 1.0,
+                    dict(ATTRIBUTES[kind]))
+        return toxic.updated(body)
+
+    def updated(self, body: Any) -> Toxic:
+        """This toxic with a PATCH/POST update applied: only ``toxicity`` and
+        ``attributes`` change (as upstream: name, type and stream are fixed)."""
+        if not isinstance(body, dict):
+            raise ToxicError(f"{BAD_BODY}: a toxic is a JSON object")
+        toxicity = body.get("toxicity", self.toxicity)
+        if isinstance(toxicity, bool) or not isinstance(toxicity, int | float) \
+                or not 0 <= toxicity <= 1:
+            raise ToxicError(f"{BAD_BODY}: toxicity must be a number in [0, 1], "
+                             f"got {toxicity!r}")
+        attrs = dict(self.attributes)
         given = body.get("attributes") or {}
         if not isinstance(given, dict):
-            raise ToxicError("attributes must be an object")
+            raise ToxicError(f"{BAD_BODY}: attributes must be an object")
         for key, value in given.items():
             if key not in attrs:
-                raise ToxicError(f"{kind} has no attribute {key!r}; it has {sorted(attrs)}")
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ToxicError(f"attribute {key} must be a non-negative number")
+                raise ToxicError(f"{BAD_BODY}: {self.type} has no attribute {key!r}; "
+                                 f"it has {sorted(attrs)}")
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or value < 0 or value != int(value):
+                raise ToxicError(f"{BAD_BODY}: attribute {key} must be a non-negative "
+                                 f"integer, got {value!r}")
             attrs[key] = int(value)
-        name = body.get("name") or (existing.name if existing else f"{kind}_{stream}")
-        return cls(str(name), kind, stream, float(toxicity), attrs)
+        return Toxic(self.name, self.type, self.stream, float(toxicity), attrs)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "stream": self.stream,
@@ -81,40 +122,67 @@ class Toxic:
     def applies(self, rng: random.Random) -> bool:
         return self.toxicity >= 1 or rng.random() < self.toxicity
 
-    async def transform(self, chunk: bytes, state: dict[str, Any]) -> list[bytes]:
-        """Apply to one chunk; returns the pieces to forward (may raise CloseConnection)."""
+    async def pipe(self, chunks: AsyncIterator[Chunk], state: dict[str, Any]
+                   ) -> AsyncIterator[Chunk]:
+        """This toxic's stage of a direction's chain. ``state`` lives as long as the
+        connection direction (bandwidth debt, bytes sent under limit_data)."""
         a = self.attributes
-        if self.type == "latency":
-            jitter = random.uniform(-a["jitter"], a["jitter"]) if a["jitter"] else 0
-            await asyncio.sleep(max(0.0, (a["latency"] + jitter) / 1000))
-        elif self.type == "bandwidth" and a["rate"] > 0:
-            await asyncio.sleep(len(chunk) / (a["rate"] * 1024))
-        elif self.type == "timeout":
-            if a["timeout"] > 0:
+        loop = asyncio.get_running_loop()
+        async for chunk in chunks:
+            if self.type == "latency":
+                delay = a["latency"] + (random.uniform(-a["jitter"], a["jitter"])
+                                        if a["jitter"] else 0)
+                wait = delay / 1000 - (loop.time() - chunk.at)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    chunk = Chunk(chunk.data, chunk.at + wait)
+                yield chunk
+            elif self.type == "bandwidth" and a["rate"] > 0:
+                rate = a["rate"] * 1000  # bytes per second
+                data = chunk.data
+                state["debt"] = state.get("debt", 0.0) + len(data) / rate
+                piece = a["rate"] * 100  # what the rate allows in 100 ms
+                while len(data) > piece:
+                    await asyncio.sleep(0.1)
+                    yield Chunk(data[:piece], chunk.at)
+                    data = data[piece:]
+                    state["debt"] -= 0.1
+                started = loop.time()
+                if state["debt"] > 0:
+                    await asyncio.sleep(state["debt"])
+                state["debt"] -= loop.time() - started
+                yield Chunk(data, chunk.at)
+            elif self.type == "timeout":
+                continue  # dropped; the connection's watcher closes it on time
+            elif self.type == "reset_peer":
                 await asyncio.sleep(a["timeout"] / 1000)
-                raise CloseConnection()
-            while self.name in state["toxics"]:  # hold the data until the toxic is removed
-                await asyncio.sleep(0.02)
-        elif self.type == "reset_peer":
-            await asyncio.sleep(a["timeout"] / 1000)
-            raise CloseConnection(reset=True)
-        elif self.type == "limit_data":
-            sent = state.get("sent", 0)
-            room = a["bytes"] - sent
-            if room <= 0:
-                raise CloseConnection()
-            state["sent"] = sent + min(room, len(chunk))
-            if len(chunk) >= room:
-                state["close_after"] = True
-                return [chunk[:room]]
-        elif self.type == "slicer" and a["average_size"] > 0:
-            pieces, pos = [], 0
-            while pos < len(chunk):
-                size = a["average_size"] + random.randint(-a["size_variation"],
-                                                          a["size_variation"])
-                size = max(1, size)
-                pieces.append(chunk[pos : pos + size])
-                pos += size
-            state["slice_delay"] = a["delay"] / 1e6
-            return pieces
-        return [chunk]
+                raise CloseConnection(reset=True)
+            elif self.type == "limit_data":
+                room = a["bytes"] - state.get("sent", 0)
+                data = chunk.data[:max(room, 0)]
+                if data:
+                    state["sent"] = state.get("sent", 0) + len(data)
+                    yield Chunk(data, chunk.at)
+                if a["bytes"] - state.get("sent", 0) <= 0:
+                    state["close"] = True
+                    return
+            elif self.type == "slicer" and a["average_size"] > 0:
+                cuts = self._slices(0, len(chunk.data))
+                for start, end in zip(cuts[::2], cuts[1::2], strict=True):
+                    yield Chunk(chunk.data[start:end], chunk.at)
+                    if a["delay"]:
+                        await asyncio.sleep(a["delay"] / 1e6)
+            else:  # noop, slow_close (acts at the end of data), zero-valued toxics
+                yield chunk
+
+    def _slices(self, start: int, end: int) -> list[int]:
+        """Upstream's slicer: halve (± variation) until a piece is within
+        ``size_variation`` of ``average_size``; returns [start0, end0, start1, ...]."""
+        avg, var = self.attributes["average_size"], self.attributes["size_variation"]
+        if (end - start) - avg <= var:
+            return [start, end]
+        mid = start + (end - start) // 2
+        if var > 0:
+            mid += random.randrange(-var, var)
+        mid = min(max(mid, start + 1), end - 1)  # pieces always shrink, so this ends
+        return self._slices(start, mid) + self._slices(mid, end)

@@ -18,11 +18,12 @@ class Cluster:
                  env: dict[str, str] | None = None, ready_timeout: float = 30.0,
                  detach: bool = False, fault_proxy: bool = False,
                  embed_service: bool = False, embed_backend: str = "auto") -> None:
-        """``fault_proxy``: put a Toxiproxy-API proxy in front of each node's REST port;
-        ``node.proxy`` is then its toxiproxy-python proxy and ``node.proxy_url`` the
-        address to send traffic through. ``embed_service``: run the embedding model as
-        its own process (``cluster.embed_service``) that every node calls over gRPC,
-        instead of in each node."""
+        """``fault_proxy``: put a Toxiproxy-API proxy in front of each node's REST and
+        gRPC ports; ``node.proxy`` / ``node.grpc_proxy`` are then toxiproxy-python
+        proxies, ``node.proxy_url`` / ``node.grpc_proxy_target`` the addresses to send
+        traffic through (they follow the node across restarts). ``embed_service``: run
+        the embedding model as its own process (``cluster.embed_service``) that every
+        node calls over gRPC, instead of in each node."""
         if nodes < 1:
             raise ValueError(f"a cluster needs at least one node, got {nodes}")
         self._owns_dir = base_dir is None
@@ -56,8 +57,12 @@ class Cluster:
                 self.toxiproxy_endpoint = ToxiproxyEndpoint().start()
                 api = self.toxiproxy_endpoint.toxiproxy()
                 for node in self.nodes:
+                    node.proxy_api = self.toxiproxy_endpoint.url
                     node.proxy = api.create(upstream=node.rest_url.removeprefix("http://"),
                                             name=f"{node.name}-rest")
+                    if node.grpc_target:
+                        node.grpc_proxy = api.create(upstream=node.grpc_target,
+                                                     name=f"{node.name}-grpc")
         except BaseException:
             self.close()
             raise

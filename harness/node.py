@@ -20,6 +20,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from akidb.harness.process import (
     AllOf,
     FileExists,
@@ -76,7 +78,11 @@ class Node:
         self.max_file_bytes = max_file_bytes
         # CPU affinity for the server (benchmarks keep it off the load generator's cores)
         self.cpus = set(cpus) if cpus else None
-        self.proxy: Any = None  # a toxiproxy-python Proxy when the cluster has a fault proxy
+        # toxiproxy-python proxies in front of the REST and gRPC ports, when the cluster
+        # has a fault proxy; ``proxy_api`` is that Toxiproxy API's base URL.
+        self.proxy: Any = None
+        self.grpc_proxy: Any = None
+        self.proxy_api: str | None = None
 
     # -- addresses ---------------------------------------------------------------------
     @property
@@ -89,6 +95,34 @@ class Node:
         if self.proxy is None:
             raise NodeError(f"{self.name} has no fault proxy; use Cluster(fault_proxy=True)")
         return f"http://{self.proxy.listen}"
+
+    @property
+    def grpc_proxy_target(self) -> str:
+        """The gRPC address through the fault proxy (``Cluster(fault_proxy=True)``)."""
+        if self.grpc_proxy is None:
+            raise NodeError(f"{self.name} has no gRPC fault proxy; use "
+                            "Cluster(fault_proxy=True)")
+        return self.grpc_proxy.listen
+
+    def proxied_client(self, **kwargs: Any) -> Client:
+        """An admin client whose REST and gRPC traffic both pass the fault proxies."""
+        return Client(self.proxy_url, self.admin_key, self.grpc_proxy_target, **kwargs)
+
+    def _follow_proxies(self) -> None:
+        """A restarted node listens on new ports; point its proxies there, so the proxy
+        addresses a test holds keep working across kill()/start()/restart()."""
+        if self.proxy is None and self.grpc_proxy is None:
+            return
+        for proxy, address in ((self.proxy, self.rest_url.removeprefix("http://")),
+                               (self.grpc_proxy, self.grpc_target)):
+            if proxy is None or not address or proxy.upstream == address:
+                continue
+            answer = requests.post(f"{self.proxy_api}/proxies/{proxy.name}",
+                                   json={"upstream": address}, timeout=10)
+            if answer.status_code != 200:
+                raise NodeError(f"could not point proxy {proxy.name} at {address}: "
+                                f"{answer.status_code} {answer.text.strip()}")
+            proxy.upstream = address
 
     @property
     def grpc_target(self) -> str | None:
@@ -160,6 +194,7 @@ class Node:
                            hint=f"data dir {self.data_dir}")
         except ProcessError as exc:
             raise NodeError(str(exc)) from None
+        self._follow_proxies()
 
     @property
     def process(self) -> Any:

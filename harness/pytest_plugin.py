@@ -61,6 +61,40 @@ class ExternalNode:
     def admin_client(self, **kwargs: Any) -> Client:
         return Client(self.rest_url, self.api_key, **kwargs)
 
+    @property
+    def admin_key(self) -> str | None:
+        return self.api_key
+
+    def _not_here(self, what: str) -> Any:
+        pytest.skip(f"{what} needs a server this run starts; --akidb-url points at one "
+                    "it did not")
+
+    def kill(self) -> None:
+        self._not_here("kill()")
+
+    def stop(self, *args: Any, **kwargs: Any) -> None:
+        self._not_here("stop()")
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        self._not_here("start()")
+
+    def restart(self, *args: Any, **kwargs: Any) -> None:
+        self._not_here("restart()")
+
+    def pause(self) -> None:
+        self._not_here("pause()")
+
+    def resume(self) -> None:
+        self._not_here("resume()")
+
+    @property
+    def proxy_url(self) -> str:
+        return self._not_here("a fault proxy")
+
+    @property
+    def data_dir(self) -> Any:
+        return self._not_here("the data dir")
+
 
 class ExternalCluster:
     def __init__(self, rest_url: str, api_key: str | None) -> None:

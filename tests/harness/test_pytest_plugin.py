@@ -73,10 +73,19 @@ def test_external_server_option(pytester, akidb_cluster):
         def test_external(akidb_client):
             assert akidb_client.is_ready()
             akidb_client.list_tenants()
+
+        def test_kills_its_node(akidb_cluster):
+            akidb_cluster.nodes[0].kill()
+
+        def test_restarts_its_node(akidb_cluster):
+            akidb_cluster.nodes[0].restart()
     """)
     result = pytester.runpytest_subprocess("--akidb-url", node.rest_url,
-                                           "--akidb-api-key", node.admin_key)
-    result.assert_outcomes(passed=1)
+                                           "--akidb-api-key", node.admin_key, "-rs")
+    result.assert_outcomes(passed=1, skipped=2)  # skipped with the reason, not errors
+    result.stdout.fnmatch_lines(["*kill() needs a server this run starts*",
+                                 "*restart() needs a server this run starts*"])
+    assert node.is_running()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
