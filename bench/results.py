@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,59 +38,99 @@ def publish(out: Path, rec: dict[str, Any], lines: list[str]) -> str:
     """Save the record with its Markdown and HTML reports, print the Markdown, return it."""
     report = "\n".join(lines) + "\n"
     save(out, rec, report)
-    (out / f"{rec['benchmark']}.html").write_text(markdown_to_html(report, rec["benchmark"]))
+    (out / f"{rec['benchmark']}.html").write_text(markdown_to_html(report, rec["benchmark"],
+                                                                      rec.get("environment")))
     print(report)
     print(f"report: {out / (rec['benchmark'] + '.md')} (and .html, .json)")
     return report
 
 
-def markdown_to_html(md_text: str, title: str) -> str:
-    """A small, dependency-free rendering of the report's Markdown (headings, lists,
-    tables, code blocks, images), so the HTML says exactly what the Markdown says."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-           "</title><style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-           "pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>"]
-    in_code = in_table = in_list = False
-    for line in md_text.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if in_table and not line.startswith("|"):
-            out.append("</table>")
-            in_table = False
-        if in_list and not line.startswith("- "):
-            out.append("</ul>")
-            in_list = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
-                       + "</tr>")
-        elif line.startswith("- "):
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.startswith("![") and "](" in line and line.endswith(")"):
-            alt, src = line[2:-1].split("](", 1)
-            out.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(alt)}'></p>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    out.append("</table>" if in_table else "")
-    out.append("</ul>" if in_list else "")
-    out.append("</body></html>")
-    return "\n".join(out)
+_NUM = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?|nan|inf)"
+_BAR = re.compile("\u27e6bar " + " ".join([_NUM] * 5) + " ([01])\u27e7")
+_INTERVAL = re.compile(r"^\[\s*([-0-9.e+]+),\s*([-0-9.e+]+)\s*\]$")
+_STYLE = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+          "pre{background:#f4f4f4;padding:8px;overflow:auto}code{background:#f4f4f4}"
+          "svg.bar{vertical-align:middle;margin-left:6px}")
 
+
+def _with_error_bars(md_text: str) -> str:
+    """In a table with an ``interval`` column (cells ``[low, high]``), mark each cell for
+    an error bar drawn on one scale per table, with the ``ratio`` (or first number)
+    as the point and 1.0 as the reference when the figures are ratios."""
+    lines = md_text.splitlines()
+    i = 0
+    while i < len(lines):
+        cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+        if not (lines[i].startswith("|") and "interval" in cells):
+            i += 1
+            continue
+        col = cells.index("interval")
+        point_col = cells.index("ratio") if "ratio" in cells else None
+        rows, j = [], i + 2
+        while j < len(lines) and lines[j].startswith("|"):
+            row = [c.strip() for c in lines[j].strip().strip("|").split("|")]
+            found = _INTERVAL.match(row[col]) if col < len(row) else None
+            if found:
+                low, high = float(found[1]), float(found[2])
+                try:
+                    point = float(row[point_col]) if point_col is not None else (low + high) / 2
+                except ValueError:
+                    point = (low + high) / 2
+                rows.append((j, row, low, high, point))
+            j += 1
+        if rows:
+            lo = min([r[2] for r in rows] + ([1.0] if point_col is not None else []))
+            hi = max([r[3] for r in rows] + ([1.0] if point_col is not None else []))
+            ref = int(point_col is not None)
+            for index, row, low, high, point in rows:
+                row[col] += f" \u27e6bar {low} {high} {point} {lo} {hi} {ref}\u27e7"
+                lines[index] = "| " + " | ".join(row) + " |"
+        i = j
+    return "\n".join(lines)
+
+
+def _bar_svg(match: re.Match[str]) -> str:
+    low, high, point, lo, hi = (float(x) for x in match.groups()[:5])
+    reference = match[6] == "1"
+    span = (hi - lo) or 1.0
+    width = 120
+
+    def x(v: float) -> float:
+        return 4 + (width - 8) * (v - lo) / span
+
+    ref = (f"<line x1='{x(1.0):.1f}' x2='{x(1.0):.1f}' y1='0' y2='12' stroke='#999' "
+           "stroke-dasharray='2'/>") if reference else ""
+    return (f"<svg class='bar' width='{width}' height='12' role='img' "
+            f"aria-label='interval {low:g} to {high:g}'>{ref}"
+            f"<line x1='{x(low):.1f}' x2='{x(high):.1f}' y1='6' y2='6' stroke='black' "
+            f"stroke-width='2'/><line x1='{x(low):.1f}' x2='{x(low):.1f}' y1='2' y2='10' "
+            f"stroke='black'/><line x1='{x(high):.1f}' x2='{x(high):.1f}' y1='2' y2='10' "
+            f"stroke='black'/><circle cx='{x(point):.1f}' cy='6' r='3' fill='steelblue'/>"
+            "</svg>")
+
+
+def _environment_html(env: dict[str, Any]) -> str:
+    packages = env.get("packages") or {}
+    rows = [(k, env.get(k)) for k in ("cpu", "cores", "os", "python", "git_sha")]
+    rows += [(name, version) for name, version in sorted(packages.items()) if version]
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in rows)
+    return f"<h2>Environment</h2><table class='environment'>{cells}</table>"
+
+
+def markdown_to_html(md_text: str, title: str,
+                     environment: dict[str, Any] | None = None) -> str:
+    """The report's Markdown rendered by markdown-it (CommonMark + tables; raw HTML in
+    the text is escaped, since reports quote failure messages), with error bars for
+    intervals and the environment fingerprint the figures were measured in (the
+    record's own, else this machine's now)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(
+        _with_error_bars(md_text))
+    body = _BAR.sub(_bar_svg, body)
+    env = environment if environment is not None else fingerprint()
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_STYLE}</style></head><body>\n{body}\n"
+            f"{_environment_html(env)}\n</body></html>\n")

@@ -115,5 +115,6 @@ def report(record: dict[str, Any], out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / f"{record['benchmark']}.json").write_text(json.dumps(record, indent=2))
     (out / f"{record['benchmark']}.md").write_text(text)
-    (out / f"{record['benchmark']}.html").write_text(markdown_to_html(text, scenario))
+    (out / f"{record['benchmark']}.html").write_text(markdown_to_html(text, scenario,
+                                                                        record.get("environment")))
     return text

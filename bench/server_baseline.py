@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                             index_threads=THREADS)
     report = render(result)
     save(args.out, result, report)
-    (args.out / "server_baseline.html").write_text(markdown_to_html(report, "server_baseline"))
+    (args.out / "server_baseline.html").write_text(markdown_to_html(
+        report, "server_baseline", result.get("environment")))
     print(report)
     print(f"report: {args.out / 'server_baseline.md'} (and .html; JSON: "
           f"{args.out / 'server_baseline.json'})")

@@ -2,7 +2,7 @@
 
 Its verdict goes into the run record (a step with per-metric deltas, shown in the
 report like a bench step's), the results (one per metric) and a JUnit XML file with
-one testcase per metric, a regression being a failure that carries the numbers.
+one testcase per metric (``junit.metric_cases``).
 """
 
 from __future__ import annotations
@@ -13,30 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from akidb.testkube import junit
 from akidb.testkube.config import ABStep, Suite
-
-
-def _message(name: str, m: dict[str, Any]) -> str:
-    return (f"{name}: candidate {m['candidate_median']:.4g} vs baseline "
-            f"{m['baseline_median']:.4g} (ratio {m['ratio']:.3f}, interval "
-            f"{m['ci_low']:.3f}-{m['ci_high']:.3f}, threshold {m['threshold']:.0%}, "
-            f"{m['direction']} is better)")
-
-
-def write_junit(path: Path, suite: str, result: dict[str, Any], seconds: float) -> None:
-    metrics = result["metrics"]
-    failed = [n for n, m in metrics.items() if m["regression"]]
-    root = ET.Element("testsuites")
-    ts = ET.SubElement(root, "testsuite", name=f"ab-{suite}", tests=str(len(metrics)),
-                       failures=str(len(failed)), errors="0", time=f"{seconds:.1f}")
-    for name, m in metrics.items():
-        case = ET.SubElement(ts, "testcase", classname=f"ab.{suite}", name=name,
-                             time=f"{seconds / max(len(metrics), 1):.1f}")
-        if m["regression"]:
-            ET.SubElement(case, "failure", message=_message(name, m)).text = json.dumps(m)
-        else:
-            ET.SubElement(case, "system-out").text = _message(name, m)
-    ET.ElementTree(root).write(path, encoding="unicode", xml_declaration=True)
 
 
 def run_ab(suite: Suite, step: ABStep, run_dir: Path, run: Any
@@ -57,13 +35,16 @@ def run_ab(suite: Suite, step: ABStep, run_dir: Path, run: Any
         return record, [{"kind": "bench", "name": record["name"], "outcome": "error",
                          "duration_s": seconds, "message": record["message"]}]
     result = json.loads(result_path.read_text())
-    junit = run_dir / f"junit-ab-{suite.name}.xml"
-    write_junit(junit, suite.name, result, seconds)
-    record.update(result=str(result_path), junit=str(junit),
+    junit_path = run_dir / f"junit-ab-{suite.name}.xml"
+    cases = ET.Element("testsuite", name=suite.name)
+    junit.metric_cases(cases, f"ab.{suite.name}", result["metrics"], seconds)
+    junit.write(junit_path, [cases])
+    record.update(result=str(result_path), junit=str(junit_path),
                   outcome="failed" if code == 1 else "passed")
     record["deltas"] = [{"metric": n, "baseline_median": m["baseline_median"],
                          "current_median": m["candidate_median"], "ratio": m["ratio"],
                          "ci_low": m["ci_low"], "ci_high": m["ci_high"],
+                         "threshold": m["threshold"], "direction": m["direction"],
                          "regression": m["regression"], "improvement": False}
                         for n, m in result["metrics"].items()]
     if result["regressions"]:
@@ -73,5 +54,5 @@ def run_ab(suite: Suite, step: ABStep, run_dir: Path, run: Any
     results = [{"kind": "bench", "name": f"ab:{n}",
                 "outcome": "failed" if m["regression"] and code == 1 else "passed",
                 "duration_s": seconds / max(len(result["metrics"]), 1),
-                "message": _message(n, m)} for n, m in result["metrics"].items()]
+                "message": junit.metric_message(n, m)} for n, m in result["metrics"].items()]
     return record, results

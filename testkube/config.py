@@ -11,7 +11,8 @@ timeout = 900                 # seconds for the whole step
 name = "baseline"
 command = ["python", "-m", "akidb.bench.server_baseline"]  # python: this venv's
 baseline = "reports/baselines/server_baseline-small.json"
-thresholds = { search_latency_ms = 0.25 }    # per metric, fraction
+thresholds = { search_latency_ms = "25%" }  # per metric; "25%" or 0.25, as in a
+                                             # thresholds file (`bench compare --config`)
 
 [suites.chaos]
 chaos = ["kill9-ingest"]
@@ -96,6 +97,19 @@ def _ab(where: str, raw: Any) -> ABStep | None:
     return ABStep(raw["baseline"], candidate, list(scenarios), rounds, list(args))
 
 
+def _thresholds(where: str, raw: Any) -> dict[str, float]:
+    """Per-metric thresholds in the gate's one format (``"25%"`` or ``0.25``, as in a
+    thresholds file), read by the gate's own parser."""
+    from akidb.bench.gate import GateError, parse_threshold
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.thresholds must be a table of METRIC = \"25%\"")
+    try:
+        return {str(metric): parse_threshold(value) for metric, value in raw.items()}
+    except GateError as exc:
+        raise ConfigError(f"{where}.thresholds: {exc}") from None
+
+
 def _suite(name: str, raw: Any) -> Suite:
     where = f"[suites.{name}]"
     if not isinstance(raw, dict):
@@ -129,7 +143,7 @@ def _suite(name: str, raw: Any) -> Suite:
         if extra:
             raise ConfigError(f"{where}.bench[{i}]: unknown key(s) {sorted(extra)}")
         benches.append(BenchStep(b["name"], list(b["command"]), b.get("baseline"),
-                                 dict(b.get("thresholds", {}))))
+                                 _thresholds(f"{where}.bench[{i}]", b.get("thresholds", {}))))
     return Suite(name, strings("pytest"), markers, parallel, float(timeout), benches,
                  strings("chaos"), strings("include"), _ab(where, raw.get("ab")))
 

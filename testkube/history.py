@@ -31,7 +31,15 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (run_id, kind, name)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS results_name ON results (kind, name);
+-- Every suite a run ran, itself and what it includes (a run of `ci` ran `server` too).
+CREATE TABLE IF NOT EXISTS run_suites (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    suite TEXT NOT NULL,
+    PRIMARY KEY (run_id, suite)
+) STRICT;
 """
+# A run "of" S: S itself, or a suite that included S.
+_OF_SUITE = "(suite = ? OR id IN (SELECT run_id FROM run_suites WHERE suite = ?))"
 
 
 class History:
@@ -57,14 +65,18 @@ class History:
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
                 [(run["id"], r["kind"], r["name"], r["outcome"], r["duration_s"],
                   r.get("message")) for r in run["results"]])
+            parts = {run["suite"], *run.get("suites", []),
+                     *(s["suite"] for s in run["steps"] if s.get("suite"))}
+            self.conn.executemany("INSERT OR IGNORE INTO run_suites VALUES (?, ?)",
+                                  [(run["id"], s) for s in sorted(parts)])
 
     def runs(self, suite: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         sql = "SELECT id, suite, shard, started_at, finished_at, git_sha, outcome, exit_code," \
               " counts FROM runs"
         args: tuple[Any, ...] = ()
         if suite:
-            sql += " WHERE suite = ?"
-            args = (suite,)
+            sql += " WHERE " + _OF_SUITE
+            args = (suite, suite)
         rows = self.conn.execute(sql + " ORDER BY started_at DESC LIMIT ?", (*args, limit))
         keys = ("id", "suite", "shard", "started_at", "finished_at", "git_sha", "outcome",
                 "exit_code", "counts")
@@ -99,8 +111,8 @@ class History:
                  ) -> dict[str, list[str]]:
         """Per test, its outcomes in the last ``limit`` runs of the suite (oldest first)."""
         ids = [r[0] for r in self.conn.execute(
-            "SELECT id FROM runs WHERE suite = ? AND started_at <= ? ORDER BY started_at DESC"
-            " LIMIT ?", (suite, before, limit))][::-1]
+            f"SELECT id FROM runs WHERE {_OF_SUITE} AND started_at <= ? ORDER BY started_at "
+            "DESC LIMIT ?", (suite, suite, before, limit))][::-1]
         seq: dict[str, list[str]] = {}
         for run_id in ids:
             for name, outcome in self.conn.execute(

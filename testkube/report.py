@@ -62,7 +62,7 @@ def markdown(content: dict[str, Any]) -> str:
                 "improvement" if d["improvement"] else "same")
             lines.append(f"| {name} | {d['metric']} | {d['baseline_median']:.4g} | "
                          f"{d['current_median']:.4g} | {d['ratio']:.3f} | "
-                         f"{d['ci_low']:.3f}-{d['ci_high']:.3f} | {verdict} |")
+                         f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] | {verdict} |")
     lines += ["", "## Flaky tests", ""]
     if content["flaky_rerun"] or content["flaky_alternating"]:
         lines += [f"- `{n}`: failed, then passed on rerun" for n in content["flaky_rerun"]]
@@ -84,5 +84,6 @@ def write(history: History, run: dict[str, Any], out_dir: Path) -> tuple[Path, P
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(md_text)
-    html_path.write_text(markdown_to_html(md_text, f"testkube run {run['id']}"))
+    html_path.write_text(markdown_to_html(md_text, f"testkube run {run['id']}",
+                                                 run.get("environment")))
     return md_path, html_path

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from akidb.harness.process import ManagedProcess, ProcessError
+from akidb.testkube import junit
 from akidb.testkube.ab_step import run_ab
 from akidb.testkube.config import BenchStep, Suite, expand
 from akidb.testkube.pytest_plugin import RESULTS_ENV, SHARD_ENV
@@ -100,13 +101,19 @@ def run_pytest(suite: Suite, run_dir: Path, shard: str | None, rerun: bool,
               "-p", "no:randomly"], run_dir / f"pytest-{suite.name}-rerun.log",
              suite.timeout, {RESULTS_ENV: str(rerun_path)})
         for r in _read_results(rerun_path):
-            if r["nodeid"] in tests and r["outcome"] == "passed":
-                tests[r["nodeid"]]["outcome"] = "flaky"
-                tests[r["nodeid"]]["message"] = ("failed, then passed on rerun:\n"
-                                                 + (tests[r["nodeid"]]["message"] or ""))
+            first = tests.get(r["nodeid"])
+            if first is None:
+                continue
+            if r["outcome"] == "passed":
+                first["outcome"], first["first_message"] = "flaky", first["message"]
+                first["message"] = "failed, then passed on rerun:\n" + (first["message"] or "")
+            elif r["outcome"] in ("failed", "error"):
+                first["rerun_message"] = r["message"] or ""
         if not any(t["outcome"] in ("failed", "error") for t in tests.values()):
             step["outcome"] = "passed"
             step["message"] = "every failure passed on rerun (flaky)"
+    junit_path = Path(step["junit"])  # pytest's file, with surefire's rerun elements
+    junit.write(junit_path, [junit.pytest_suite(junit_path, suite.name, tests)])
     results = [{"kind": "test", "name": n, "outcome": r["outcome"],
                 "duration_s": r["duration"], "message": r["message"]} for n, r in tests.items()]
     step["tests"] = len(results)
@@ -171,6 +178,14 @@ def run_chaos(suite: Suite, name: str, run_dir: Path, python: str
                   "message": message}
 
 
+def _all_suites(suites: dict[str, Suite], name: str) -> list[str]:
+    """The suite and every suite it includes, at any depth (include-only ones too)."""
+    seen = [name]
+    for inc in suites[name].include:
+        seen += [s for s in _all_suites(suites, inc) if s not in seen]
+    return seen
+
+
 def run_suite(suites: dict[str, Suite], name: str, reports: Path, *, shard: str | None = None,
               rerun: bool = True, python: str = sys.executable) -> dict[str, Any]:
     """Run a suite (and what it includes); returns the run record, not yet stored."""
@@ -209,10 +224,12 @@ def run_suite(suites: dict[str, Suite], name: str, reports: Path, *, shard: str 
     outcome = "passed" if not bad else ("error" if all(s["outcome"] == "error" for s in bad)
                                         else "failed")
     env = fingerprint()
-    record = {"id": run_id, "suite": name, "shard": shard, "started_at": started,
+    record = {"id": run_id, "suite": name, "suites": _all_suites(suites, name),
+              "shard": shard, "started_at": started,
               "finished_at": time.time(), "git_sha": git_sha(), "environment": env,
               "outcome": outcome, "exit_code": 0 if outcome == "passed" else 1,
               "counts": counts, "steps": steps, "results": results,
               "artifacts": str(run_dir)}
+    record["junit"] = str(junit.write_run(record, run_dir))
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
     return record

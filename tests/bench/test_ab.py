@@ -167,7 +167,7 @@ def test_a_slower_candidate_commit_fails_and_a_trailer_accepts_it(clone, tmp_pat
                 "threshold", "regression"):
         assert key in m
     assert (out / "ab.md").read_text().count("REGRESSION") == 1
-    assert "<img src='ab.png'" in (out / "ab.html").read_text()
+    assert '<img src="ab.png"' in (out / "ab.html").read_text()
     assert (out / "ab.png").stat().st_size > 1000
     accepted = _ab("HEAD~1", "HEAD", "--scenario", "search", "--rounds", "2", *SMALL,
                    "--out", str(tmp_path / "ab2"), cwd=clone)

@@ -22,7 +22,7 @@ def test_load_scenario_open_loop_with_locust(tmp_path):
     assert rec["environment"]["python"] and rec["params"]["qps"] == 40
     assert (tmp_path / "latency.png").stat().st_size > 1000
     html = (tmp_path / "load.html").read_text()
-    assert "<img src='latency.png'" in html and "<table>" in html
+    assert '<img src="latency.png"' in html and "<table>" in html
 
 
 def test_recall_sweep_curve(tmp_path):

@@ -128,7 +128,7 @@ def test_trend_across_stored_runs(tmp_path):
               if line.startswith("| 01-0")]
     assert ratios[0] == 1.0 and ratios[2] > ratios[1] > 1.0  # the slowdown shows
     assert (tmp_path / "out" / "trend-search_latency_ms.png").stat().st_size > 1000
-    assert "<img src='trend-search_latency_ms.png'" in (tmp_path / "out" / "trend.html"
+    assert '<img src="trend-search_latency_ms.png"' in (tmp_path / "out" / "trend.html"
                                                        ).read_text()
     with pytest.raises(trend.TrendError, match="no run has"):
         trend.render(runs, tmp_path / "out", {"nope"})

@@ -122,6 +122,32 @@ def test_failures_and_flaky_tests(project):
     assert "`tests/test_flaky.py::test_fails_first_time`: failed, then passed on rerun" in md
     html = next((project / "reports" / "runs").glob("*/report.html")).read_text()
     assert "<table>" in html and "test_broken" in html
+    run_dir = next((project / "reports" / "runs").iterdir())
+    for path in (run_dir / "junit-all.xml", run_dir / "junit.xml"):
+        cases = _junit_cases(path, "all")
+        flaky = cases["tests.test_flaky", "test_fails_first_time"]
+        assert flaky.is_passed  # a CI reading JUnit sees a pass ...
+        (first,) = flaky._elem.findall("flakyFailure")  # ... that failed once, as surefire
+        assert "first attempt fails" in first.get("message")
+        assert "first attempt fails" in first.find("stackTrace").text
+        broken = cases["tests.test_bad", "test_broken"]
+        assert not broken.is_passed and "arithmetic is broken" in broken.result[0].message
+        (rerun,) = broken._elem.findall("rerunFailure")  # it failed on the rerun too
+        assert "arithmetic is broken" in rerun.get("message")
+        assert cases["tests.test_ok", "test_number[3]"].is_passed
+
+
+def _junit_cases(path: Path, suite_name: str) -> dict:
+    """The testcases of the suite named ``suite_name``, read by junitparser."""
+    from junitparser import JUnitXml
+
+    xml = JUnitXml.fromfile(str(path))
+    suites = {s.name: s for s in xml}
+    assert suite_name in suites, (path, list(suites))
+    suite = suites[suite_name]
+    failed = [c for c in suite if not c.is_passed and not c.is_skipped]
+    assert suite.failures + suite.errors == len(failed)  # counts agree with the cases
+    return {(c.classname, c.name): c for c in suite}
 
 
 def test_alternating_outcomes_are_flagged_flaky(project):
@@ -159,6 +185,34 @@ def test_bench_regression_fails_the_run(project):
     assert out.returncode == 1 and "regression in search_ms" in out.stdout
     md = tk(project, "report").stdout
     assert "REGRESSION" in md and "search_ms" in md
+    run_dir = max((project / "reports" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    metric = _junit_cases(run_dir / "junit.xml", "perf")["bench.lat", "search_ms"]
+    assert not metric.is_passed  # one testcase per metric, the numbers in the message
+    assert "ratio 1.2" in metric.result[0].message and "vs baseline" in metric.result[0].message
+    assert len(_junit_cases(run_dir / "junit.xml", "green")) == 8  # suites keep their names
+
+
+def test_history_finds_a_suite_run_inside_another(project):
+    assert tk(project, "run", "--suite", "ci").returncode == 0
+    (run_id,) = [r[0] for r in _db(project).execute("SELECT id FROM runs")]
+    for suite in ("ci", "green", "perf"):
+        listed = tk(project, "history", "--suite", suite)
+        assert run_id in listed.stdout, (suite, listed.stdout)
+    assert run_id not in tk(project, "history", "--suite", "toggle").stdout
+
+
+def test_thresholds_take_the_gate_format(project):
+    config = CONFIG.replace("{python}", sys.executable)
+    for good in ('"15%"', "0.15"):
+        (project / "testkube.toml").write_text(config.replace(
+            'baseline = "baseline.json"}',
+            f'baseline = "baseline.json", thresholds = {{ search_ms = {good} }}}}'))
+        assert tk(project, "run", "--suite", "perf").returncode == 0
+    (project / "testkube.toml").write_text(config.replace(
+        'baseline = "baseline.json"}', 'baseline = "baseline.json", thresholds = '
+        '{ search_ms = "150%" }}'))
+    out = tk(project, "run", "--suite", "perf")
+    assert out.returncode == 2 and "thresholds: threshold must be in [0, 1)" in out.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -214,8 +268,10 @@ args = [{small}, "--candidate-env", "AKIDB_TEST_SEARCH_DELAY_MS=5"]
     assert step["outcome"] == "failed" and "search_p50_ms" in step["message"]
     assert {r["name"]: r["outcome"] for r in record["results"]} == {"ab:search_p50_ms":
                                                                     "failed"}
-    junit = (run_dir / "junit-ab-slow.xml").read_text()
-    assert junit.count("<testcase") == 1 and "<failure" in junit and "ratio" in junit
+    (case,) = _junit_cases(run_dir / "junit-ab-slow.xml", "slow").values()
+    assert case.name == "search_p50_ms" and not case.is_passed
+    assert "ratio" in case.result[0].message and "threshold" in case.result[0].message
+    assert _junit_cases(run_dir / "junit.xml", "slow")["ab.ab-slow", "search_p50_ms"]
     md = tk(project, "report").stdout
     assert "REGRESSION" in md and "search_p50_ms" in md
 
@@ -230,3 +286,25 @@ def test_bad_ab_step_config_exits_2(project, body, message):
     (project / "testkube.toml").write_text(f"[suites.a]\n{body}\n")
     out = tk(project, "run", "--suite", "a")
     assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_chaos_hypotheses_become_testcases(tmp_path):
+    """A chaos step's checks, one testcase each; a failed one carries the figures."""
+    from akidb.testkube import junit
+
+    result = {"checks": {"steady_state_before": True, "durability": False},
+              "durability": {"acknowledged": 120, "lost": ["d-7"], "corrupted": [],
+                             "phantoms": 0, "indeterminate": 3, "availability": 0.97}}
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    run = {"steps": [{"kind": "chaos", "suite": "chaos", "name": "kill9-ingest",
+                      "duration_s": 4.0, "outcome": "failed",
+                      "result": str(tmp_path / "result.json")},
+                     {"kind": "chaos", "suite": "chaos", "name": "pause", "duration_s": 1.0,
+                      "outcome": "error", "message": "exited 2"}]}
+    cases = _junit_cases(junit.write_run(run, tmp_path), "chaos")
+    assert cases["chaos.kill9-ingest", "steady_state_before"].is_passed
+    lost = cases["chaos.kill9-ingest", "durability"]
+    assert not lost.is_passed
+    assert "acknowledged 120, lost 1" in lost.result[0].message
+    assert "availability 0.970" in lost.result[0].message
+    assert "exited 2" in cases["chaos.pause", "experiment"].result[0].message
