@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from akidb.progress import progress as make_progress
 from akidb.server.client import Client
 
 EXPORT_FORMATS = ("jsonl", "parquet", "npy")
@@ -57,12 +58,7 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
         raise ExportError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     info = client.get_collection(collection)
     dim, total = int(info["dimension"]), int(info["count"])
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="rows", unit_scale=True, desc=f"export {out.name}",
-                   dynamic_ncols=True)
+    bar = make_progress(total, f"export {out.name}", "rows", enabled=progress)
     started = time.perf_counter()
     tmp = out.with_name(out.name + ".partial")
     ids_path = out.with_name(out.name + ".ids.txt")
@@ -77,7 +73,7 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
                     for d in docs:
                         fh.write(orjson.dumps(d, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
                     count += len(docs)
-                    bar and bar.update(len(docs))
+                    bar.update(len(docs))
         elif fmt == "parquet":
             count = _parquet(pages, tmp, dim, bar)
         else:
@@ -95,7 +91,7 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
                     matrix[count:count + len(docs)] = [_vector(d, dim) for d in docs]
                     ids.writelines(d["id"] + "\n" for d in docs)
                     count += len(docs)
-                    bar and bar.update(len(docs))
+                    bar.update(len(docs))
             matrix.flush()
             del matrix
             if count != total:
@@ -107,8 +103,7 @@ def run_export(client: Client, collection: str, fmt: str, out: Path, *, page: in
     finally:
         tmp.unlink(missing_ok=True)
         ids_tmp.unlink(missing_ok=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
     return ExportSummary(count, time.perf_counter() - started, files)
 
 
@@ -130,5 +125,5 @@ def _parquet(pages: Any, tmp: Path, dim: int, bar: Any) -> int:
                          pa.string())], schema=schema)
             writer.write_table(table)
             count += len(docs)
-            bar and bar.update(len(docs))
+            bar.update(len(docs))
     return count

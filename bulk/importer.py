@@ -25,6 +25,7 @@ import orjson
 from akidb.bulk import checkpoint as ckpt
 from akidb.bulk.readers import Fields, Rejected, Row, count_rows, parse_vector_text, read
 from akidb.datagen.io import DatasetError
+from akidb.progress import progress as make_progress
 from akidb.server.client import Client
 
 
@@ -142,12 +143,8 @@ def run_import(client: Client, path: Path, fmt: str, collection: str, *,
         reject_fh = open(reject_path, "ab" if resume else "wb")
         summary.reject_file = str(reject_path)
     total = count_rows(path, fmt)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=state.rows_done, unit="rows", unit_scale=True,
-                   desc=f"import {path.name}", dynamic_ncols=True)
+    bar = make_progress(total, f"import {path.name}", "rows", enabled=progress,
+                        initial=state.rows_done)
     started = time.perf_counter()
     pending = _Batch()
 
@@ -166,8 +163,7 @@ def run_import(client: Client, path: Path, fmt: str, collection: str, *,
         state.imported += len(pending.ids)
         summary.imported += len(pending.ids)
         state.save(checkpoint_path)
-        if bar is not None:
-            bar.update(pending.rows)
+        bar.update(pending.rows)
         pending.__init__()  # type: ignore[misc]
 
     try:
@@ -209,8 +205,7 @@ def run_import(client: Client, path: Path, fmt: str, collection: str, *,
         flush()
     finally:
         summary.seconds = time.perf_counter() - started
-        if bar is not None:
-            bar.close()
+        bar.close()
         if reject_fh is not None:
             reject_fh.close()
     return summary

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-from tqdm import tqdm
 
 from akidb.datagen import io
 from akidb.datagen import tenants as tenants_mod
@@ -16,8 +15,11 @@ from akidb.datagen import vectors as vectors_mod
 from akidb.datagen import workload as workload_mod
 from akidb.datagen.documents import iter_documents
 from akidb.datagen.groundtruth import exact_knn
+from akidb.progress import Progress, progress
 
 _SEED = click.option("--seed", default=0, show_default=True, help="Random seed.")
+_NO_PROGRESS = click.option("--no-progress", is_flag=True,
+                            help="No progress output (on a pipe it is plain lines anyway).")
 
 
 def _summary(what: str, path: Path, started: float) -> None:
@@ -26,7 +28,7 @@ def _summary(what: str, path: Path, started: float) -> None:
                f"{time.perf_counter() - started:.1f}s")
 
 
-def _counted(chunks: Iterable[np.ndarray], bar: tqdm) -> Iterator[np.ndarray]:
+def _counted(chunks: Iterable[np.ndarray], bar: Progress) -> Iterator[np.ndarray]:
     """Count chunks into the bar as they pass (update() returns a bool, not the chunk)."""
     for chunk in chunks:
         bar.update(len(chunk))
@@ -69,8 +71,9 @@ def _parse_mix(mix: str) -> dict[str, float]:
 @_SEED
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output .npy file.")
+@_NO_PROGRESS
 def vectors(n: int, dim: int, kind: str, clusters: int, spread: float, normalize: bool,
-            as_queries: bool, seed: int, out: Path) -> None:
+            as_queries: bool, seed: int, out: Path, no_progress: bool) -> None:
     """Seeded vectors, streamed to a .npy file in chunks."""
     if out.suffix != ".npy":
         raise click.UsageError(f"--out must end in .npy, got {out}")
@@ -81,8 +84,11 @@ def vectors(n: int, dim: int, kind: str, clusters: int, spread: float, normalize
                                             seed=seed, normalize=normalize, stream=stream)
     else:
         chunks = vectors_mod.iter_uniform(n, dim, seed=seed, normalize=normalize, stream=stream)
-    with tqdm(total=n, unit="vec", unit_scale=True, desc="vectors", leave=False) as bar:
+    bar = progress(n, "vectors", "vec", enabled=not no_progress)
+    try:
         io.write_npy_stream(out, _counted(chunks, bar), n, dim)
+    finally:
+        bar.close()
     _summary(f"{n} x {dim} {kind} vectors", out, started)
 
 
@@ -91,11 +97,21 @@ def vectors(n: int, dim: int, kind: str, clusters: int, spread: float, normalize
 @_SEED
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output .jsonl file.")
-def docs(n: int, seed: int, out: Path) -> None:
+@_NO_PROGRESS
+def docs(n: int, seed: int, out: Path, no_progress: bool) -> None:
     """Documents with Faker text and payloads of known filter selectivity (JSONL)."""
     started = time.perf_counter()
-    rows = tqdm(iter_documents(n, seed=seed), total=n, unit="doc", desc="docs", leave=False)
-    io.write_jsonl(out, rows)
+    bar = progress(n, "docs", "doc", enabled=not no_progress)
+
+    def counted() -> Iterator[dict]:
+        for row in iter_documents(n, seed=seed):
+            bar.update(1)
+            yield row
+
+    try:
+        io.write_jsonl(out, counted())
+    finally:
+        bar.close()
     _summary(f"{n} documents", out, started)
 
 
@@ -154,7 +170,9 @@ def workload(n: int, query_vectors: int, mix: str, selectivities: tuple[float, .
               show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help=".npy (neighbour indices) or .hdf5 (full ann-benchmarks file)")
-def groundtruth(base: Path, queries: Path, k: int, metric: str, out: Path) -> None:
+@_NO_PROGRESS
+def groundtruth(base: Path, queries: Path, k: int, metric: str, out: Path,
+                no_progress: bool) -> None:
     """Exact k nearest neighbours of each query (blocked brute force)."""
     try:
         base_arr, query_arr = io.read_npy(base), io.read_npy(queries)
@@ -164,8 +182,11 @@ def groundtruth(base: Path, queries: Path, k: int, metric: str, out: Path) -> No
         raise click.UsageError(f"base has dimension {base_arr.shape[1]}, queries "
                                f"{query_arr.shape[1]}")
     started = time.perf_counter()
-    with tqdm(total=len(query_arr), unit="query", desc="ground truth", leave=False) as bar:
+    bar = progress(len(query_arr), "ground truth", "query", enabled=not no_progress)
+    try:
         idx, scores = exact_knn(base_arr, query_arr, k, metric, on_block=bar.update)
+    finally:
+        bar.close()
     if out.suffix in (".hdf5", ".h5"):
         io.write_hdf5(out, base_arr, query_arr, idx, scores, metric)
     elif out.suffix == ".npy":

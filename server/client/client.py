@@ -79,18 +79,22 @@ class Client:
     gets, deletes and embeddings over gRPC; the rest goes over REST. Idempotent calls
     (reads, searches, embeddings) follow one retry policy on either transport
     (``retries``, exponential backoff with full jitter); writes are never retried.
+    ``https://`` URLs verify the server's certificate (system CAs, or ``ca_bundle``);
+    ``verify=False`` is for self-signed test set-ups only.
     """
 
     def __init__(self, rest_url: str, api_key: str | None = None, grpc_target: str | None = None,
                  *, timeout: float = 30.0, transport: Transport | None = None,
-                 data_plane: str = "rest", retries: int = 2, backoff_s: float = 0.05) -> None:
+                 data_plane: str = "rest", retries: int = 2, backoff_s: float = 0.05,
+                 ca_bundle: str | None = None, verify: bool = True) -> None:
         if data_plane not in ("rest", "grpc"):
             raise ValueError(f"data_plane must be 'rest' or 'grpc', got {data_plane!r}")
         if data_plane == "grpc" and not grpc_target:
             raise ValueError("data_plane='grpc' needs grpc_target (see server.json)")
         self.rest_url = rest_url
         self.grpc_target = grpc_target
-        self.transport: Transport = transport or RestTransport(rest_url, api_key, timeout)
+        self.transport: Transport = transport or RestTransport(
+            rest_url, api_key, timeout, ca_bundle=ca_bundle, verify=verify)
         self.retry = RetryPolicy(retries, backoff_s)
         self.data: DataPlane
         if data_plane == "grpc":

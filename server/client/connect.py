@@ -35,4 +35,5 @@ def connect(url: str | None = None, api_key: str | None = None,
     if transport == "grpc" and grpc_target is None:
         raise TargetError("--transport grpc needs --grpc-target HOST:PORT, or --data-dir "
                           "(its server.json names the gRPC port)")
-    return Client(url, api_key, grpc_target, timeout=timeout, data_plane=transport)
+    return Client(url, api_key, grpc_target, timeout=timeout, data_plane=transport,
+                  ca_bundle=os.environ.get("AKIDB_CA_BUNDLE") or None)

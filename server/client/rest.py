@@ -10,6 +10,7 @@ its own keep-alive connection (``http.client`` connections are not thread-safe).
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -20,14 +21,32 @@ _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
 
 
 class RestTransport:
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+    """``http://`` or ``https://`` (certificates verified against the system's CAs, or
+    ``ca_bundle``; ``verify=False`` turns checking off, for self-signed test set-ups
+    only). A path in the URL is a prefix of every route (a server behind a proxy)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0,
+                 *, ca_bundle: str | None = None, verify: bool = True) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"expected a URL like http://127.0.0.1:8080, got {base_url!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected a URL like http://127.0.0.1:8080 or "
+                             f"https://db.example:443, got {base_url!r}")
+        if ca_bundle is not None and parts.scheme != "https":
+            raise ValueError("ca_bundle is for https:// URLs")
         self.base_url = base_url.rstrip("/")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
+        self._tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            try:
+                self._tls = ssl.create_default_context(cafile=ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA bundle {ca_bundle}: {exc}") from None
+            if not verify:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -37,7 +56,9 @@ class RestTransport:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn, True
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                            context=self._tls) if self._tls is not None
+                else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
         self._local.conn = conn
         return conn, False
 
@@ -54,7 +75,7 @@ class RestTransport:
         for attempt in (0, 1):
             conn, reused = self._connection()
             try:
-                conn.request(method, path, body=body, headers=hdrs)
+                conn.request(method, self.prefix + path, body=body, headers=hdrs)
                 response = conn.getresponse()
                 data = response.read()
                 if response.getheader("Connection", "").lower() == "close":

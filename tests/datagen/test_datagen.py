@@ -192,3 +192,42 @@ def test_workload_mix_errors_are_explained(tmp_path, mix, message):
                "--out", str(out))
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_progress_on_a_pipe_is_plain_lines_and_can_be_turned_off(tmp_path):
+    r = _akidb("datagen", "vectors", "--n", "150000", "--dim", "8", "--out",
+               str(tmp_path / "v.npy"))
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr  # no redraw frames in a CI log
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("vectors: ")]
+    shares = [int(ln.split()[1].rstrip("%")) for ln in lines]
+    assert shares == sorted(shares) and shares[-1] == 100 and len(shares) >= 3, lines
+    assert "(150000/150000 vec" in lines[-1]
+    for cmd in (["vectors", "--n", "150000", "--dim", "8", "--out", str(tmp_path / "w.npy")],
+                ["docs", "--n", "50", "--out", str(tmp_path / "d.jsonl")]):
+        quiet = _akidb("datagen", *cmd, "--no-progress")
+        assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_progress_on_a_terminal_is_a_bar():
+    import io as stdio
+
+    from akidb.progress import LineProgress, progress
+
+    class Terminal(stdio.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    bar = progress(10, "work", "item", stream=term)
+    assert not isinstance(bar, LineProgress)
+    bar.update(10)
+    bar.close()
+    assert "work" in term.getvalue() and "\r" in term.getvalue()
+    piped = stdio.StringIO()
+    line = progress(10, "work", "item", stream=piped, initial=5)
+    for _ in range(5):
+        line.update(1)
+    line.close()
+    assert [ln.split()[1] for ln in piped.getvalue().splitlines()] == [
+        "60%", "70%", "80%", "90%", "100%"]
