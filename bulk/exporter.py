@@ -37,7 +37,7 @@ def _check_npy_row(collection: str, doc: dict[str, Any], vectors_only: bool) -> 
     if "\n" in doc["id"] or "\r" in doc["id"]:
         raise ExportError(f"{collection}: id {doc['id']!r} holds a line break, which "
                           "FILE.ids.txt cannot; export as jsonl or parquet")
-    if not vectors_only and (doc.get("payload") or doc.get("text")):
+    if not vectors_only and (doc.get("payload") or doc.get("text") is not None):
         raise ExportError(f"{collection}: document {doc['id']!r} has a payload or text, "
                           ".npy holds only ids and vectors; export as jsonl or parquet "
                           "(exact round trip), or pass --vectors-only to drop them")

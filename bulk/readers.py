@@ -128,7 +128,9 @@ def _record(obj: dict[str, Any], fields: Fields, where: str, raw: Any) -> Row | 
     text = obj.get(fields.text)
     if text is not None and not isinstance(text, str):
         return Rejected(where, f"{fields.text} must be a string, got {type(text).__name__}", raw)
-    return Row(where, obj.get(fields.id), obj.get(fields.vector), text or None, payload, raw)
+    # "" is a text (an empty one), not a missing one: only CSV, which cannot tell the
+    # two apart, maps an empty cell to no text (before this point).
+    return Row(where, obj.get(fields.id), obj.get(fields.vector), text, payload, raw)
 
 
 def _jsonl(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]:
@@ -263,7 +265,7 @@ def _parquet(path: Path, fields: Fields, start: int) -> Iterator[Row | Rejected]
             text = texts[i]
             if simple and (text is None or isinstance(text, str)):
                 # The common case without per-row dicts: ~3x faster on wide files.
-                yield Row(f"row {row + i}", ids[i], vector, text or None,
+                yield Row(f"row {row + i}", ids[i], vector, text,
                           {k: v[i] for k, v in payload_values.items() if v[i] is not None})
                 continue
             obj: dict[str, Any] = {fields.id: ids[i], fields.text: text, fields.vector: vector}
