@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import filecmp
 import threading
 import time
@@ -130,6 +131,13 @@ def test_bad_input_over_grpc_gets_status_codes_and_changes_nothing(clients, tena
 
         Client(over_grpc.rest_url, "wrong", over_grpc.grpc_target, data_plane="grpc").search(
             path, np.ones(DIM))
+    # gRPC calls are in /metrics beside the REST ones, by method and status code.
+    metrics = rest.metrics()
+    for status in ("INVALID_ARGUMENT", "UNAUTHENTICATED", "NOT_FOUND"):
+        assert re.search(r'akidb_requests_total\{method="GRPC",route="/akidb\.v1\.DataPlane/'
+                         rf'\w+",status="{status}"\}} [1-9]', metrics), status
+    assert re.search(r'akidb_request_seconds_count\{method="GRPC",route="/akidb\.v1\.'
+                     r'DataPlane/Search"\} [1-9]', metrics)
 
 
 def test_a_stream_cut_off_mid_way_keeps_exactly_the_batches_applied(clients, tenant):
