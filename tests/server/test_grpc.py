@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import filecmp
+import re
 import threading
 import time
 
