@@ -41,11 +41,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _phase_outcomes: dict[str, dict[str, Any]] = {}
+_worker = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An xdist worker has ``workerinput``; the environment variable is not enough (a
+    # testkube run started from inside another xdist run inherits it).
+    global _worker
+    _worker = hasattr(config, "workerinput")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     path = os.environ.get(RESULTS_ENV)
-    if not path or _is_worker():  # with xdist the controller sees every report too
+    if not path or _worker:  # with xdist the controller sees every report too
         return
     rec = _phase_outcomes.setdefault(report.nodeid, {"nodeid": report.nodeid,
                                                      "outcome": "passed", "duration": 0.0,
@@ -60,6 +68,3 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(_phase_outcomes.pop(report.nodeid)) + "\n")
 
-
-def _is_worker() -> bool:
-    return "PYTEST_XDIST_WORKER" in os.environ
