@@ -247,13 +247,16 @@ def list_() -> None:
 @click.option("--concurrency", default="1,2,4,8", show_default=True,
               help="For qps: comma-separated client counts.")
 @click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.option("--traces", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="Trace the self-started akidb server and report its N slowest requests "
+                   "with their steps (tracing adds its own cost to the figures).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/run"), show_default=True)
 def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...],
         chroma_modes: tuple[str, ...], driver_python: str | None, target: str | None,
         api_key: str | None, grpc_target: str | None, dataset: str,
         metric: str | None, k: int, ef: int | None, m: int, ef_construction: int,
-        concurrency: str, seconds: float, out: Path) -> None:
+        concurrency: str, seconds: float, traces: int, out: Path) -> None:
     """Run SCENARIO on each --driver with the same data; one side-by-side table."""
     from akidb.bench import datasets, drivers
     from akidb.bench import run as run_mod
@@ -281,8 +284,8 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
     for name in driver_names:
         if name == "akidb":
             specs += [(name, {"target": target, "api_key": api_key,
-                              "grpc_target": grpc_target, "transport": t})
-                      for t in transports]
+                              "grpc_target": grpc_target, "transport": t,
+                              "traces": traces > 0}) for t in transports]
         elif name == "chroma":
             specs += [(name, {"mode": m, "python": driver_python}) for m in chroma_modes]
         else:
@@ -293,7 +296,7 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
                f"{len(data.test)} queries", err=True)
     try:
         record = run_mod.run(scenario, specs, data, opts,
-                             lambda msg: click.echo(f"  .. {msg}", err=True))
+                             lambda msg: click.echo(f"  .. {msg}", err=True), traces=traces)
     except drivers.DriverError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(run_mod.report(record, out))

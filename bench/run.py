@@ -11,6 +11,7 @@ from akidb.bench.datasets import Dataset
 from akidb.bench.environment import fingerprint
 from akidb.bench.results import markdown_table, markdown_to_html
 from akidb.bench.scenarios import SCENARIOS, Options
+from akidb.bench.traces import markdown as traces_markdown
 
 _COLUMNS = {  # scenario -> (header, how to read it from a result)
     "serial": [("load s", lambda r: f"{r['load_s']:.2f}"),
@@ -30,11 +31,13 @@ _COLUMNS = {  # scenario -> (header, how to read it from a result)
 
 
 def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dataset,
-        opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
+        opts: Options, progress: Callable[[str], None], traces: int = 0) -> dict[str, Any]:
+    """``traces``: keep the slowest N requests' server traces of drivers that can."""
     from akidb.bench.drivers.remote import RemoteDriver
 
     fn = SCENARIOS[scenario][0]
     results: dict[str, Any] = {}
+    slow: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []
     for name, options in driver_specs:
         driver = drivers.open_driver(name, **options)
@@ -50,10 +53,12 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
                 driver.drop()
             finally:
                 driver.close()
+        if traces and hasattr(driver, "slowest_traces"):
+            slow[driver.name] = driver.slowest_traces(traces)
     return {"benchmark": f"run-{scenario}", "scenario": scenario, "dataset": data.name,
             "vectors": len(data.train), "queries": len(data.test), "dimension": data.dimension,
             "metric": data.metric, "k": opts.k, "environment": fingerprint(),
-            "notes": notes, "results": results}
+            "notes": notes, "results": results, "slowest_traces": slow}
 
 
 def _plot(record: dict[str, Any], path: Path) -> bool:
@@ -109,6 +114,8 @@ def report(record: dict[str, Any], out: Path) -> str:
              f"{record['metric']}, {record['queries']} queries, k={record['k']})", "",
              *markdown_table(["driver"] + [h for h, _r in cols], rows), "",
              *(f"- {note}" for note in record["notes"])]
+    if record.get("slowest_traces"):
+        lines += traces_markdown(record["slowest_traces"])
     if _plot(record, out / f"{record['benchmark']}.png"):
         lines.append("")
         lines.append(f"![{scenario}]({record['benchmark']}.png)")

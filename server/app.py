@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from akidb.server import __version__, faults
+from akidb.server import __version__, faults, tracing
 from akidb.server.api.grpc import create_grpc_server
 from akidb.server.api.http_server import HttpServer, raise_open_file_limit
 from akidb.server.api.rest import create_app
@@ -186,6 +186,7 @@ class AkiServer:
             self.shipper.close()
         self.engine.close()
         self.embedder.close()
+        tracing.shutdown()  # flush buffered spans (OTLP batches) before exiting
         os.close(self._lock_fd)
         log.info("stopped")
 

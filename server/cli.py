@@ -62,7 +62,7 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
           object_store: str | None, restore_from: str | None, s3_endpoint: str | None,
           log_level: str) -> None:
     """Run the reference server until SIGTERM or Ctrl-C."""
-    from akidb.server import logs
+    from akidb.server import logs, tracing
     from akidb.server.app import AkiServer, DataDirLocked
     from akidb.server.errors import StartupError
     from akidb.server.storage.objectstore import ObjectStoreError
@@ -93,6 +93,10 @@ def serve(data_dir: Path, host: str, port: int, grpc_port: int, fsync_policy: st
 
         blas.maybe_reexec(["-m", "akidb", *sys.argv[1:]])
     logs.configure(log_level)
+    try:
+        tracing.configure()
+    except tracing.TracingConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     if fsync_policy is not None:
         overrides["fsync"] = fsync_policy
     if threads is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from akidb.server import faults
+from akidb.server import faults, tracing
 from akidb.server.config import Settings
 from akidb.server.errors import NotFound, Unavailable
 from akidb.server.index.flat import FlatVectors
@@ -122,15 +122,17 @@ class Collection(Recovery):
             meta = {"ids": list(ids), "labels": labels, "texts": list(texts),
                     "payloads": list(payloads)}
             try:
-                seq, token = self.wal.append(OP_UPSERT, meta, vectors)
+                with tracing.span("wal.append", **{"akidb.documents": len(ids)}):
+                    seq, token = self.wal.append(OP_UPSERT, meta, vectors)
             except OSError as exc:
                 raise Unavailable(f"write-ahead log append failed: {exc}") from None
             self.next_label += fresh
             record = WalRecord(seq, OP_UPSERT, meta, vectors)
             self._apply_logged(record)
             label_arr = np.asarray(labels, dtype=np.int64)
-            self.flat.put(label_arr, vectors)
-            self.index.add(label_arr, vectors)
+            with tracing.span("index.insert", **{"akidb.documents": len(ids)}):
+                self.flat.put(label_arr, vectors)
+                self.index.add(label_arr, vectors)
             self.payloads.put([(label, orjson.loads(p)) for label, p in zip(labels, payloads,
                                                                               strict=True)])
             for ext_id, label in zip(ids, labels, strict=True):
@@ -148,7 +150,8 @@ class Collection(Recovery):
             labels = [self.labels[e] for e in ids]
             meta = {"ids": list(ids), "labels": labels}
             try:
-                seq, token = self.wal.append(OP_DELETE, meta)
+                with tracing.span("wal.append", **{"akidb.documents": len(ids)}):
+                    seq, token = self.wal.append(OP_DELETE, meta)
             except OSError as exc:
                 raise Unavailable(f"write-ahead log append failed: {exc}") from None
             self._apply_logged(WalRecord(seq, OP_DELETE, meta))
@@ -162,7 +165,8 @@ class Collection(Recovery):
 
     def _apply_logged(self, record: WalRecord) -> None:
         try:
-            self._apply_store(record)
+            with tracing.span("sqlite.apply", **{"akidb.seq": record.seq}):
+                self._apply_store(record)
         except Exception as exc:
             # SQLite rolled its transaction back. If the log record can be cut off again
             # (nothing came after it), the write simply failed and nothing changed —
@@ -179,7 +183,8 @@ class Collection(Recovery):
 
     def _wait_durable(self, token: int) -> None:
         try:
-            self.wal.wait_durable(token)
+            with tracing.span("wal.fsync_wait"):
+                self.wal.wait_durable(token)
         except OSError as exc:
             self.broken = f"fsync failed: {exc}"
             raise Unavailable(f"fsync of the write-ahead log failed: {exc}") from None
@@ -202,6 +207,13 @@ class Collection(Recovery):
     def search(self, query: Query) -> list[Hit]:
         """Answer a validated query; the filter is resolved once, here, into the set of
         matching labels, which the vector side and the text side both use."""
+        if tracing.ENABLED:
+            with tracing.span("index.search", **{"akidb.mode": query.mode, "akidb.k": query.k,
+                                                 "akidb.filtered": query.filter is not None}):
+                return self._search(query)
+        return self._search(query)
+
+    def _search(self, query: Query) -> list[Hit]:
         allowed = self.payloads.evaluate(query.filter) if query.filter is not None else None
         if query.mode == "vector" or (query.mode == "hybrid" and not query.match):
             return self._vector(query.vector, query.k, query.ef, allowed)

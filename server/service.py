@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from akidb.server import faults, schema, views
+from akidb.server import faults, schema, tracing, views
 from akidb.server.auth.cedar import role_policies
 from akidb.server.auth.guard import Guard
 from akidb.server.auth.keys import KeyAuthenticator, Principal, new_key
@@ -230,7 +230,8 @@ class Service:
                 raise PayloadTooLarge(f"documents[{i}].text is over "
                                       f"{self.limits.max_text_bytes} bytes")
             texts.append(text)
-        embedded = self.embedder.embed(texts)
+        with tracing.span("embed", **{"akidb.texts": len(texts)}):
+            embedded = self.embedder.embed(texts)
         vectors = batch.vectors
         if vectors is None:
             vectors = np.zeros((len(batch.ids), embedded.shape[1]), dtype=np.float32)
@@ -383,7 +384,8 @@ class Service:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Validated texts → (n, dim) float32 from the embedder (Unavailable if it is down)."""
         check_texts(texts, self.limits)
-        return self.embedder.embed(texts)
+        with tracing.span("embed", **{"akidb.texts": len(texts)}):
+            return self.embedder.embed(texts)
 
     def embed(self, principal: Principal, req: schema.EmbedIn) -> tuple[np.ndarray,
                                                                          dict[str, Any]]:

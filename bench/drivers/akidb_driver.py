@@ -11,6 +11,7 @@ import numpy as np
 
 from akidb.bench.drivers import DriverError, Filter, IndexParams, label_rows
 from akidb.bench.environment import rss_bytes
+from akidb.bench.traces import TRACE_ENV, read_spans, slowest
 from akidb.harness import Node
 from akidb.server.client import Client
 
@@ -23,12 +24,20 @@ class AkiDBDriver:
 
     def __init__(self, target: str | None = None, api_key: str | None = None,
                  grpc_target: str | None = None, transport: str = "rest",
-                 node_args: list[str] | None = None) -> None:
+                 node_args: list[str] | None = None, traces: bool = False) -> None:
+        """``traces``: the self-started server records its spans (console exporter) for
+        ``slowest_traces``."""
         if transport not in ("rest", "grpc"):
             raise DriverError(f"akidb transport must be rest or grpc, got {transport!r}")
+        if traces and target is not None:
+            raise DriverError("--traces reads the spans of a server the run starts; with "
+                              "--target, point that server's OTEL_* settings at a collector")
         self.node: Node | None = None
+        self.traces = traces
+        self._spans: list[dict[str, Any]] = []
         if target is None:
-            self.node = Node(name="bench-akidb", fsync="batch", extra_args=node_args)
+            self.node = Node(name="bench-akidb", fsync="batch", extra_args=node_args,
+                             env=dict(TRACE_ENV) if traces else None)
             self.node.start()
             target, api_key, grpc_target = (self.node.rest_url, self.node.admin_key,
                                             self.node.grpc_target)
@@ -72,6 +81,11 @@ class AkiDBDriver:
     def count(self) -> int:
         return int(self.client.get_collection(self.collection)["count"])
 
+    def slowest_traces(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` slowest requests the self-started server traced (see bench.traces);
+        read at ``close``, when the server has stopped and flushed every span."""
+        return slowest(self._spans, n)
+
     def memory_bytes(self) -> int | None:
         return rss_bytes(self.node.pid) if self.node and self.node.pid else None
 
@@ -81,4 +95,7 @@ class AkiDBDriver:
     def close(self) -> None:
         self.client.close()
         if self.node is not None:
+            if self.traces:
+                self.node.stop()  # a graceful stop flushes the batched spans
+                self._spans = read_spans(self.node.log_path)
             self.node.close()

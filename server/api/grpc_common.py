@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from akidb.server import tracing
 from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, Internal
 from akidb.server.metrics import Metrics
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
@@ -45,24 +46,34 @@ class ErrorsAndMetrics(grpc.ServerInterceptor):
     def _wrap(self, fn: Callable[..., Any], method: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
-            started = time.perf_counter()
-            status = "OK"
-            try:
-                return fn(request, context)
-            except AkiError as exc:
-                status = exc.grpc_status
-                _abort(context, exc)
-            except grpc.RpcError:
-                status = "CANCELLED"
-                raise
-            except Exception:
-                status = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                _abort(context, Internal(f"internal error in {method}; see server log"))
-            finally:
-                self.metrics.observe(method, "GRPC", status, time.perf_counter() - started)
+            if tracing.ENABLED:  # a server span, child of the caller's traceparent metadata
+                with tracing.server_span(method, dict(context.invocation_metadata()),
+                                         **{"rpc.system": "grpc", "rpc.method": method}) as s:
+                    return self._call(fn, method, request, context, s)
+            return self._call(fn, method, request, context, None)
 
         return wrapper
+
+    def _call(self, fn: Callable[..., Any], method: str, request: Any,
+              context: grpc.ServicerContext, span: Any) -> Any:
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            return fn(request, context)
+        except AkiError as exc:
+            status = exc.grpc_status
+            _abort(context, exc)
+        except grpc.RpcError:
+            status = "CANCELLED"
+            raise
+        except Exception:
+            status = "INTERNAL"
+            log.exception("unhandled error in %s", method)
+            _abort(context, Internal(f"internal error in {method}; see server log"))
+        finally:
+            self.metrics.observe(method, "GRPC", status, time.perf_counter() - started)
+            if span is not None:
+                tracing.set_status(span, status == "OK", **{"rpc.grpc.status": status})
 
 
 def _abort(context: grpc.ServicerContext, exc: AkiError) -> None:

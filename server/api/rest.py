@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from akidb.server import faults, schema
+from akidb.server import faults, schema, tracing
 from akidb.server.api import arrow
 from akidb.server.api.openapi import openapi_document
 from akidb.server.auth.keys import KeyAuthenticator, Principal
@@ -64,9 +64,23 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        if tracing.ENABLED:  # the request's span, child of the caller's traceparent
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            g.span_scope = tracing.server_span(f"{request.method} {route}", request.headers,
+                                               **{"http.request.method": request.method,
+                                                  "http.route": route})
+            g.span = g.span_scope.__enter__()
+        # With a trace the request id is its trace id, so logs and traces join up.
+        g.request_id = (tracing.trace_id() or request.headers.get("X-Request-Id")
+                        or uuid.uuid4().hex[:16])
         if request.path.startswith("/v1/"):
             needs_ready()
+
+    @app.teardown_request
+    def _end_span(exc: BaseException | None) -> None:
+        scope = g.pop("span_scope", None)
+        if scope is not None:
+            scope.__exit__(None, None, None)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -74,6 +88,9 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.observe(route, request.method, response.status_code, elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if "span" in g:
+            tracing.set_status(g.span, response.status_code < 500,
+                               **{"http.response.status_code": response.status_code})
         if response.status_code >= 400:
             log.info("request failed", extra={"request_id": g.get("request_id"),
                                               "method": request.method, "path": request.path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from akidb.server import faults
+from akidb.server import faults, tracing
 from akidb.server.auth.cedar import Authorizer
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.auth.quotas import RateLimiter
@@ -43,7 +43,9 @@ class Guard:
         self.charge_rate(principal)
         faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
-        if not self.authz.is_allowed(principal, action, tenant, database, collection):
+        with tracing.span("authorize", **{"akidb.action": action, "akidb.resource": resource}):
+            allowed = self.authz.is_allowed(principal, action, tenant, database, collection)
+        if not allowed:
             self.store.audit(principal.tenant or tenant, principal.name, action, resource,
                              "deny")
             raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 
 from akidb.server.client.results import EmbedResult, Hit, SearchResult
+from akidb.server.client.tracecontext import carrier
 from akidb.server.errors import GRPC_ERROR_CODE_KEY, AkiError, TransportError, error_from_grpc
 from akidb.server.proto.akidb.v1 import dataplane_pb2 as pb
 from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
@@ -92,7 +93,9 @@ class GrpcDataPlane:
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout, metadata=self.metadata)
+            trace = carrier()
+            metadata = (*self.metadata, *trace.items()) if trace else self.metadata
+            return method(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise _error(exc) from None
 

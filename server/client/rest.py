@@ -14,6 +14,7 @@ import ssl
 import threading
 from urllib.parse import urlsplit
 
+from akidb.server.client.tracecontext import carrier
 from akidb.server.errors import TransportError
 
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
@@ -72,6 +73,9 @@ class RestTransport:
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """Send one request; a keep-alive connection the server closed is retried once."""
         hdrs = self.headers if headers is None else {**self.headers, **headers}
+        trace = carrier()
+        if trace:
+            hdrs = {**hdrs, **trace}
         for attempt in (0, 1):
             conn, reused = self._connection()
             try:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from akidb.server import tracing
 from akidb.server.storage.objectstore import ObjectStore, ObjectStoreError
 
 log = logging.getLogger("akidb.shipper")
@@ -155,7 +156,11 @@ class Shipper:
             try:
                 size = path.stat().st_size
                 began = time.perf_counter()
-                self.store.upload(path, key)
+                # Its own trace: shipping runs behind the writes, not inside a request.
+                with tracing.span("objectstore.upload", **{"akidb.key": key,
+                                                           "akidb.kind": kind,
+                                                           "akidb.bytes": size}):
+                    self.store.upload(path, key)
                 took = time.perf_counter() - began
             except (ObjectStoreError, OSError) as exc:
                 failures += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -183,3 +184,26 @@ def test_bench_run_side_by_side_on_a_fixture(tmp_path):
         recall = float(row.split("|")[3])
         assert recall > 0.95
     assert (tmp_path / "run-serial.html").exists() and (tmp_path / "run-serial.png").exists()
+
+
+def test_bench_run_keeps_the_slowest_requests_traces(tmp_path):
+    proc = subprocess.run([AKIDB, "bench", "run", "serial", "--driver", "akidb", "--traces",
+                           "3", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "run-serial.json").read_text())
+    (slow,) = record["slowest_traces"].values()
+    assert len(slow) == 3
+    assert [t["ms"] for t in slow] == sorted((t["ms"] for t in slow), reverse=True)
+    assert all(len(t["trace_id"]) == 32 for t in slow)
+    searches = [t for t in slow if t["name"].endswith("/search")]
+    for t in searches:  # a search's time is broken down into its steps
+        names = [s["name"] for s in t["steps"]]
+        assert "authorize" in names and "index.search" in names
+        assert sum(s["ms"] for s in t["steps"]) <= t["ms"] * 1.01 + 0.01
+    assert "## Slowest requests (server traces)" in proc.stdout
+    bad = subprocess.run([AKIDB, "bench", "run", "serial", "--traces", "2", "--target",
+                          "http://127.0.0.1:9", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--traces reads the spans of a server the run starts" in \
+        bad.stderr
