@@ -61,26 +61,40 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         if not service.ready():
             raise Unavailable("server is recovering; retry when /ready answers 200")
 
-    @app.before_request
-    def _start() -> None:
-        g.started = time.perf_counter()
-        if tracing.ENABLED:  # the request's span, child of the caller's traceparent
+    if tracing.ENABLED:  # hooks only when tracing is on: off, a request pays nothing
+        @app.before_request
+        def _start_span() -> None:
+            # The request's span, child of the caller's traceparent; its trace id is the
+            # request id, so logs and traces join up.
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
             g.span_scope = tracing.server_span(f"{request.method} {route}", request.headers,
                                                **{"http.request.method": request.method,
                                                   "http.route": route})
             g.span = g.span_scope.__enter__()
-        # With a trace the request id is its trace id, so logs and traces join up.
-        g.request_id = (tracing.trace_id() or request.headers.get("X-Request-Id")
-                        or uuid.uuid4().hex[:16])
+            trace_id = tracing.trace_id()
+            if trace_id:
+                g.request_id = trace_id
+
+        @app.after_request
+        def _span_status(response: Response) -> Response:
+            if "span" in g:
+                tracing.set_status(g.span, response.status_code < 500,
+                                   **{"http.response.status_code": response.status_code})
+            return response
+
+        @app.teardown_request
+        def _end_span(exc: BaseException | None) -> None:
+            scope = g.pop("span_scope", None)
+            if scope is not None:
+                scope.__exit__(None, None, None)
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        if "request_id" not in g:
+            g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
         if request.path.startswith("/v1/"):
             needs_ready()
-
-    @app.teardown_request
-    def _end_span(exc: BaseException | None) -> None:
-        scope = g.pop("span_scope", None)
-        if scope is not None:
-            scope.__exit__(None, None, None)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -88,9 +102,6 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.observe(route, request.method, response.status_code, elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if "span" in g:
-            tracing.set_status(g.span, response.status_code < 500,
-                               **{"http.response.status_code": response.status_code})
         if response.status_code >= 400:
             log.info("request failed", extra={"request_id": g.get("request_id"),
                                               "method": request.method, "path": request.path,
