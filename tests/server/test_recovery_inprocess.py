@@ -1,0 +1,185 @@
+"""Start-up recovery in-process, for the cases a crash leaves: SQLite behind the log,
+a snapshot plus later upserts and deletes, no snapshot and no log (labels rebuilt
+from the store alone). After each, the collection must be the same one: documents,
+vectors, labels that new writes never reuse, and a report that says what happened."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from akidb.server.query import filters
+from akidb.server.query.plan import Query
+from akidb.server.storage.metadata import MetadataStore
+
+from .collections import open_collection
+
+DIM = 8
+
+
+def _open(tmp_path, repair: bool = False):
+    return open_collection(tmp_path, dim=DIM, repair=repair)
+
+
+def _close(coll) -> None:
+    coll.close()
+    coll.store.close()
+
+
+def _fill(coll, start: int, n: int, batch: int = 100) -> np.ndarray:
+    vecs = np.random.default_rng(start).standard_normal((n, DIM)).astype(np.float32)
+    for s in range(0, n, batch):
+        ids = [str(start + s + i) for i in range(min(batch, n - s))]
+        coll.upsert(ids, vecs[s:s + batch], [None] * len(ids),
+                    [json.dumps({"n": start + s + i}) for i in range(len(ids))])
+    return vecs
+
+
+def _snapshot_of(coll) -> dict:
+    """What a user can see: every document's label, vector and payload, and where new
+    labels will start."""
+    docs = {}
+    for ext, label in coll.labels.items():
+        doc = coll.get(ext)
+        docs[ext] = (label, np.frombuffer(doc.vector, np.float32).tobytes(), doc.payload)
+    return {"docs": docs, "next_label": coll.next_label, "count": coll.count}
+
+
+def _forget_after(tmp_path, seq: int) -> None:
+    """SQLite as a crash between the log's fsync and the store's commit leaves it."""
+    store = MetadataStore(tmp_path / "m.db")
+    with store._tx() as conn:
+        conn.execute("DELETE FROM documents WHERE seq > ?", (seq,))
+        conn.execute("UPDATE collections SET applied_seq = ?", (seq,))
+    store.close()
+
+
+def _exact_ids(coll, vecs_by_id: dict[str, np.ndarray], q: np.ndarray, k: int) -> list[str]:
+    ids = list(vecs_by_id)
+    dist = np.linalg.norm(np.stack([vecs_by_id[i] for i in ids]) - q, axis=1)
+    return [ids[j] for j in np.argsort(dist, kind="stable")[:k]]
+
+
+def test_sqlite_behind_a_whole_log_is_brought_up_to_it(tmp_path):
+    coll = _open(tmp_path)
+    vecs = _fill(coll, 0, 300)  # records 1, 2, 3
+    coll.delete(["5"])           # record 4
+    want = _snapshot_of(coll)
+    _close(coll)
+    _forget_after(tmp_path, 1)
+    again = _open(tmp_path)
+    report = again.report
+    assert report.collection == "t/d/c" and report.sqlite_seq == 1
+    assert report.replayed_records == 3 and report.lost_records == []  # records 2..4
+    assert report.snapshot_seq is None and report.rebuilt_from_sqlite
+    assert again.store.get_collection("t", "d", "c").applied_seq == 4
+    assert _snapshot_of(again) == want
+    # The exact vectors are back for every path that reads them (filtered search).
+    live = {str(i): vecs[i] for i in range(300) if i != 5}
+    q = vecs[7] + 0.01
+    node = filters.parse({"n": {"$lt": 40}})
+    hits = again.search(Query("vector", 5, q, filter=node))
+    assert [h.ext_id for h in hits] == _exact_ids(
+        again, {k: v for k, v in live.items() if int(k) < 40}, q, 5)
+    _close(again)
+
+
+def test_labels_are_never_reused_after_recovery(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 200)
+    coll.delete(["199"])  # the highest label is free again, and must stay unused
+    _close(coll)
+    _forget_after(tmp_path, 1)
+    again = _open(tmp_path)
+    assert again.next_label == 200
+    fresh = np.full((1, DIM), 9, np.float32)
+    again.upsert(["new"], fresh, [None], ["{}"])
+    assert again.labels["new"] == 200
+    assert len(set(again.labels.values())) == len(again.labels) == 200
+    hit = again.search(Query("vector", 1, fresh[0]))[0]
+    assert hit.ext_id == "new" and hit.label == 200
+    # An existing id keeps its label when written again after recovery.
+    label_of_7 = again.labels["7"]
+    again.upsert(["7"], np.full((1, DIM), -9, np.float32), [None], ["{}"])
+    assert again.labels["7"] == label_of_7 and again.count == 200
+    assert again.search(Query("vector", 1, np.full(DIM, -9, np.float32)))[0].ext_id == "7"
+    _close(again)
+
+
+def test_snapshot_then_upserts_and_deletes_replay_into_the_index(tmp_path):
+    coll = _open(tmp_path)
+    vecs = _fill(coll, 0, 300)
+    coll.snapshot()
+    late = _fill(coll, 1000, 50)        # after the snapshot
+    coll.delete(["3", "1010"])          # one from before it, one from after
+    want = _snapshot_of(coll)
+    _close(coll)
+    again = _open(tmp_path)
+    assert again.report.snapshot_seq is not None and not again.report.rebuilt_from_sqlite
+    assert again.report.replayed_records == 2 and again.report.index_from_store == 0
+    assert _snapshot_of(again) == want
+    assert again.index.count == again.count == 348
+    found = again.search(Query("vector", 1, late[20]))[0]
+    assert found.ext_id == "1020"
+    for gone in ("3", "1010"):
+        q = vecs[3] if gone == "3" else late[10]
+        assert gone not in {h.ext_id for h in again.search(Query("vector", 10, q))}
+    _close(again)
+
+
+def test_without_snapshot_or_log_the_store_alone_gives_labels_back(tmp_path, caplog):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 150)
+    coll.snapshot()                      # the log is cut back to after the snapshot
+    want = _snapshot_of(coll)
+    _close(coll)
+    shutil.rmtree(tmp_path / "c" / "snapshots")  # and then the snapshot is lost
+    caplog.set_level(logging.WARNING, "akidb.collection")
+    again = _open(tmp_path)
+    assert again.report.snapshot_seq is None and again.report.rebuilt_from_sqlite
+    assert again.report.replayed_records == 0
+    assert _snapshot_of(again) == want and again.next_label == 150
+    again.upsert(["after"], np.full((1, DIM), 4, np.float32), [None], ["{}"])
+    assert again.labels["after"] == 150 and again.get("149").payload == {"n": 149}
+    _close(again)
+
+
+def test_an_empty_collection_reopens_empty_and_says_it_rebuilt_nothing(tmp_path):
+    _close(_open(tmp_path))
+    again = _open(tmp_path)
+    r = again.report
+    assert (r.snapshot_seq, r.sqlite_seq, r.replayed_records, r.rebuilt_from_sqlite) == (
+        None, 0, 0, False)
+    assert again.count == again.index.count == 0 and again.next_label == 0
+    _close(again)
+
+
+@pytest.mark.parametrize("rebuilt", [False, True])
+def test_the_repair_warning_says_whether_the_whole_index_was_rebuilt(tmp_path, caplog,
+                                                                     rebuilt):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 100)
+    coll.snapshot()
+    seq = coll.wal.last_seq
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    if rebuilt:  # a document the index never got: only a rebuild brings it in
+        store.apply_upsert(1, seq, [("stray", 100, None, "{}",
+                                     np.full(DIM, 7, np.float32).tobytes())])
+    else:        # two documents the store lost: removed from the index, no rebuild
+        with store._tx() as conn:
+            conn.execute("DELETE FROM documents WHERE ext_id IN ('5', '6')")
+    store.close()
+    caplog.set_level(logging.WARNING, "akidb.collection")
+    again = _open(tmp_path)
+    assert again.report.index_rebuilt is rebuilt
+    message = [r.getMessage() for r in caplog.records if "disagreed" in r.getMessage()]
+    assert len(message) == 1
+    assert message[0].endswith(", whole index rebuilt") is rebuilt
+    if not rebuilt:
+        assert message[0].endswith("2 stale labels removed")
+    _close(again)

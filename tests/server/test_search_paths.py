@@ -1,0 +1,175 @@
+"""Every way one collection answers a query, in-process, against brute force: the
+exact fallback when the graph comes back short, batched searches, the ``ef`` and
+depth each path asks of the graph, and hybrid fusion through ``Collection.search``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from akidb.server import collection as collection_module
+from akidb.server.index.hnsw import ShortResult
+from akidb.server.query import filters
+from akidb.server.query.hybrid import reciprocal_rank_fusion
+from akidb.server.query.plan import Query
+
+from .collections import open_collection
+
+DIM = 8
+N = 900
+
+
+def _brute(vecs, payloads, q, k, flt=None) -> list[str]:
+    node = filters.parse(flt) if flt is not None else None
+    keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
+    dist = np.linalg.norm(vecs[keep] - q, axis=1)
+    return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    coll = open_collection(tmp_path_factory.mktemp("paths"), dim=DIM)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((N, DIM)).astype(np.float32)
+    payloads = [{"g": i % 100, "half": i % 2 == 0} for i in range(N)]
+    texts = [f"word{i % 5} common" for i in range(N)]
+    ids = [str(i) for i in range(N)]
+    for s in range(0, N, 300):
+        coll.upsert(ids[s:s + 300], vecs[s:s + 300], texts[s:s + 300],
+                    [json.dumps(p) for p in payloads[s:s + 300]])
+    yield coll, vecs, payloads
+    coll.close()
+    coll.store.close()
+
+
+QUERIES = np.random.default_rng(11).standard_normal((6, DIM)).astype(np.float32)
+
+
+def _ids(hits) -> list[str]:
+    return [h.ext_id for h in hits]
+
+
+@pytest.fixture
+def short_graph(filled, monkeypatch):
+    """The graph search comes back short (fewer than k live neighbours), as hnswlib
+    does on graphs full of deleted or filtered-out nodes: every search raises it."""
+    coll = filled[0]
+
+    def short(*args, **kwargs):
+        raise ShortResult("simulated: fewer than k found")
+
+    monkeypatch.setattr(coll.index, "search", short)
+    monkeypatch.setattr(coll.index, "search_batch", short)
+    return filled
+
+
+@pytest.mark.parametrize("flt", [None, {"g": {"$lt": 40}}, {"half": True}])
+def test_a_short_graph_answer_falls_back_to_exact_search(short_graph, flt, monkeypatch):
+    coll, vecs, payloads = short_graph
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)  # skip the exact path
+    node = filters.parse(flt) if flt else None
+    before = coll.strategies["exact_fallback"]
+    for q in QUERIES:
+        hits = coll.search(Query("vector", 10, q, filter=node))
+        assert _ids(hits) == _brute(vecs, payloads, q, 10, flt)
+        best = int(hits[0].ext_id)
+        assert hits[0].score == pytest.approx(-float(np.linalg.norm(vecs[best] - q)), abs=1e-4)
+    assert coll.strategies["exact_fallback"] - before == len(QUERIES)
+
+
+def test_batched_searches_fall_back_one_by_one(short_graph):
+    coll, vecs, payloads = short_graph
+    answers = coll.search_many([Query("vector", 7, q) for q in QUERIES])
+    assert [_ids(a) for a in answers] == [_brute(vecs, payloads, q, 7) for q in QUERIES]
+
+
+def test_search_many_answers_each_query_as_search_does_in_order(filled):
+    coll, vecs, payloads = filled
+    half = filters.parse({"half": True})
+    queries = [Query("vector", 5, QUERIES[0]), Query("vector", 5, QUERIES[1]),
+               Query("vector", 3, QUERIES[2]), Query("vector", 5, QUERIES[3], ef=128),
+               Query("vector", 5, QUERIES[4], ef=128), Query("vector", 4, QUERIES[5],
+                                                             filter=half),
+               Query("text", 4, match='"word2"'), Query("hybrid", 4, QUERIES[0],
+                                                        match='"word1"'),
+               Query("vector", 5, QUERIES[5])]
+    before = dict(coll.strategies)
+    batched = coll.search_many(queries)
+    graph_runs = coll.strategies["graph"] - before.get("graph", 0)
+    one_by_one = [coll.search(q) for q in queries]
+    assert [_ids(a) for a in batched] == [_ids(b) for b in one_by_one]
+    for a, b in zip(batched, one_by_one, strict=True):
+        assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+    # k=5 ef=None: 3 queries in one batch; k=5 ef=128: 2; the k=3 one alone: one graph
+    # search; the filtered, text and hybrid ones do not count as unfiltered graph runs.
+    assert graph_runs == 3 + 2 + 1 + 1  # + the hybrid's vector side
+    assert len(batched[5]) == 4 and all(int(h.ext_id) % 2 == 0 for h in batched[5])
+    assert _ids(batched[0]) == _brute(vecs, payloads, QUERIES[0], 5)
+
+
+@pytest.fixture
+def graph_calls(filled, monkeypatch):
+    """Every (k, ef) the collection asks of the real graph."""
+    coll = filled[0]
+    calls: list[tuple[int, int | None, bool]] = []
+    real_search, real_batch = coll.index.search, coll.index.search_batch
+
+    def search(vector, k, ef=None, filter=None):
+        calls.append((k, ef, filter is not None))
+        return real_search(vector, k, ef, filter=filter)
+
+    def search_batch(vectors, k, ef=None):
+        calls.append((k, ef, False))
+        return real_batch(vectors, k, ef)
+
+    monkeypatch.setattr(coll.index, "search", search)
+    monkeypatch.setattr(coll.index, "search_batch", search_batch)
+    return calls
+
+
+def test_the_requested_ef_reaches_the_graph_on_every_path(filled, graph_calls, monkeypatch):
+    coll = filled[0]
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 50)
+    coll.search(Query("vector", 5, QUERIES[0], ef=77))
+    assert graph_calls[-1] == (5, 77, False)
+    coll.search(Query("vector", 5, QUERIES[0], filter=filters.parse({"g": {"$lt": 10}}),
+                      ef=77))  # 10% match: the filtered graph walk
+    assert graph_calls[-1] == (5, 77, True)
+    coll.search(Query("vector", 5, QUERIES[0], filter=filters.parse({"g": {"$lt": 90}}),
+                      ef=300))  # 90% match: oversampling, ef at least what it fetches
+    k, ef, filtered = graph_calls[-1]
+    wanted = min(N, int(3 * 5 / 0.9) + 10)
+    assert (k, ef, filtered) == (wanted, max(300, wanted), False)
+    coll.search(Query("vector", 5, QUERIES[0], filter=filters.parse({"g": {"$lt": 90}})))
+    assert graph_calls[-1] == (wanted, wanted, False)  # no ef: what it fetches
+    coll.search_many([Query("vector", 6, q, ef=99) for q in QUERIES[:3]])
+    assert graph_calls[-1] == (6, 99, False)
+
+
+def test_hybrid_fuses_the_top_four_k_or_fifty_of_each_side(filled, graph_calls):
+    coll, vecs, payloads = filled
+    for k, depth in ((5, 50), (20, 80)):
+        hits = coll.search(Query("hybrid", k, QUERIES[1], match='"word4"', ef=200,
+                                 alpha=0.3))
+        assert graph_calls[-1] == (depth, 200, False)
+        assert len(hits) == k
+        by_vector = _brute(vecs, payloads, QUERIES[1], depth)
+        by_text = [h.ext_id for h in coll.search(Query("text", depth, match='"word4"'))]
+        labels = {ext: coll.labels[ext] for ext in by_vector + by_text}
+        fused = reciprocal_rank_fusion([labels[e] for e in by_vector],
+                                       [labels[e] for e in by_text], alpha=0.3, k=k)
+        assert [h.label for h in hits] == [f[0] for f in fused]
+
+
+def test_hybrid_alpha_and_filter_reach_both_sides(filled):
+    coll, vecs, payloads = filled
+    q = QUERIES[2]
+    only_vector = coll.search(Query("hybrid", 8, q, match='"word0"', alpha=1.0))
+    assert _ids(only_vector) == _brute(vecs, payloads, q, 8)
+    only_text = coll.search(Query("hybrid", 8, q, match='"word0"', alpha=0.0))
+    assert all(int(h.ext_id) % 5 == 0 for h in only_text)
+    odd = filters.parse({"half": False})
+    both = coll.search(Query("hybrid", 30, q, match='"word0"', filter=odd))
+    assert len(both) == 30 and all(int(h.ext_id) % 2 == 1 for h in both)
