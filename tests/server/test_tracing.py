@@ -150,3 +150,33 @@ def test_an_unknown_exporter_is_a_usage_error(tmp_path):
                                           "OTEL_TRACES_EXPORTER": "zipkin"})
     assert out.returncode == 2 and "OTEL_TRACES_EXPORTER: unknown exporter 'zipkin'" in \
         out.stderr
+
+
+def test_embedding_has_its_span(traced):
+    trace_id, _, header = _traceparent()
+    r = requests.post(f"{traced.rest_url}/v1/embed", json={"texts": ["a traced sentence"]},
+                      headers={"Authorization": f"Bearer {traced.admin_key}",
+                               "traceparent": header}, timeout=120)
+    assert r.status_code == 200, r.text
+    root, children = _tree(_spans(traced, trace_id, {"embed"}))
+    assert "embed" in children[root["name"]]
+
+
+def test_a_failed_requests_log_line_carries_the_trace_id(traced):
+    trace_id, _, header = _traceparent()
+    r = requests.post(f"{traced.rest_url}/v1/tenants/t/databases/db/collections/nope/search",
+                      json={"vector": [1, 0, 0, 0], "k": 1}, timeout=10,
+                      headers={"Authorization": f"Bearer {traced.admin_key}",
+                               "traceparent": header})
+    assert r.status_code == 404
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in traced.log_path.read_text().splitlines()
+                 if '"request failed"' in line]
+        mine = [line for line in lines if line.get("request_id") == trace_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert mine and mine[0]["status"] == 404 and mine[0]["level"] == "info"
+    root, _ = _tree(_spans(traced, trace_id, set()))
+    assert root["attributes"]["http.response.status_code"] == 404
