@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from akidb.server.collection import Collection
 from akidb.server.config import Settings
 from akidb.server.errors import AlreadyExists
+from akidb.server.query import filters
 from akidb.server.storage.metadata import MetadataStore
 
 
@@ -24,3 +27,12 @@ def open_collection(tmp_path, *, dim: int, metric: str = "l2", fsync: str = "non
     coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync=fsync))
     coll.report = coll.open(repair=repair)
     return coll
+
+
+def brute_force(vecs: np.ndarray, payloads: list[dict], q: np.ndarray, k: int,
+                flt: dict | None = None) -> list[str]:
+    """The exact top-k ids (row numbers as strings) by L2 among rows matching ``flt``."""
+    node = filters.parse(flt) if flt is not None else None
+    keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
+    dist = np.linalg.norm(vecs[keep] - q, axis=1)
+    return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]

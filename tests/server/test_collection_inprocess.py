@@ -16,7 +16,7 @@ from akidb.server.recovery import RecoveryError
 from akidb.server.storage.metadata import MetadataStore
 from akidb.server.storage.wal import FRAME
 
-from .collections import open_collection
+from .collections import brute_force, open_collection
 
 DIM = 8
 N = 1200
@@ -51,11 +51,6 @@ def _fill(coll: Collection, n: int = N) -> tuple[list[str], np.ndarray, list[dic
     return ids, vecs, payloads
 
 
-def _brute(vecs, payloads, q, k, flt=None) -> list[str]:
-    node = filters.parse(flt) if flt is not None else None
-    keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
-    dist = np.linalg.norm(vecs[keep] - q, axis=1)
-    return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +73,7 @@ def test_vector_search_matches_brute_force_on_every_strategy(filled, flt, monkey
     recall = []
     for q in queries:
         hits = _vec(coll, q, 10, 200, node)
-        want = _brute(vecs, payloads, q, 10, flt)
+        want = brute_force(vecs, payloads, q, 10, flt)
         got = [h.ext_id for h in hits]
         assert len(got) == len(want)
         assert all(node is None or filters.matches(node, payloads[int(g)]) for g in got)
@@ -92,7 +87,7 @@ def test_exact_path_is_exact_and_scores_are_negative_l2(filled):
     coll, (_ids, vecs, payloads) = filled
     q = vecs[17] + 0.01
     hits = _vec(coll, q, 5, None, filters.parse({"g": 17}))
-    assert [h.ext_id for h in hits] == _brute(vecs, payloads, q, 5, {"g": 17})
+    assert [h.ext_id for h in hits] == brute_force(vecs, payloads, q, 5, {"g": 17})
     assert hits[0].ext_id == "17"
     assert hits[0].score == pytest.approx(-float(np.linalg.norm(vecs[17] - q)), abs=1e-4)
     assert _vec(coll, q, 5, None, filters.parse({"g": 1000})) == []

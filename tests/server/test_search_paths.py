@@ -15,17 +15,12 @@ from akidb.server.query import filters
 from akidb.server.query.hybrid import reciprocal_rank_fusion
 from akidb.server.query.plan import Query
 
-from .collections import open_collection
+from .collections import brute_force, open_collection
 
 DIM = 8
 N = 900
 
 
-def _brute(vecs, payloads, q, k, flt=None) -> list[str]:
-    node = filters.parse(flt) if flt is not None else None
-    keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
-    dist = np.linalg.norm(vecs[keep] - q, axis=1)
-    return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +68,7 @@ def test_a_short_graph_answer_falls_back_to_exact_search(short_graph, flt, monke
     before = coll.strategies["exact_fallback"]
     for q in QUERIES:
         hits = coll.search(Query("vector", 10, q, filter=node))
-        assert _ids(hits) == _brute(vecs, payloads, q, 10, flt)
+        assert _ids(hits) == brute_force(vecs, payloads, q, 10, flt)
         best = int(hits[0].ext_id)
         assert hits[0].score == pytest.approx(-float(np.linalg.norm(vecs[best] - q)), abs=1e-4)
     assert coll.strategies["exact_fallback"] - before == len(QUERIES)
@@ -82,7 +77,7 @@ def test_a_short_graph_answer_falls_back_to_exact_search(short_graph, flt, monke
 def test_batched_searches_fall_back_one_by_one(short_graph):
     coll, vecs, payloads = short_graph
     answers = coll.search_many([Query("vector", 7, q) for q in QUERIES])
-    assert [_ids(a) for a in answers] == [_brute(vecs, payloads, q, 7) for q in QUERIES]
+    assert [_ids(a) for a in answers] == [brute_force(vecs, payloads, q, 7) for q in QUERIES]
 
 
 def test_search_many_answers_each_query_as_search_does_in_order(filled):
@@ -106,7 +101,7 @@ def test_search_many_answers_each_query_as_search_does_in_order(filled):
     # search; the filtered, text and hybrid ones do not count as unfiltered graph runs.
     assert graph_runs == 3 + 2 + 1 + 1  # + the hybrid's vector side
     assert len(batched[5]) == 4 and all(int(h.ext_id) % 2 == 0 for h in batched[5])
-    assert _ids(batched[0]) == _brute(vecs, payloads, QUERIES[0], 5)
+    assert _ids(batched[0]) == brute_force(vecs, payloads, QUERIES[0], 5)
 
 
 @pytest.fixture
@@ -155,7 +150,7 @@ def test_hybrid_fuses_the_top_four_k_or_fifty_of_each_side(filled, graph_calls):
                                  alpha=0.3))
         assert graph_calls[-1] == (depth, 200, False)
         assert len(hits) == k
-        by_vector = _brute(vecs, payloads, QUERIES[1], depth)
+        by_vector = brute_force(vecs, payloads, QUERIES[1], depth)
         by_text = [h.ext_id for h in coll.search(Query("text", depth, match='"word4"'))]
         labels = {ext: coll.labels[ext] for ext in by_vector + by_text}
         fused = reciprocal_rank_fusion([labels[e] for e in by_vector],
@@ -167,7 +162,7 @@ def test_hybrid_alpha_and_filter_reach_both_sides(filled):
     coll, vecs, payloads = filled
     q = QUERIES[2]
     only_vector = coll.search(Query("hybrid", 8, q, match='"word0"', alpha=1.0))
-    assert _ids(only_vector) == _brute(vecs, payloads, q, 8)
+    assert _ids(only_vector) == brute_force(vecs, payloads, q, 8)
     only_text = coll.search(Query("hybrid", 8, q, match='"word0"', alpha=0.0))
     assert all(int(h.ext_id) % 5 == 0 for h in only_text)
     odd = filters.parse({"half": False})

@@ -22,6 +22,7 @@ from akidb.server.proto.akidb.v1 import dataplane_pb2_grpc as pb_grpc
 
 DIM = 4
 COLL = "t/db/c"
+PATH = "/v1/tenants/t/databases/db/collections"
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,13 @@ def _spans(node: Node, trace_id: str, want: set[str], timeout: float = 10) -> li
         time.sleep(0.05)
 
 
+def _post(node: Node, path: str, body: dict, traceparent: str,
+          timeout: float = 10) -> requests.Response:
+    return requests.post(f"{node.rest_url}{path}", json=body, timeout=timeout,
+                         headers={"Authorization": f"Bearer {node.admin_key}",
+                                  "traceparent": traceparent})
+
+
 def _traceparent() -> tuple[str, str, str]:
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
     return trace_id, parent, f"00-{trace_id}-{parent}-01"
@@ -76,10 +84,7 @@ def _tree(spans: list[dict]) -> tuple[dict, dict[str, list[str]]]:
 
 def test_rest_search_with_traceparent_has_a_server_span_and_children(traced):
     trace_id, parent, header = _traceparent()
-    r = requests.post(f"{traced.rest_url}/v1/tenants/t/databases/db/collections/c/search",
-                      json={"vector": [1, 0, 0, 0], "k": 1}, timeout=10,
-                      headers={"Authorization": f"Bearer {traced.admin_key}",
-                               "traceparent": header})
+    r = _post(traced, f"{PATH}/c/search", {"vector": [1, 0, 0, 0], "k": 1}, header)
     assert r.status_code == 200, r.text
     assert r.headers["X-Request-Id"] == trace_id  # logs and traces join on it
     spans = _spans(traced, trace_id, {"authorize", "index.search"})
@@ -95,10 +100,8 @@ def test_rest_search_with_traceparent_has_a_server_span_and_children(traced):
 
 def test_rest_upsert_shows_wal_sqlite_index_and_fsync_spans(traced):
     trace_id, _, header = _traceparent()
-    r = requests.post(f"{traced.rest_url}/v1/tenants/t/databases/db/collections/c/documents",
-                      json={"documents": [{"id": "a", "vector": [1, 2, 3, 4]}]}, timeout=10,
-                      headers={"Authorization": f"Bearer {traced.admin_key}",
-                               "traceparent": header})
+    r = _post(traced, f"{PATH}/c/documents",
+              {"documents": [{"id": "a", "vector": [1, 2, 3, 4]}]}, header)
     assert r.status_code == 200, r.text
     want = {"authorize", "wal.append", "sqlite.apply", "index.insert", "wal.fsync_wait"}
     root, children = _tree(_spans(traced, trace_id, want))
@@ -154,9 +157,7 @@ def test_an_unknown_exporter_is_a_usage_error(tmp_path):
 
 def test_embedding_has_its_span(traced):
     trace_id, _, header = _traceparent()
-    r = requests.post(f"{traced.rest_url}/v1/embed", json={"texts": ["a traced sentence"]},
-                      headers={"Authorization": f"Bearer {traced.admin_key}",
-                               "traceparent": header}, timeout=120)
+    r = _post(traced, "/v1/embed", {"texts": ["a traced sentence"]}, header, timeout=120)
     assert r.status_code == 200, r.text
     root, children = _tree(_spans(traced, trace_id, {"embed"}))
     assert "embed" in children[root["name"]]
@@ -164,10 +165,7 @@ def test_embedding_has_its_span(traced):
 
 def test_a_failed_requests_log_line_carries_the_trace_id(traced):
     trace_id, _, header = _traceparent()
-    r = requests.post(f"{traced.rest_url}/v1/tenants/t/databases/db/collections/nope/search",
-                      json={"vector": [1, 0, 0, 0], "k": 1}, timeout=10,
-                      headers={"Authorization": f"Bearer {traced.admin_key}",
-                               "traceparent": header})
+    r = _post(traced, f"{PATH}/nope/search", {"vector": [1, 0, 0, 0], "k": 1}, header)
     assert r.status_code == 404
     deadline = time.monotonic() + 10
     while True:
