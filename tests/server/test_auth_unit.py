@@ -254,3 +254,66 @@ def test_revoke_drops_keys_decisions_and_the_tenant_cache(store):
     assert "acme" not in guard.authz._sets
     with pytest.raises(Unauthenticated):
         auth.authenticate(f"Bearer {secret}")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_refills_at_its_rate_and_says_how_long_to_wait(monkeypatch):
+    from akidb.server.auth import quotas as quotas_module
+
+    clock = _Clock()
+    monkeypatch.setattr(quotas_module.time, "monotonic", clock)
+    rate = RateLimiter()
+    q = {"requests_per_second": 3, "burst": 2}
+    rate.take("t", q)
+    rate.take("t", q)  # the burst is spent: 0 tokens
+    with pytest.raises(QuotaExceeded) as info:
+        rate.take("t", q)
+    assert info.value.details == {"retry_after": 0.333}  # (1 - 0) / 3, to the millisecond
+    assert str(info.value) == "tenant 't' is over its request rate of 3/s"
+    clock.now += 0.2  # 0.6 tokens refilled
+    with pytest.raises(QuotaExceeded) as info:
+        rate.take("t", q)
+    assert info.value.details == {"retry_after": round(0.4 / 3, 3)}
+    clock.now += 0.2  # 1.2 tokens now: one call passes, leaving 0.2
+    rate.take("t", q)
+    with pytest.raises(QuotaExceeded) as info:
+        rate.take("t", q)
+    assert info.value.details == {"retry_after": round(0.8 / 3, 3)}
+    clock.now += 10  # refills cap at the burst
+    rate.take("t", q)
+    rate.take("t", q)
+    with pytest.raises(QuotaExceeded):
+        rate.take("t", q)
+
+
+@pytest.mark.parametrize("header, message", [
+    (None, "missing Authorization header; send 'Bearer <api key>'"),
+    ("", "missing Authorization header; send 'Bearer <api key>'"),
+    ("Basic abc", "Authorization header must be 'Bearer <api key>'"),
+    ("Bearer ", "Authorization header must be 'Bearer <api key>'"),
+    ("Bearer akidb_onlytwo", "unknown API key"),   # two parts, our prefix
+    ("Bearer other_a_b", "unknown API key"),        # three parts, another prefix
+    ("Bearer akidb_nosuchid_secret", "unknown API key"),
+])
+def test_authentication_errors_say_exactly_what_is_wrong(store, header, message):
+    with pytest.raises(Unauthenticated) as info:
+        KeyAuthenticator(ADMIN_KEY, store).authenticate(header)
+    assert str(info.value) == message
+
+
+def test_a_wrong_secret_for_a_known_key_is_unknown_cached_or_not(store):
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    secret = _user(store, "acme", "dev", "developer")
+    wrong = f"{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
+    for _ in ("not cached yet", "cached"):
+        with pytest.raises(Unauthenticated) as info:
+            auth.authenticate(f"Bearer {wrong}")
+        assert str(info.value) == "unknown API key"
+        auth.authenticate(f"Bearer {secret}")

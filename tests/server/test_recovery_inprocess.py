@@ -183,3 +183,19 @@ def test_the_repair_warning_says_whether_the_whole_index_was_rebuilt(tmp_path, c
     if not rebuilt:
         assert message[0].endswith("2 stale labels removed")
     _close(again)
+
+
+def test_failing_segment_bookkeeping_is_logged_and_not_fatal(tmp_path, caplog, monkeypatch):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 10)
+
+    def refuse(*args, **kwargs):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(coll.store, "set_wal_segments", refuse)
+    caplog.set_level(logging.WARNING, "akidb.collection")
+    coll.snapshot()  # records the segments left after the log is cut: that fails
+    assert ["could not record WAL segments of t/d/c: disk I/O error"] == [
+        r.getMessage() for r in caplog.records if "WAL segments" in r.getMessage()]
+    assert coll.count == 10 and coll.get("3").payload == {"n": 3}
+    _close(coll)
