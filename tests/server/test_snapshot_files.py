@@ -110,3 +110,19 @@ def test_the_newest_of_two_valid_snapshots_wins_and_skips_are_logged(tmp_path, c
     meta.write_text(json.dumps(edited))
     assert snapshots.load_latest(tmp_path / "a").path == old.path
     assert "meta.json differs from its own CRC32 (edited or damaged)" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_damage_anywhere_in_a_large_index_is_caught(tmp_path, where):
+    """The CRC covers every chunk of a file read in pieces (here 3.5 MiB), not only the
+    last piece, and matches zlib's CRC-32 of the whole file."""
+    import zlib
+
+    payload = bytes(range(256)) * (14 * 1024)  # 3.5 MiB
+    snap = snapshots.write(tmp_path, 4, _save(payload), {"count": 1})
+    assert snap.meta["index_crc32"] == zlib.crc32(payload)
+    offset = {"first": 10, "middle": len(payload) // 2, "last": len(payload) - 10}[where]
+    damaged = bytearray(payload)
+    damaged[offset] ^= 0x01
+    snap.index_path.write_bytes(bytes(damaged))
+    assert snapshots.load_latest(tmp_path) is None
