@@ -65,3 +65,21 @@ def test_missing_or_unreadable_checkpoints(tmp_path):
     (tmp_path / "odd.json").write_text('{"nonsense": 1}')
     with pytest.raises(DatasetError, match="unreadable"):
         ckpt.load_for_resume(tmp_path / "odd.json", data, "t/d/c")
+
+
+def test_checkpoints_nest_and_their_refusals_say_what_to_do(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("{}\n")
+    where = tmp_path / "a" / "b" / "c" / "ck.json"  # several missing directories
+    ckpt.Checkpoint.fresh(data, "t/d/c").save(where)
+    assert where.exists() and [p.name for p in where.parent.iterdir()] == ["ck.json"]
+    missing = tmp_path / "none.json"
+    with pytest.raises(DatasetError) as info:
+        ckpt.load_for_resume(missing, data, "t/d/c")
+    assert str(info.value) == (f"--resume: no checkpoint at {missing}; run without "
+                               "--resume first")
+    with pytest.raises(DatasetError) as info:
+        ckpt.load_for_resume(where, data, "t/d/other")
+    assert str(info.value) == (
+        f"--resume: checkpoint {where} is for {data.resolve()} -> t/d/c as it was then "
+        "(size 3); the file or the target differs, so resuming could skip or repeat rows")

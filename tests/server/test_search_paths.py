@@ -168,3 +168,45 @@ def test_hybrid_alpha_and_filter_reach_both_sides(filled):
     odd = filters.parse({"half": False})
     both = coll.search(Query("hybrid", 30, q, match='"word0"', filter=odd))
     assert len(both) == 30 and all(int(h.ext_id) % 2 == 1 for h in both)
+
+
+def test_filtered_text_search_pages_deeper_until_k_allowed_are_found(tmp_path):
+    """Every document matches the word equally; the filter allows only five of them,
+    ranked far down: the pages grow (64, 256, 1024 ...) until all five are found."""
+    coll = open_collection(tmp_path, dim=DIM)
+    n = 1500
+    ids = [str(i) for i in range(n)]
+    vecs = np.zeros((n, DIM), np.float32)
+    coll.upsert(ids, vecs, ["same words here"] * n,
+                [json.dumps({"rare": i >= n - 5}) for i in range(n)])
+    ranked = [h.ext_id for h in coll.search(Query("text", n, match='"same"'))]
+    assert len(ranked) == n
+    rare = filters.parse({"rare": True})
+    hits = coll.search(Query("text", 5, match='"same"', filter=rare))
+    want = [e for e in ranked if int(e) >= n - 5]
+    assert [h.ext_id for h in hits] == want
+    assert ranked.index(want[0]) > 4 * 64  # past the first two pages
+    fewer = coll.search(Query("text", 3, match='"same"', filter=rare))
+    assert [h.ext_id for h in fewer] == want[:3]
+    none_left = coll.search(Query("text", 10, match='"same"', filter=rare))
+    assert [h.ext_id for h in none_left] == want  # all there are, not an endless loop
+    coll.close()
+    coll.store.close()
+
+
+def test_the_snapshot_rule_is_a_quarter_of_the_index_or_the_floor(tmp_path, monkeypatch):
+    coll = open_collection(tmp_path, dim=DIM, m=16)
+    coll.upsert([str(i) for i in range(10)], np.ones((10, DIM), np.float32), [None] * 10,
+                ["{}"] * 10)
+    index_bytes = 10 * (DIM * 4 + 16 * 8)  # what a restart would rebuild
+    for wal, floor, expected in ((index_bytes // 4, 0, False),
+                                 (index_bytes // 4 + 1, 0, True),
+                                 (5000, 5000, False), (5001, 5000, True)):
+        monkeypatch.setattr(coll.wal, "size_bytes", lambda wal=wal: wal)
+        assert coll.needs_snapshot(floor, 0.25) is expected, (wal, floor)
+    monkeypatch.setattr(coll.wal, "size_bytes", lambda: 0)
+    assert coll.needs_snapshot(10**9, 0.25, min_vectors=10)  # no snapshot yet, big enough
+    assert not coll.needs_snapshot(10**9, 0.25, min_vectors=11)
+    assert not coll.needs_snapshot(10**9, 0.25)  # min_vectors 0: that rule is off
+    coll.close()
+    coll.store.close()
