@@ -317,3 +317,25 @@ def test_a_wrong_secret_for_a_known_key_is_unknown_cached_or_not(store):
             auth.authenticate(f"Bearer {wrong}")
         assert str(info.value) == "unknown API key"
         auth.authenticate(f"Bearer {secret}")
+
+
+def test_policies_can_single_out_one_collection_or_one_database(store):
+    authz = Authorizer(store)
+    dev = Principal("acme/dev", False, "acme", "developer")
+    policy = ('forbid (principal, action, resource == AkiDB::Collection::"acme/db/secret");\n'
+              'forbid (principal, action == AkiDB::Action::"read", '
+              'resource == AkiDB::Database::"acme/closed");')
+    authz.validate("acme", policy)
+    store.set_policies("acme", policy)
+    authz.invalidate("acme")
+    assert authz.is_allowed(dev, "read", "acme", "db", "open")
+    assert not authz.is_allowed(dev, "read", "acme", "db", "secret")  # that collection only
+    assert not authz.is_allowed(dev, "write", "acme", "db", "secret")
+    assert authz.is_allowed(dev, "read", "acme", "db")  # its database is not the collection
+    assert not authz.is_allowed(dev, "read", "acme", "closed")  # the database itself
+    assert authz.is_allowed(dev, "read", "acme", "closed", "c")  # == names it, not its children
+    assert authz.is_allowed(dev, "read", "acme")
+    other = Authorizer(store)  # another tenant's set is not the one invalidated
+    authz.invalidate("other")
+    assert not authz.is_allowed(dev, "read", "acme", "db", "secret")
+    assert not other.is_allowed(dev, "read", "acme", "db", "secret")
