@@ -5,7 +5,10 @@ mutmut changes one small thing at a time in the modules listed under
 the tests that execute the changed function. A mutant the tests do not notice
 "survives". ``reports/mutation/equivalent.toml`` names the survivors that cannot be
 told apart from the original by any test (the change means the same thing), each
-with the reason; every other survivor is a missing test. The report lists both, the
+with the reason, and ``[[pattern]]`` kinds of change that are equivalent wherever
+they occur (a chunk size of a checksum loop, ``count=`` of ``np.fromiter``); each
+one matched is listed with its diff under "Equivalent mutants". Every other survivor
+is a missing test. The report lists both, the
 score per module and overall:
 
     score = killed / (mutants - equivalent)
@@ -17,6 +20,7 @@ survivors.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 import shutil
@@ -96,10 +100,46 @@ def collect() -> list[Mutant]:
     return mutants
 
 
-def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
+@dataclass
+class Pattern:
+    """A kind of change that cannot alter behaviour wherever it occurs in ``module``
+    (a glob): the removed line matches ``removed`` and the added one ``added``."""
+
+    module: str
+    removed: str
+    added: str
+    reason: str
+
+    def matches(self, mutant: Mutant, diff: str) -> bool:
+        old = [line[1:] for line in diff.splitlines() if line.startswith("-")]
+        new = [line[1:] for line in diff.splitlines() if line.startswith("+")]
+        return (fnmatch.fnmatch(mutant.module, self.module)
+                and any(re.search(self.removed, line) for line in old)
+                and any(re.search(self.added, line) for line in new))
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> tuple[dict[str, str], list[Pattern]]:
+    """Named equivalent mutants (name = reason) and ``[[pattern]]`` kinds of change."""
     if not path.exists():
-        return {}
-    return {name: str(reason) for name, reason in tomllib.loads(path.read_text()).items()}
+        return {}, []
+    data = tomllib.loads(path.read_text())
+    patterns = [Pattern(**p) for p in data.pop("pattern", [])]
+    return {name: str(reason) for name, reason in data.items()}, patterns
+
+
+def by_pattern(mutants: list[Mutant], diffs: dict[str, str], patterns: list[Pattern]
+               ) -> dict[str, str]:
+    """Survivors whose change is one of the equivalent kinds, with that kind's reason."""
+    out = {}
+    for m in mutants:
+        diff = diffs.get(m.name)
+        if diff is None:
+            continue
+        for pattern in patterns:
+            if pattern.matches(m, diff):
+                out[m.name] = f"{pattern.reason} (kind of change)"
+                break
+    return out
 
 
 def score(mutants: list[Mutant], equivalent: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -142,7 +182,10 @@ def render(mutants: list[Mutant], equivalent: dict[str, str], diffs: dict[str, s
     lines += ["## Equivalent mutants", ""]
     for m in mutants:
         if m.name in equivalent and m.status not in KILLED:
-            lines.append(f"- `{m.name}`: {equivalent[m.name]}")
+            lines += [f"- `{m.name}`: {equivalent[m.name]}"]
+            if diffs.get(m.name):
+                lines += ["", "  ```diff", *(f"  {line}" for line in diffs[m.name].splitlines()),
+                          "  ```"]
     return "\n".join(lines) + "\n"
 
 
@@ -173,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     if not mutants:
         print("no mutants found: run without --skip-run first", file=sys.stderr)
         return 2
-    equivalent = load_equivalent()
+    equivalent, patterns = load_equivalent()
     shown = [m.name for m in mutants if m.status not in KILLED and m.name not in equivalent]
     with ThreadPoolExecutor(4) as pool:  # one `mutmut show` process per survivor
         diffs = dict(zip(shown, pool.map(_diff, shown), strict=True))
+    equivalent.update(by_pattern([m for m in mutants if m.name in diffs], diffs, patterns))
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.out / "report.md"
     report.write_text(render(mutants, equivalent, diffs))
