@@ -169,3 +169,52 @@ def test_suggested_thresholds_are_twice_the_largest_drift_with_a_floor():
     assert s["x"]["threshold"] == pytest.approx(0.4)
     assert s["y"] == {"max_drift": 0.0, "threshold": gate.DEFAULT_THRESHOLD}
     assert gate.suggest_thresholds(runs, floor=0.5)["x"]["threshold"] == 0.5
+
+
+def test_the_interval_is_a_percentile_bootstrap_of_the_median_ratio():
+    """The documented method, computed independently: resample each side's samples
+    with replacement (seeded), take medians, and the ratio's (1-c)/2 and 1-(1-c)/2
+    quantiles."""
+    import numpy as np
+
+    base = [10.0, 11, 9, 10, 12, 8, 10, 11, 9, 10, 13, 7]
+    cur = [11.0, 12, 10, 11, 13, 9, 10, 12, 10, 11, 14, 8]
+    for confidence in (0.9, 0.99):
+        (v,) = gate.compare({"x": _m(base)}, {"x": _m(cur)}, confidence=confidence,
+                            n_boot=500, seed=4)
+        rng = np.random.default_rng(4)
+        b = np.median(rng.choice(np.asarray(base), size=(500, len(base))), axis=1)
+        c = np.median(rng.choice(np.asarray(cur), size=(500, len(cur))), axis=1)
+        tail = (1 - confidence) / 2
+        want = np.quantile(c / b, tail), np.quantile(c / b, 1 - tail)
+        assert (v.ci_low, v.ci_high) == pytest.approx(want, rel=1e-12)
+        assert v.ci_low < v.ratio < v.ci_high  # noisy samples: a real interval
+    (zero,) = gate.compare({"x": _m([0.0, 0.0, 0.0])}, {"x": _m([1.0, 1.0, 1.0])})
+    assert zero.ci_low > 1e300  # a zero baseline divides by the smallest float, not 0
+
+
+def test_calibration_takes_two_runs_or_more():
+    runs = [{"a": _m([10, 10])}, {"a": _m([11, 11])}]
+    suggested = gate.suggest_thresholds(runs)
+    assert suggested["a"]["max_drift"] == pytest.approx(0.1)
+    assert suggested["a"]["threshold"] == pytest.approx(0.2)
+    with pytest.raises(gate.GateError) as info:
+        gate.suggest_thresholds(runs[:1])
+    assert str(info.value) == "calibration needs at least two runs of the same code"
+
+
+def test_thresholds_files_are_written_where_asked_and_read_strictly(tmp_path):
+    where = tmp_path / "a" / "b" / "thresholds.toml"
+    gate.write_config(where, {"search_ms": 0.25})
+    assert where.read_text() == '[thresholds]\nsearch_ms = "25%"\n'  # no comment: none
+    gate.write_config(where, {"search_ms": 0.25}, comment="from 3 runs")
+    assert where.read_text().startswith("# from 3 runs\n[thresholds]\n")
+    bad = tmp_path / "bad.toml"
+    for body, message in (('confidence = "high"\n', "confidence must be a number"),
+                          ("confidence = true\n", "confidence must be a number"),
+                          ("speed = 1\n", "unknown keys ['speed'] (allowed: default, "
+                                          "confidence, [thresholds])")):
+        bad.write_text(body)
+        with pytest.raises(gate.GateError) as info:
+            gate.load_config(bad)
+        assert message in str(info.value)

@@ -12,7 +12,7 @@ from akidb.server.storage.metadata import MetadataStore
 
 
 def open_collection(tmp_path, *, dim: int, metric: str = "l2", fsync: str = "none",
-                    m: int = 16, repair: bool = False) -> Collection:
+                    m: int = 16, repair: bool = False, **settings: object) -> Collection:
     """``t/d/c`` under ``tmp_path``, created on first use and recovered on later ones; the
     recovery report is kept as ``coll.report``."""
     store = MetadataStore(tmp_path / "m.db")
@@ -24,7 +24,8 @@ def open_collection(tmp_path, *, dim: int, metric: str = "l2", fsync: str = "non
     except AlreadyExists:
         pass
     row = store.get_collection("t", "d", "c")
-    coll = Collection(row, store, tmp_path / "c", Settings(data_dir=tmp_path, fsync=fsync))
+    coll = Collection(row, store, tmp_path / "c",
+                      Settings(data_dir=tmp_path, fsync=fsync, **settings))
     coll.report = coll.open(repair=repair)
     return coll
 

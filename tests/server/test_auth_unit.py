@@ -339,3 +339,23 @@ def test_policies_can_single_out_one_collection_or_one_database(store):
     authz.invalidate("other")
     assert not authz.is_allowed(dev, "read", "acme", "db", "secret")
     assert not other.is_allowed(dev, "read", "acme", "db", "secret")
+
+
+def test_the_guard_asks_about_the_exact_resource_and_never_rates_the_operator(store):
+    from akidb.server.auth.guard import Guard
+    from akidb.server.errors import PermissionDenied
+
+    store.delete_tenant("acme")
+    store.create_tenant("acme", {"requests_per_second": 0.001, "burst": 1})
+    store.create_database("acme", "db")
+    policy = 'forbid (principal, action, resource == AkiDB::Collection::"acme/db/secret");'
+    store.set_policies("acme", policy)
+    guard = Guard(store, KeyAuthenticator(ADMIN_KEY, store))
+    for _ in range(5):  # the operator: no rate quota applies, whatever the tenant's
+        guard.authorize(ADMIN, "read", "acme", "db", "secret")
+    dev = Principal("acme/dev", False, "acme", "developer", store.get_tenant("acme")["id"])
+    with pytest.raises(PermissionDenied) as info:
+        guard.authorize(dev, "read", "acme", "db", "secret")
+    assert str(info.value) == "acme/dev (role developer) may not read acme/db/secret"
+    guard.rate.forget("acme")
+    guard.authorize(dev, "read", "acme", "db", "open")  # the neighbour is allowed

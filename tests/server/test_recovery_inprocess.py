@@ -199,3 +199,38 @@ def test_failing_segment_bookkeeping_is_logged_and_not_fatal(tmp_path, caplog, m
         r.getMessage() for r in caplog.records if "WAL segments" in r.getMessage()]
     assert coll.count == 10 and coll.get("3").payload == {"n": 3}
     _close(coll)
+
+
+def test_a_lost_segment_the_store_holds_entirely_loses_nothing(tmp_path):
+    coll = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)  # one record a segment
+    _fill(coll, 0, 100)  # record 1
+    coll.snapshot()      # the index as of record 1; the log starts after it
+    _fill(coll, 100, 300)  # records 2..4, one segment each
+    want = _snapshot_of(coll)
+    segments = coll.wal.segments()
+    _close(coll)
+    _forget_after(tmp_path, 3)  # the store applied 1..3; record 4 is only in the log
+    (third,) = [p for p in segments if int(p.stem) == 3]
+    third.unlink()  # record 3 is gone from the log, but the store has it
+    again = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)
+    assert again.report.lost_records == [] and again.report.replayed_records == 2
+    # The index is complete only up to record 2; what came after is re-read from the store.
+    assert again.report.index_from_store == 200
+    assert _snapshot_of(again) == want and again.index.count == 400
+    _close(again)
+
+
+def test_stale_labels_are_counted_once_even_after_earlier_deletes(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 200)
+    coll.delete([str(i) for i in range(20)])  # the index carries 20 deletion marks
+    coll.snapshot()
+    _close(coll)
+    store = MetadataStore(tmp_path / "m.db")
+    with store._tx() as conn:  # the store lost three documents the snapshot still has
+        conn.execute("DELETE FROM documents WHERE ext_id IN ('50', '51', '52')")
+    store.close()
+    again = _open(tmp_path)
+    assert again.report.index_removed == 3 and not again.report.index_rebuilt
+    assert again.index.count == again.count == 177
+    _close(again)
