@@ -210,3 +210,10 @@ def test_the_snapshot_rule_is_a_quarter_of_the_index_or_the_floor(tmp_path, monk
     assert not coll.needs_snapshot(10**9, 0.25)  # min_vectors 0: that rule is off
     coll.close()
     coll.store.close()
+
+
+def test_fusion_weighs_both_sides_equally_by_default():
+    fused = dict(reciprocal_rank_fusion([1, 2, 3], [3, 2, 1], k=3))
+    assert fused[1] == pytest.approx(0.5 / 61 + 0.5 / 63)
+    assert fused[2] == pytest.approx(0.5 / 62 + 0.5 / 62)
+    assert fused == dict(reciprocal_rank_fusion([1, 2, 3], [3, 2, 1], alpha=0.5, k=3))
