@@ -217,3 +217,22 @@ def test_fusion_weighs_both_sides_equally_by_default():
     assert fused[1] == pytest.approx(0.5 / 61 + 0.5 / 63)
     assert fused[2] == pytest.approx(0.5 / 62 + 0.5 / 62)
     assert fused == dict(reciprocal_rank_fusion([1, 2, 3], [3, 2, 1], alpha=0.5, k=3))
+
+
+def test_strategy_boundaries_are_inclusive(filled, monkeypatch):
+    """Exactly EXACT_SEARCH_MAX matches still go exact; a selectivity of exactly
+    OVERSAMPLE_MIN_SELECTIVITY still oversamples."""
+    coll, vecs, payloads = filled
+    nine = {"g": 5}  # 9 of the 900 documents
+    monkeypatch.setattr(collection_module, "EXACT_SEARCH_MAX", 9)
+    before = dict(coll.strategies)
+    hits = coll.search(Query("vector", 3, QUERIES[0], filter=filters.parse(nine)))
+    assert [h.ext_id for h in hits] == brute_force(vecs, payloads, QUERIES[0], 3, nine)
+    assert coll.strategies["exact"] - before.get("exact", 0) == 1
+    quarter = {"g": {"$lt": 25}}  # 225 of 900: a selectivity of exactly 0.25
+    assert collection_module.OVERSAMPLE_MIN_SELECTIVITY == 0.25
+    before = dict(coll.strategies)
+    coll.search(Query("vector", 3, QUERIES[0], filter=filters.parse(quarter)))
+    taken = {k: v - before.get(k, 0) for k, v in coll.strategies.items()
+             if v != before.get(k, 0)}
+    assert taken == {"oversample": 1}
