@@ -359,3 +359,17 @@ def test_the_guard_asks_about_the_exact_resource_and_never_rates_the_operator(st
     assert str(info.value) == "acme/dev (role developer) may not read acme/db/secret"
     guard.rate.forget("acme")
     guard.authorize(dev, "read", "acme", "db", "open")  # the neighbour is allowed
+
+
+def test_the_admin_key_comes_from_the_environment_by_default(tmp_path, monkeypatch):
+    from akidb.server.auth.keys import ADMIN_KEY_FILE, load_or_create_admin_key
+
+    override = "from-the-process-environment-0123"
+    monkeypatch.setenv("AKIDB_ADMIN_KEY", override)
+    assert load_or_create_admin_key(tmp_path) == override  # os.environ when none is given
+    assert not (tmp_path / ADMIN_KEY_FILE).exists()
+    monkeypatch.delenv("AKIDB_ADMIN_KEY")
+    (tmp_path / ADMIN_KEY_FILE).write_text("short\n")
+    with pytest.raises(StartupError) as info:
+        load_or_create_admin_key(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / ADMIN_KEY_FILE} is 5 characters long")
