@@ -103,3 +103,20 @@ def test_appended_bytes_are_in_the_file_at_once(tmp_path):
         assert segment.stat().st_size == wal.size_bytes() > 0
         assert os.path.getsize(segment) == wal._fh.tell()  # nothing held in a buffer
     wal.close()
+
+
+def test_reopening_many_segments_continues_the_numbering_in_the_last_one(tmp_path):
+    wal = WriteAheadLog(tmp_path, fsync="none", segment_bytes=200)
+    wal.open()
+    for i in range(1, 9):
+        _append(wal, i, size=16)
+    wal.close()
+    names = [p.name for p in wal.segments()]
+    assert len(names) >= 3
+    again = WriteAheadLog(tmp_path, fsync="none", segment_bytes=200)
+    report = again.open()
+    assert report.last_seq == again.last_seq == 8 and report.records == 8
+    assert [p.name for p in again.segments()] == names  # a restart adds no file
+    assert _append(again, 9) == 9
+    again.close()
+    assert [p.name for p in again.segments()][: len(names)] == names
