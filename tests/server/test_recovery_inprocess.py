@@ -234,3 +234,47 @@ def test_stale_labels_are_counted_once_even_after_earlier_deletes(tmp_path):
     assert again.report.index_removed == 3 and not again.report.index_rebuilt
     assert again.index.count == again.count == 177
     _close(again)
+
+
+def test_failed_appends_and_syncs_are_refused_with_the_cause(tmp_path, monkeypatch):
+    from akidb.server import faults
+    from akidb.server.errors import Unavailable
+
+    coll = _open(tmp_path)
+    _fill(coll, 0, 10)
+    monkeypatch.setattr(faults, "ENABLED", True)  # as AKIDB_FAULT_INJECTION=1 would
+    faults.update({"disk_full": 1})
+    try:
+        for write in (lambda: coll.upsert(["x"], np.ones((1, DIM), np.float32), [None],
+                                          ["{}"]),
+                      lambda: coll.delete(["3"])):
+            with pytest.raises(Unavailable) as info:
+                write()
+            assert str(info.value) == ("write-ahead log append failed: [Errno 28] No space "
+                                       "left on device (injected failpoint disk_full)")
+    finally:
+        faults.update({"disk_full": 0})
+    assert coll.count == 10 and "3" in coll.labels and coll.broken is None
+
+    def failing_sync(token: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(coll.wal, "wait_durable", failing_sync)
+    with pytest.raises(Unavailable) as info:
+        coll.delete(["4"])
+    assert str(info.value) == ("fsync of the write-ahead log failed: [Errno 5] "
+                               "Input/output error")
+    assert coll.broken == "fsync failed: [Errno 5] Input/output error"
+    with pytest.raises(Unavailable, match="read-only after a storage failure"):
+        coll.upsert(["y"], np.ones((1, DIM), np.float32), [None], ["{}"])
+    _close(coll)
+
+
+def test_a_deleted_label_no_longer_maps_back_to_its_id(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 10)
+    label = coll.labels["4"]
+    coll.delete(["4"])
+    assert label not in coll.ext_ids and "4" not in coll.labels
+    assert len(coll.ext_ids) == len(coll.labels) == 9
+    _close(coll)
