@@ -278,3 +278,9 @@ def test_a_deleted_label_no_longer_maps_back_to_its_id(tmp_path):
     assert label not in coll.ext_ids and "4" not in coll.labels
     assert len(coll.ext_ids) == len(coll.labels) == 9
     _close(coll)
+
+
+def test_the_collection_uses_the_configured_index_threads_and_segment_size(tmp_path):
+    coll = open_collection(tmp_path, dim=DIM, index_threads=1, wal_segment_bytes=4096)
+    assert coll.index.threads == 1 and coll.wal.segment_bytes == 4096
+    _close(coll)
