@@ -121,6 +121,7 @@ def test_snapshot_then_upserts_and_deletes_replay_into_the_index(tmp_path):
     again = _open(tmp_path)
     assert again.report.snapshot_seq is not None and not again.report.rebuilt_from_sqlite
     assert again.report.replayed_records == 2 and again.report.index_from_store == 0
+    assert again.report.index_removed == 0  # the replayed delete came after its upsert
     assert _snapshot_of(again) == want
     assert again.index.count == again.count == 348
     found = again.search(Query("vector", 1, late[20]))[0]
@@ -284,3 +285,59 @@ def test_the_collection_uses_the_configured_index_threads_and_segment_size(tmp_p
     coll = open_collection(tmp_path, dim=DIM, index_threads=1, wal_segment_bytes=4096)
     assert coll.index.threads == 1 and coll.wal.segment_bytes == 4096
     _close(coll)
+
+
+def test_a_gap_after_replayed_records_names_only_the_missing_ones(tmp_path):
+    coll = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)  # one record a segment
+    _fill(coll, 0, 400)  # records 1..4
+    segments = coll.wal.segments()
+    _close(coll)
+    _forget_after(tmp_path, 1)  # the store applied record 1 only
+    (third,) = [p for p in segments if int(p.stem) == 3]
+    third.unlink()  # 2 replays, 3 is gone everywhere, 4 is in the log
+    from akidb.server.recovery import RecoveryError
+
+    with pytest.raises(RecoveryError, match="log records 3..3 are missing"):
+        open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)
+    repaired = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1, repair=True)
+    assert repaired.report.lost_records == [(3, 3)] and repaired.count == 300
+    _close(repaired)
+
+
+def test_recovery_refuses_a_gap_unless_asked_to_repair(tmp_path):
+    """open() without arguments is the safe default: a gap stops it."""
+    coll = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)
+    _fill(coll, 0, 300)
+    segments = coll.wal.segments()
+    _close(coll)
+    _forget_after(tmp_path, 1)
+    segments[1].unlink()
+    from akidb.server.collection import Collection
+    from akidb.server.config import Settings
+    from akidb.server.recovery import RecoveryError
+
+    store = MetadataStore(tmp_path / "m.db")
+    row = store.get_collection("t", "d", "c")
+    coll = Collection(row, store, tmp_path / "c",
+                      Settings(data_dir=tmp_path, fsync="none", wal_segment_bytes=1))
+    with pytest.raises(RecoveryError):
+        coll.open()
+    store.close()
+
+
+def test_a_lost_log_directory_continues_numbering_after_the_store(tmp_path):
+    coll = _open(tmp_path)
+    _fill(coll, 0, 200)
+    coll.snapshot()
+    applied = coll.store.get_collection("t", "d", "c").applied_seq
+    _close(coll)
+    shutil.rmtree(tmp_path / "c" / "wal")  # every segment gone; store and snapshot intact
+    again = _open(tmp_path)
+    assert again.wal.last_seq == applied  # numbering continues after the store's records
+    again.upsert(["new"], np.full((1, DIM), 3, np.float32), [None], ["{}"])
+    assert again.wal.last_seq == applied + 1
+    _close(again)
+    third = _open(tmp_path)  # the new record is replayed, not skipped as old
+    assert third.get("new").payload == {} and third.count == 201
+    assert third.search(Query("vector", 1, np.full(DIM, 3, np.float32)))[0].ext_id == "new"
+    _close(third)
