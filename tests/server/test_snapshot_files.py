@@ -126,3 +126,35 @@ def test_damage_anywhere_in_a_large_index_is_caught(tmp_path, where):
     damaged[offset] ^= 0x01
     snap.index_path.write_bytes(bytes(damaged))
     assert snapshots.load_latest(tmp_path) is None
+
+
+def test_rewriting_a_snapshot_replaces_it_and_clears_leftovers(tmp_path):
+    import os
+    import time
+
+    leftover = tmp_path / f".tmp-{6:020d}-{os.getpid()}"  # an interrupted earlier write
+    leftover.mkdir(parents=True)
+    (leftover / "junk").write_text("x")
+    before = time.time()
+    first = snapshots.write(tmp_path, 6, _save(b"first"), {"count": 1})
+    assert first.seq == 6 and sorted(p.name for p in first.path.iterdir()) == sorted(
+        [snapshots.INDEX_FILE, snapshots.META_FILE])
+    assert before - 1 <= first.meta["created_at"] <= time.time() + 1
+    second = snapshots.write(tmp_path, 6, _save(b"second"), {"count": 2})  # same seq again
+    assert second.path == first.path and second.index_path.read_bytes() == b"second"
+    assert snapshots.load_latest(tmp_path).meta["count"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [f"{6:020d}"]
+
+
+def test_a_snapshot_failing_its_meta_crc_is_logged_with_the_reason(tmp_path, caplog):
+    import logging
+
+    snap = snapshots.write(tmp_path, 2, _save(b"idx"), {"count": 1})
+    meta = json.loads((snap.path / snapshots.META_FILE).read_text())
+    meta["count"] = 99
+    (snap.path / snapshots.META_FILE).write_text(json.dumps(meta))
+    caplog.set_level(logging.ERROR)
+    assert snapshots.load_latest(tmp_path) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping invalid snapshot {snap.path}: meta.json differs from its own CRC32 "
+        "(edited or damaged)"]
