@@ -218,3 +218,20 @@ def test_thresholds_files_are_written_where_asked_and_read_strictly(tmp_path):
         with pytest.raises(gate.GateError) as info:
             gate.load_config(bad)
         assert message in str(info.value)
+
+
+def test_render_is_a_markdown_table_and_units_default_to_none(tmp_path):
+    lines = gate.render([_one([10, 10], [12, 12])]).splitlines()
+    assert lines[1] == "|---|---|---|---|---|---|---|---|"
+    (v,) = gate.compare({"x": {"direction": "lower", "samples": [1, 2]}},
+                        {"x": {"direction": "lower", "samples": [1, 2]}})
+    assert v.unit == ""
+    with pytest.raises(gate.GateError) as info:
+        gate.compare({"a": _m([1, 1])}, {"b": _m([1, 1])})
+    assert str(info.value) == "the two files have no metric in common"
+    empty = tmp_path / "r.json"
+    empty.write_text('{"metrics": {}}')
+    with pytest.raises(gate.GateError) as info:
+        gate.load_result(empty)
+    assert str(info.value) == (f"{empty}: no 'metrics' object with samples (run a benchmark "
+                               "that records them, e.g. python -m akidb.bench.server_baseline)")
