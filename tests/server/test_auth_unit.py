@@ -373,3 +373,38 @@ def test_the_admin_key_comes_from_the_environment_by_default(tmp_path, monkeypat
     with pytest.raises(StartupError) as info:
         load_or_create_admin_key(tmp_path)
     assert str(info.value).startswith(f"{tmp_path / ADMIN_KEY_FILE} is 5 characters long")
+
+
+def test_a_revocation_during_a_key_lookup_keeps_that_key_out_of_the_cache(store, monkeypatch):
+    """A lookup that raced a revocation must not cache what it read, however many
+    revocations came before."""
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    secret = _user(store, "acme", "dev", "developer")
+    auth.revoke_cached()  # an earlier, unrelated revocation
+    lookups = []
+    real_lookup = store.lookup_key
+
+    def racing_lookup(key_id):
+        lookups.append(key_id)
+        row = real_lookup(key_id)
+        auth.revoke_cached()  # arrives while this lookup is in flight
+        return row
+
+    monkeypatch.setattr(store, "lookup_key", racing_lookup)
+    auth.authenticate(f"Bearer {secret}")
+    auth.authenticate(f"Bearer {secret}")
+    assert len(lookups) == 2  # not served from a cache filled by the racing lookup
+
+
+def test_forgetting_what_was_never_known_is_fine(store):
+    from akidb.server.auth.guard import Guard
+
+    RateLimiter().forget("never-seen")
+    Guard(store, KeyAuthenticator(ADMIN_KEY, store)).revoke("never-seen")
+
+
+def test_bad_quotas_name_each_field(store):
+    with pytest.raises(BadRequest) as info:
+        parse_quotas({"requests_per_second": -1, "burst": "many"})
+    text = str(info.value)
+    assert "requests_per_second: " in text and "burst: " in text and "; " in text

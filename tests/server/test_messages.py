@@ -52,6 +52,7 @@ def test_policy_validation_errors_carry_cedars_words(tmp_path):
     assert text.startswith("policies do not validate against the AkiDB schema: ")
     details = info.value.details
     assert isinstance(details, list) and details and all(isinstance(d, str) for d in details)
+    assert any("fly" in d for d in details)  # Cedar's own words about the bad action
     assert text == "policies do not validate against the AkiDB schema: " + "; ".join(
         details[:5])
     with pytest.raises(BadRequest) as info:
@@ -72,3 +73,19 @@ def test_snapshot_catalogue_errors(tmp_path):
     with pytest.raises(ValueError) as info:  # the meta names a catalogue that is not there
         snapshots.verify_documents(edited)
     assert "has no documents catalogue" in str(info.value)
+
+
+def test_policy_validation_quotes_at_most_five_errors(tmp_path):
+    from akidb.server.storage.metadata import MetadataStore
+
+    store = MetadataStore(tmp_path / "m.db")
+    store.create_tenant("acme", {})
+    bad = "".join(f'permit(principal, action == AkiDB::Action::"fly{i}", resource);\n'
+                  for i in range(7))
+    with pytest.raises(BadRequest) as info:
+        Authorizer(store).validate("acme", bad)
+    details = info.value.details
+    assert len(details) >= 7
+    assert str(info.value) == ("policies do not validate against the AkiDB schema: "
+                               + "; ".join(details[:5]))
+    store.close()
