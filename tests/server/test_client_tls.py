@@ -129,3 +129,35 @@ def test_bad_urls_and_bundles_are_refused(tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ValueError, match="cannot load CA bundle"):
         Client("https://127.0.0.1:1", ca_bundle=str(tmp_path / "junk.pem"))
+
+
+def test_a_path_in_the_url_prefixes_every_route():
+    """A server behind a proxy that mounts it under /akidb: the client's routes go there."""
+    import http.server
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's handler name
+            seen.append(self.path)
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/akidb/"
+        with Client(url, timeout=10) as client:
+            assert client.health() == {"status": "ok"}
+        assert seen == ["/akidb/health"]
+    finally:
+        server.shutdown()
+        server.server_close()
