@@ -20,6 +20,7 @@ from akidb.chaos.toxics import Chunk, CloseConnection, Toxic
 CHUNK = 32 * 1024
 QUEUE_CHUNKS = 1024  # upstream's latency buffer; the reader waits when it is full
 TIMEOUT_POLL_S = 0.01
+IDLE_POLL_S = 0.1
 
 
 class ProxyError(Exception):
@@ -131,7 +132,9 @@ class Proxy:
             if any(self.toxics.get(name) is None or self.toxics[name].type != "timeout"
                    for name in started):
                 return
-            await asyncio.sleep(TIMEOUT_POLL_S)
+            # Closely while a timeout toxic is on this connection; otherwise rarely (a new
+            # one starts its timer at most IDLE_POLL_S late), so idle connections cost little.
+            await asyncio.sleep(TIMEOUT_POLL_S if started else IDLE_POLL_S)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     stream: str, chosen: dict[str, bool], client: asyncio.StreamWriter) -> None:
