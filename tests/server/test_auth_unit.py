@@ -408,3 +408,17 @@ def test_bad_quotas_name_each_field(store):
         parse_quotas({"requests_per_second": -1, "burst": "many"})
     text = str(info.value)
     assert "requests_per_second: " in text and "burst: " in text and "; " in text
+
+
+def test_keys_whose_secret_holds_underscores_authenticate(store):
+    from akidb.server.auth.keys import new_key
+
+    auth = KeyAuthenticator(ADMIN_KEY, store)
+    for i in range(200):  # token_urlsafe uses '_' in about 40% of 32-character secrets
+        key = new_key()
+        if "_" in key.secret_key.split("_", 2)[2]:
+            break
+    else:
+        pytest.fail("no secret with an underscore in 200 keys")
+    store.create_user("acme", f"u{i}", "viewer", key.key_id, key.salt, key.hash)
+    assert auth.authenticate(f"Bearer {key.secret_key}").name == f"acme/u{i}"

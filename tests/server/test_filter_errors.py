@@ -21,6 +21,10 @@ CASES = [
     ({"$and": [{"a": {"$lt": None}}]}, "filter.$and[0].a.$lt: $lt takes a number, got None"),
     ({"a": {"$eq": {"x": 1}}}, "filter.a.$eq: expected a string, number or boolean, got dict"),
     ({"a": {"$eq": [1]}}, "filter.a.$eq: expected a string, number or boolean, got list"),
+    ({"$xor": []}, "filter: unknown operator '$xor' (top level takes $and, $or or fields)"),
+    ({"a..b": 1}, "filter: invalid field path 'a..b'"),
+    ({"$and": [{"a": i} for i in range(filters.MAX_NODES + 1)]},
+     f"filter.$and[{filters.MAX_NODES - 1}]: more than {filters.MAX_NODES} conditions"),
 ]
 
 

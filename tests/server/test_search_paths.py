@@ -236,3 +236,98 @@ def test_strategy_boundaries_are_inclusive(filled, monkeypatch):
     taken = {k: v - before.get(k, 0) for k, v in coll.strategies.items()
              if v != before.get(k, 0)}
     assert taken == {"oversample": 1}
+
+
+@pytest.fixture
+def batch_calls(filled, monkeypatch):
+    """('batch', n queries) / ('one', k) for every call to the real graph."""
+    coll = filled[0]
+    calls: list[tuple[str, int]] = []
+    real_search, real_batch = coll.index.search, coll.index.search_batch
+
+    def search(vector, k, ef=None, filter=None):
+        calls.append(("one", k))
+        return real_search(vector, k, ef, filter=filter)
+
+    def search_batch(vectors, k, ef=None):
+        calls.append(("batch", len(vectors)))
+        return real_batch(vectors, k, ef)
+
+    monkeypatch.setattr(coll.index, "search", search)
+    monkeypatch.setattr(coll.index, "search_batch", search_batch)
+    return calls
+
+
+def test_only_unfiltered_vector_queries_sharing_k_and_ef_are_batched(filled, batch_calls):
+    coll = filled[0]
+    half = filters.parse({"half": True})
+    coll.search_many([Query("vector", 3, QUERIES[0]),            # alone in its group
+                      Query("vector", 5, QUERIES[1]), Query("vector", 5, QUERIES[2]),
+                      Query("vector", 5, QUERIES[3], filter=half),  # filtered: alone
+                      Query("text", 5, match='"word1"')])
+    assert batch_calls.count(("batch", 2)) == 1  # the pair, after a group of one
+    # the lone k=3 query goes to the graph alone; the filtered one (450 matches) is
+    # answered exactly, not by the graph, and is never part of a batch
+    assert [c for c in batch_calls if c[0] == "one"] == [("one", 3)]
+
+
+def test_a_short_batch_falls_back_and_later_groups_still_batch(filled, batch_calls,
+                                                               monkeypatch):
+    coll = filled[0]
+    real_batch = coll.index.search_batch
+
+    def short_for_k7(vectors, k, ef=None):
+        if k == 7:
+            batch_calls.append(("batch-short", len(vectors)))
+            raise ShortResult("simulated")
+        return real_batch(vectors, k, ef)
+
+    monkeypatch.setattr(coll.index, "search_batch", short_for_k7)
+    answers = coll.search_many([Query("vector", 7, QUERIES[0]), Query("vector", 7, QUERIES[1]),
+                                Query("vector", 4, QUERIES[2]), Query("vector", 4, QUERIES[3])])
+    assert [len(a) for a in answers] == [7, 7, 4, 4]
+    assert ("batch-short", 2) in batch_calls and ("one", 7) in batch_calls
+
+
+def test_text_pages_grow_fourfold_from_four_k_or_sixty_four(tmp_path, monkeypatch):
+    coll = open_collection(tmp_path, dim=DIM)
+    n = 1500
+    coll.upsert([str(i) for i in range(n)], np.zeros((n, DIM), np.float32),
+                ["same words here"] * n, [json.dumps({"rare": i >= n - 5}) for i in range(n)])
+    limits: list[int] = []
+    real = coll.store.text_search
+
+    def text_search(collection_id, match, limit):
+        limits.append(limit)
+        return real(collection_id, match, limit)
+
+    monkeypatch.setattr(coll.store, "text_search", text_search)
+    rare = filters.parse({"rare": True})
+    for k, want in ((5, [64, 256, 1024, 4096]), (30, [120, 480, 1920])):
+        limits.clear()
+        coll.search(Query("text", k, match='"same"', filter=rare))
+        assert limits == want, k
+    coll.close()
+    coll.store.close()
+
+
+def test_empty_filters_and_one_document_collections(tmp_path):
+    coll = open_collection(tmp_path, dim=DIM)
+    coll.upsert(["only"], np.ones((1, DIM), np.float32), [None], ['{"a": 1}'])
+    hit = coll.search(Query("vector", 3, np.ones(DIM, np.float32),
+                            filter=filters.parse({"a": 1})))
+    assert [h.ext_id for h in hit] == ["only"]  # one document, and it matches
+    before = dict(coll.strategies)
+    assert coll.search(Query("vector", 3, np.ones(DIM, np.float32),
+                             filter=filters.parse({"a": 2}))) == []
+    assert dict(coll.strategies) == before  # nothing matches: no search at all
+    assert coll.stats()["snapshot_seq"] is None  # no snapshot yet
+    seen = []
+    coll.on_snapshot = seen.append
+    snap = coll.snapshot()
+    assert seen == [snap] and coll.stats()["snapshot_seq"] == snap.seq
+    rows = coll.store._reader().execute(
+        "SELECT seq, path FROM snapshots WHERE collection_id = ?", (coll.row.id,)).fetchall()
+    assert rows[-1] == (snap.seq, str(snap.path))
+    coll.close()
+    coll.store.close()

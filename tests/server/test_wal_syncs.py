@@ -120,3 +120,86 @@ def test_reopening_many_segments_continues_the_numbering_in_the_last_one(tmp_pat
     assert _append(again, 9) == 9
     again.close()
     assert [p.name for p in again.segments()][: len(names)] == names
+
+
+def test_the_default_policy_is_always(tmp_path, syncs):
+    wal = WriteAheadLog(tmp_path)
+    wal.open()
+    syncs.clear()
+    _append(wal, 1)
+    assert syncs == [("fdatasync", "1")]
+    wal.close()
+
+
+def test_edges_of_undo_close_and_rotation(tmp_path):
+    from akidb.server.storage.wal import encode
+
+    wal = WriteAheadLog(tmp_path, fsync="none")
+    wal.open()
+    assert wal.undo(1) is False  # nothing appended yet
+    frame = len(encode(1, OP_UPSERT, {"ids": ["d1"], "labels": [1]},
+                       np.full((1, 4), 1, np.float32)))
+    wal.close()
+    wal.close()  # closing twice is harmless
+    exact = WriteAheadLog(tmp_path / "exact", fsync="none", segment_bytes=2 * frame)
+    exact.open()
+    _append(exact, 1)
+    _append(exact, 2)  # fills the segment exactly: no rotation yet
+    assert len(exact.segments()) == 1
+    _append(exact, 3)
+    assert len(exact.segments()) == 2
+    exact.close()
+    tiny = WriteAheadLog(tmp_path / "tiny", fsync="none", segment_bytes=1)
+    tiny.open()
+    _append(tiny, 1)  # bigger than a segment, but the segment was empty: it goes there
+    assert [p.name for p in tiny.segments()] == [f"{1:020d}.wal"]
+    tiny.close()
+
+
+def test_sealing_reports_the_exact_range_and_batch_survives_rotation(tmp_path):
+    wal = WriteAheadLog(tmp_path, fsync="batch", segment_bytes=300)
+    sealed: list[tuple[str, int, int]] = []
+    wal.on_seal = lambda path, first, last: sealed.append((path.name, first, last))
+    wal.open()
+    tokens = [wal.append(OP_UPSERT, {"ids": [f"d{i}"], "labels": [i]},
+                         np.full((1, 16), i, np.float32))[1] for i in range(1, 8)]
+    for token in tokens:
+        wal.wait_durable(token)  # after rotations too
+    assert sealed and sealed[0][1] == 1
+    for (name, first, last), nxt in zip(sealed, sealed[1:] + [None], strict=True):
+        assert name == f"{first:020d}.wal" and last >= first
+        if nxt is not None:
+            assert nxt[1] == last + 1  # contiguous: each ends where the next begins
+    info = wal.segment_info()
+    assert [Path(p).name for _, p, _, _ in info] == [p.name for p in wal.segments()]
+    assert [s for _, _, s, _ in info][-1] is False and all(s for _, _, s, _ in info[:-1])
+    wal.close()
+
+
+def test_truncation_keeps_exactly_the_segments_with_later_records(tmp_path):
+    wal = WriteAheadLog(tmp_path, fsync="none", segment_bytes=1)  # one record a segment
+    wal.open()
+    for i in range(1, 6):
+        _append(wal, i)
+    wal.truncate_through(3)  # records 1..3 are in a snapshot now
+    starts = [int(p.stem) for p in wal.segments()]
+    assert starts[0] == 4 and 4 in starts and 5 in starts
+    wal.truncate_through(3)  # again, with the open segment empty: nothing more goes
+    assert [int(p.stem) for p in wal.segments()] == starts
+    wal.close()
+
+
+def test_a_junk_byte_before_a_valid_record_is_corruption_not_a_torn_tail(tmp_path):
+    from akidb.server.storage.wal import WalCorruption
+
+    wal = WriteAheadLog(tmp_path, fsync="none")
+    wal.open()
+    _append(wal, 1)
+    _append(wal, 2)
+    (segment,) = wal.segments()
+    wal.close()
+    data = segment.read_bytes()
+    first = len(data) // 2  # both frames have the same size here
+    segment.write_bytes(data[:first] + b"\xff" + data[first:])  # record 2 follows at +1
+    with pytest.raises(WalCorruption):
+        WriteAheadLog(tmp_path, fsync="none").open()
