@@ -341,3 +341,51 @@ def test_a_lost_log_directory_continues_numbering_after_the_store(tmp_path):
     assert third.get("new").payload == {} and third.count == 201
     assert third.search(Query("vector", 1, np.full(DIM, 3, np.float32)))[0].ext_id == "new"
     _close(third)
+
+
+def test_mid_log_corruption_stops_recovery_and_repair_keeps_the_store(tmp_path, caplog):
+    from akidb.server.storage.wal import WalCorruption
+
+    coll = _open(tmp_path)
+    _fill(coll, 0, 300)  # records 1..3 in one segment, all applied to the store
+    want = _snapshot_of(coll)
+    (segment,) = coll.wal.segments()
+    _close(coll)
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside record 2: record 3 is still valid after it
+    segment.write_bytes(bytes(data))
+    with pytest.raises(WalCorruption):
+        _open(tmp_path)
+    caplog.set_level(logging.WARNING)
+    repaired = _open(tmp_path, repair=True)
+    truncation = repaired.report.truncations[0]
+    assert truncation["dropped_bytes"] > 0
+    assert _snapshot_of(repaired) == want  # the store had every record
+    warning = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(warning) == 1 and warning[0].startswith(f"{segment}: repair at offset ")
+    assert f"({truncation['reason']}); dropped {truncation['dropped_bytes']} bytes" in warning[0]
+    _close(repaired)
+
+
+def test_a_gap_straddling_the_store_names_only_what_the_store_lacks(tmp_path, caplog):
+    coll = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)
+    _fill(coll, 0, 100)  # record 1
+    coll.snapshot()
+    _fill(coll, 100, 400)  # records 2..5
+    segments = coll.wal.segments()
+    _close(coll)
+    _forget_after(tmp_path, 3)  # the store applied through 3
+    for path in segments:
+        if int(path.stem) in (2, 3, 4):
+            path.unlink()  # records 2..4 gone from the log; the store has 2 and 3
+    from akidb.server.recovery import RecoveryError
+
+    with pytest.raises(RecoveryError, match=r"log records 4\.\.4 are missing"):
+        open_collection(tmp_path, dim=DIM, wal_segment_bytes=1)
+    caplog.set_level(logging.ERROR, "akidb.collection")
+    repaired = open_collection(tmp_path, dim=DIM, wal_segment_bytes=1, repair=True)
+    assert repaired.report.lost_records == [(4, 4)]
+    assert [r.getMessage() for r in caplog.records if "missing" in r.getMessage()] == [
+        f"t/d/c: log records 4..4 are missing from {tmp_path / 'c' / 'wal'} and the "
+        "metadata store holds records only up to 3; --repair: continuing without them"]
+    _close(repaired)

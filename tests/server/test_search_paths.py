@@ -280,6 +280,7 @@ def test_a_short_batch_falls_back_and_later_groups_still_batch(filled, batch_cal
         if k == 7:
             batch_calls.append(("batch-short", len(vectors)))
             raise ShortResult("simulated")
+        batch_calls.append(("batch", len(vectors)))
         return real_batch(vectors, k, ef)
 
     monkeypatch.setattr(coll.index, "search_batch", short_for_k7)
@@ -287,6 +288,7 @@ def test_a_short_batch_falls_back_and_later_groups_still_batch(filled, batch_cal
                                 Query("vector", 4, QUERIES[2]), Query("vector", 4, QUERIES[3])])
     assert [len(a) for a in answers] == [7, 7, 4, 4]
     assert ("batch-short", 2) in batch_calls and ("one", 7) in batch_calls
+    assert ("batch", 2) in batch_calls  # the k=4 pair after the short group still batches
 
 
 def test_text_pages_grow_fourfold_from_four_k_or_sixty_four(tmp_path, monkeypatch):

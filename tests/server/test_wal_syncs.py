@@ -150,9 +150,17 @@ def test_edges_of_undo_close_and_rotation(tmp_path):
     assert len(exact.segments()) == 2
     exact.close()
     tiny = WriteAheadLog(tmp_path / "tiny", fsync="none", segment_bytes=1)
+    sealed: list[tuple[str, int, int]] = []
+    tiny.on_seal = lambda path, first, last: sealed.append((path.name, first, last))
     tiny.open()
     _append(tiny, 1)  # bigger than a segment, but the segment was empty: it goes there
     assert [p.name for p in tiny.segments()] == [f"{1:020d}.wal"]
+    assert sealed == []  # the segment being written is never reported sealed
+    _append(tiny, 2)
+    assert sealed == [(f"{1:020d}.wal", 1, 1)]
+    tiny.truncate_through(2)  # seals the segment holding record 2 ...
+    tiny.truncate_through(2)  # ... and, with the new one still empty, nothing more
+    assert sealed == [(f"{1:020d}.wal", 1, 1), (f"{2:020d}.wal", 2, 2)]
     tiny.close()
 
 
