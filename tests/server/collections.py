@@ -37,3 +37,13 @@ def brute_force(vecs: np.ndarray, payloads: list[dict], q: np.ndarray, k: int,
     keep = [i for i, p in enumerate(payloads) if node is None or filters.matches(node, p)]
     dist = np.linalg.norm(vecs[keep] - q, axis=1)
     return [str(keep[j]) for j in np.argsort(dist, kind="stable")[:k]]
+
+
+def lose_documents(tmp_path, ext_ids: list[str]) -> None:
+    """The store forgets these documents (as a restore of an older metadata file
+    would), while the snapshot and the log still have them."""
+    store = MetadataStore(tmp_path / "m.db")
+    marks = ", ".join("?" * len(ext_ids))
+    with store._tx() as conn:
+        conn.execute(f"DELETE FROM documents WHERE ext_id IN ({marks})", ext_ids)
+    store.close()

@@ -16,7 +16,7 @@ from akidb.server.recovery import RecoveryError
 from akidb.server.storage.metadata import MetadataStore
 from akidb.server.storage.wal import FRAME
 
-from .collections import brute_force, open_collection
+from .collections import brute_force, lose_documents, open_collection
 
 DIM = 8
 N = 1200
@@ -246,10 +246,7 @@ def test_stale_live_labels_in_the_index_are_removed_on_open(tmp_path, caplog):
     ids, vecs, _ = _fill(coll, 300)
     coll.snapshot()
     _close(coll)
-    store = MetadataStore(tmp_path / "m.db")
-    with store._tx() as conn:  # the store lost two documents the snapshot still holds
-        conn.execute("DELETE FROM documents WHERE ext_id IN ('5', '6')")
-    store.close()
+    lose_documents(tmp_path, ["5", "6"])  # the snapshot still holds them
     caplog.set_level(logging.WARNING, "akidb.collection")
     again = _open(tmp_path)
     assert again.report.index_removed == 2 and not again.report.index_rebuilt

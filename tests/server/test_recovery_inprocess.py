@@ -16,7 +16,7 @@ from akidb.server.query import filters
 from akidb.server.query.plan import Query
 from akidb.server.storage.metadata import MetadataStore
 
-from .collections import open_collection
+from .collections import lose_documents, open_collection
 
 DIM = 8
 
@@ -171,10 +171,9 @@ def test_the_repair_warning_says_whether_the_whole_index_was_rebuilt(tmp_path, c
     if rebuilt:  # a document the index never got: only a rebuild brings it in
         store.apply_upsert(1, seq, [("stray", 100, None, "{}",
                                      np.full(DIM, 7, np.float32).tobytes())])
-    else:        # two documents the store lost: removed from the index, no rebuild
-        with store._tx() as conn:
-            conn.execute("DELETE FROM documents WHERE ext_id IN ('5', '6')")
     store.close()
+    if not rebuilt:  # two documents the store lost: removed from the index, no rebuild
+        lose_documents(tmp_path, ["5", "6"])
     caplog.set_level(logging.WARNING, "akidb.collection")
     again = _open(tmp_path)
     assert again.report.index_rebuilt is rebuilt
@@ -227,10 +226,7 @@ def test_stale_labels_are_counted_once_even_after_earlier_deletes(tmp_path):
     coll.delete([str(i) for i in range(20)])  # the index carries 20 deletion marks
     coll.snapshot()
     _close(coll)
-    store = MetadataStore(tmp_path / "m.db")
-    with store._tx() as conn:  # the store lost three documents the snapshot still has
-        conn.execute("DELETE FROM documents WHERE ext_id IN ('50', '51', '52')")
-    store.close()
+    lose_documents(tmp_path, ["50", "51", "52"])  # the snapshot still has them
     again = _open(tmp_path)
     assert again.report.index_removed == 3 and not again.report.index_rebuilt
     assert again.index.count == again.count == 177
