@@ -22,7 +22,8 @@ import numpy as np
 
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bench.timing import percentile, timed_calls
-from akidb.chaos.durability import History, run_writers
+from akidb.chaos import workload
+from akidb.chaos.history import History
 from akidb.datagen import vectors
 from akidb.harness import Cluster, Node
 from akidb.server.client import Client
@@ -57,8 +58,10 @@ def partition(cluster: Cluster, dim: int, seconds: float) -> dict[str, float]:
         admin.upsert_arrays(coll, ["seed"], np.ones((1, dim), np.float32))
     stop = threading.Event()
     writes = History()
-    writers = run_writers(lambda: Client(node.proxy_url, node.admin_key, timeout=2, retries=0),
-                          coll, dim, 2, 20, stop, writes)
+    t0 = time.monotonic()
+    writers = workload.start(
+        lambda _: Client(node.proxy_url, node.admin_key, timeout=2, retries=0), coll,
+        workload.Workload(clients=2, batch=20, dimension=dim), writes, stop, t0)
     reads: list[tuple[float, bool]] = []
 
     def reader() -> None:
@@ -90,7 +93,7 @@ def partition(cluster: Cluster, dim: int, seconds: float) -> dict[str, float]:
     window = [ok for t, ok in reads if cut <= t <= healed]
     after = [t for t, ok in reads if ok and t >= healed]
     return {"read_availability": sum(window) / len(window) if window else 1.0,
-            "write_availability": writes.availability(cut, healed),
+            "write_availability": writes.availability(cut - t0, healed - t0),
             "read_availability_overall": sum(ok for _, ok in reads) / max(len(reads), 1),
             "write_availability_overall": writes.availability(),
             "first_read_after_heal_s": (min(after) - healed) if after else float("nan")}

@@ -120,11 +120,12 @@ def _environment_html(env: dict[str, Any]) -> str:
 
 
 def markdown_to_html(md_text: str, title: str,
-                     environment: dict[str, Any] | None = None) -> str:
+                     environment: dict[str, Any] | None = None, extra_html: str = "") -> str:
     """The report's Markdown rendered by markdown-it (CommonMark + tables; raw HTML in
     the text is escaped, since reports quote failure messages), with error bars for
     intervals and the environment fingerprint the figures were measured in (the
-    record's own, else this machine's now)."""
+    record's own, else this machine's now). ``extra_html`` (trusted, built by the
+    caller, e.g. an SVG figure) goes after the text."""
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(
@@ -132,5 +133,5 @@ def markdown_to_html(md_text: str, title: str,
     body = _BAR.sub(_bar_svg, body)
     env = environment if environment is not None else fingerprint()
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style></head><body>\n{body}\n"
+            f"</title><style>{_STYLE}</style></head><body>\n{body}\n{extra_html}"
             f"{_environment_html(env)}\n</body></html>\n")

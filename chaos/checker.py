@@ -209,7 +209,7 @@ class Checker:
             indeterminate=sum(o.status == INFO for o in ops),
             reads=sum(o.f == "get" and o.status == OK and not o.final for o in ops),
             searches=sum(o.f == "search" and o.status == OK for o in ops), recall=None)
-        recalls = []
+        self.recalls: dict[int, float] = {}
         for op in ops:
             if op.status != OK:
                 continue
@@ -219,8 +219,8 @@ class Checker:
                 self._check_search(op, result)
                 recall = self.recall(op)
                 if recall is not None:
-                    recalls.append(recall)
-        result.recall = float(np.mean(recalls)) if recalls else None
+                    self.recalls[op.index] = recall
+        result.recall = float(np.mean(list(self.recalls.values()))) if self.recalls else None
         return result
 
     def _report(self, result: CheckerResult, kind: str, key: str, op: Op, writes: list[int],
@@ -245,7 +245,7 @@ class Checker:
                 problem = f"hit {hit.key!r} carries no value id: no write of this run made it"
             elif (verdict := self.judge_read(hit.key, hit.value, op.invoke, op.complete)):
                 problem = verdict[2]
-            elif not matches((value := self.history.values[hit.value]).payload, op.filter):
+            elif not matches(self.history.values[hit.value].payload, op.filter):
                 problem = f"hit {hit.key!r} (value {hit.value!r}) does not match {op.filter}"
             else:
                 expected = float(np.linalg.norm(self.vectors[self.value_row[hit.value]] - query))

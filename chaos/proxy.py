@@ -103,6 +103,11 @@ class Proxy:
         try:
             # The connection ends when either direction ends (close, reset or error).
             await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # stop() drops the connection. End quietly: this task is the server's
+            # connection callback, and on Python 3.11 a callback task that ends
+            # cancelled is logged as an error by asyncio's stream protocol.
+            pass
         finally:
             for part in parts:
                 part.cancel()

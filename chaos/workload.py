@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from akidb.chaos.history import FAIL, INFO, OK, Hit, History, Value
+from akidb.chaos.history import FAIL, INFO, OK, History, Hit, Value
 from akidb.server.client import Client
 from akidb.server.errors import AkiError, NotFound, TransportError
 
@@ -78,7 +78,7 @@ class MixedClient:
                 f = self.names[int(self.rng.choice(len(self.names), p=self.weights))]
                 status = getattr(self, f"_{f}")(client)
                 self.n += 1
-                if status != OK and f != "delete":
+                if status != OK:
                     time.sleep(0.05)  # no tight loop against a node that is down
                 elif self.w.rate > 0:
                     time.sleep(max(0.0, started + 1.0 / self.w.rate - time.monotonic()))
@@ -122,9 +122,13 @@ class MixedClient:
         key = self._key() if self.w.keys else f"c{self.process}-{max(self.n - 1, 0)}-0"
         status, out, error, invoke, complete = self._call(
             lambda: client.delete(self.collection, key))
+        if isinstance(out, NotFound):
+            # Absent already: the key's state after this call is "absent", as after any
+            # delete, so it is recorded as one (a wrong 404 then shows as a resurrection).
+            status, error = OK, None
         self.history.record(process=self.process, f="delete", keys=[key], values=[None],
                             invoke=invoke, complete=complete, status=status, error=error)
-        return OK if isinstance(out, NotFound) else status
+        return status
 
     def _get(self, client: Client) -> str:
         key = self._key() if self.w.keys else f"c{self.process}-{max(self.n - 1, 0)}-0"

@@ -28,6 +28,7 @@ from akidb.server.errors import NotFound, Unavailable
 from akidb.server.index.flat import FlatVectors
 from akidb.server.index.hnsw import HnswIndex, ShortResult
 from akidb.server.index.payload import PayloadIndex
+from akidb.server.query import filters
 from akidb.server.query.hybrid import reciprocal_rank_fusion
 from akidb.server.query.plan import Query
 from akidb.server.recovery import Recovery
@@ -324,10 +325,30 @@ class Collection(Recovery):
         rows = self.store.text_search(self.row.id, match, limit)
         return [r[0] for r in rows], [r[1] for r in rows]
 
-    def attach_documents(self, hits: list[Hit]) -> None:
+    def attach_documents(self, hits: list[Hit], query: Query) -> list[Hit]:
+        """The hits with their stored documents, each consistent with what it returns.
+
+        Searches do not block writers, so a document can change between the index
+        scoring it and its row being read. A hit is dropped when its document is gone
+        or, as now stored, fails the query's filter; vector scores are recomputed from
+        the stored vector (order kept best first). So a hit never carries a payload
+        that fails the filter or a score that is not its vector's."""
         docs = self.store.documents_by_labels(self.row.id, [h.label for h in hits])
+        kept = []
         for hit in hits:
-            hit.document = docs.get(hit.label)
+            doc = docs.get(hit.label)
+            if doc is None or doc.ext_id != hit.ext_id:
+                continue
+            if query.filter is not None and not filters.matches(query.filter, doc.payload):
+                continue
+            hit.document = doc
+            kept.append(hit)
+        if query.mode == "vector" and kept:
+            stored = np.stack([np.frombuffer(h.document.vector, np.float32) for h in kept])
+            for hit, score in zip(kept, self.flat.score(query.vector, stored), strict=True):
+                hit.score = float(score)
+            kept.sort(key=lambda h: -h.score)
+        return kept
 
     # -- snapshots ---------------------------------------------------------------------
     def snapshot(self) -> snapshots.Snapshot:

@@ -329,18 +329,19 @@ class Service:
             except AkiError as exc:
                 raise type(exc)(f"searches[{i}]: {exc.message}", details=exc.details) from None
         results = []
-        for req, hits in zip(reqs, coll.search_many(queries), strict=True):
-            results.append({"results": self._shape(coll, req, hits)})
+        for req, query, hits in zip(reqs, queries, coll.search_many(queries), strict=True):
+            results.append({"results": self._shape(coll, req, query, hits)})
         return {"searches": results, "took_ms": (time.perf_counter() - started) * 1000.0}
 
     def _answer(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
                 ) -> list[dict[str, Any]]:
-        return self._shape(coll, req, coll.search(self._plan(coll, req, vector)))
+        query = self._plan(coll, req, vector)
+        return self._shape(coll, req, query, coll.search(query))
 
-    def _shape(self, coll: Collection, req: schema.SearchIn, hits: list[Hit]
+    def _shape(self, coll: Collection, req: schema.SearchIn, query: Query, hits: list[Hit]
                ) -> list[dict[str, Any]]:
         if req.include:
-            coll.attach_documents(hits)
+            hits = coll.attach_documents(hits, query)
         faults.delay("search_delay_ms")
         return [views.hit_dict(h, req.include) for h in hits]
 

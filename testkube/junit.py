@@ -103,11 +103,12 @@ def chaos_cases(suite: ET.Element, name: str, result: dict[str, Any] | None,
                              time=f"{seconds:.3f}")
         ET.SubElement(case, "error", message=message or "no result")
         return
-    d = result.get("durability", {})
-    figures = (f"acknowledged {d.get('acknowledged')}, lost {len(d.get('lost', []))}, "
-               f"corrupted {len(d.get('corrupted', []))}, phantoms {d.get('phantoms')}, "
+    d = result.get("checker", {})
+    figures = (f"acknowledged {d.get('acknowledged')}, lost {d.get('lost')}, stale reads "
+               f"{d.get('stale_reads')}, resurrected {d.get('resurrected')}, phantoms "
+               f"{d.get('phantoms')}, search mismatches {d.get('search_mismatches')}, "
                f"indeterminate {d.get('indeterminate')}, availability "
-               f"{d.get('availability', 0):.3f}")
+               f"{result.get('availability', 0):.3f}, seed {result.get('seed')}")
     checks = result.get("checks", {})
     for check, ok in checks.items():
         case = ET.SubElement(suite, "testcase", classname=classname, name=check,

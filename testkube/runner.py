@@ -163,14 +163,14 @@ def run_bench(suite: Suite, bench: BenchStep, run_dir: Path) -> tuple[dict[str, 
 
 def run_chaos(suite: Suite, name: str, run_dir: Path, python: str
               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    out = run_dir / "chaos" / Path(name).stem
+    out = run_dir / "chaos"
     log = run_dir / f"chaos-{Path(name).stem}.log"
     code, seconds = _run([python, "-m", "akidb", "chaos", "run", name, "--out", str(out)],
                          log, suite.timeout)
     outcome = {0: "passed", 1: "failed"}.get(code, "error")  # type: ignore[arg-type]
     step = {"kind": "chaos", "suite": suite.name, "name": name, "exit_code": code,
             "duration_s": seconds, "log": str(log), "outcome": outcome,
-            "result": str(out / "result.json")}
+            "result": str(out / f"{Path(name).stem}.json")}
     message = {"failed": "steady-state hypothesis failed", "error": f"exited {code}"}.get(
         outcome)
     step["message"] = message

@@ -62,6 +62,12 @@ class FlatVectors:
             return -np.sqrt(np.maximum(((stored - q) ** 2).sum(axis=1), 0.0))
         return stored @ q
 
+    def score(self, vector: np.ndarray, stored: np.ndarray) -> np.ndarray:
+        """Exact higher-is-better scores of float32 rows against one query, as the
+        index scores them."""
+        q = self._normalized(np.asarray(vector, dtype=np.float32).reshape(-1))
+        return self._scores(self._normalized(np.asarray(stored, dtype=np.float32)), q)
+
     def _approx_scores(self, labels: np.ndarray, q: np.ndarray) -> np.ndarray:
         codes, scales = self._rows
         widened = codes[labels].astype(np.float32)

@@ -2,7 +2,8 @@
 
 The server evaluates the tree in one place, the in-memory payload index
 (``server/index/payload.py``), which resolves it to the set of matching labels;
-``matches`` below is the reference semantics, the tests' oracle. Semantics:
+``matches`` below is the reference semantics (the tests' oracle, and the re-check of a
+search hit's stored payload). Semantics:
 - ``{"f": v}`` is ``{"f": {"$eq": v}}``; several keys in one object are ANDed.
 - A field path is dotted (``"meta.lang"``) and reaches into nested objects.
 - Comparisons are type-strict: ``1`` equals ``1.0`` but not ``"1"`` or ``true``.

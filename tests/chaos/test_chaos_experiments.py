@@ -1,4 +1,5 @@
-"""Chaos experiments end to end, and the durability checker catching what it must."""
+"""Chaos experiments end to end on the real server, and the checker catching what it
+must: a node that loses acknowledged writes, a tampered store."""
 
 from __future__ import annotations
 
@@ -10,34 +11,60 @@ import time
 
 import pytest
 
-from akidb.chaos import experiment
-from akidb.chaos.durability import History, check, run_writers
+from akidb.chaos import experiment, nemesis, workload
+from akidb.chaos.checker import check
+from akidb.chaos.history import History
 from akidb.harness import Node
 
 
-@pytest.mark.parametrize("name", ["kill9-ingest", "partition"])
+def _ran(result, tmp_path, name):
+    saved = json.loads((tmp_path / f"{name}.json").read_text())
+    assert saved["passed"] == result["passed"] and saved["checker"] == result["checker"]
+    assert "<svg class='timeline'" in (tmp_path / f"{name}.html").read_text()
+    assert History.load(tmp_path / f"{name}.history.jsonl").ops
+
+
+@pytest.mark.parametrize("name", ["mixed-kill9", "random-faults", "log-damage", "partition",
+                                  "kill9-ingest"])
 def test_builtin_experiments_pass(name, tmp_path):
-    result = experiment.run(experiment.load(name), tmp_path)
-    assert result["passed"], result
-    d = result["durability"]
-    assert d["acknowledged"] > 0 and d["lost"] == [] and d["phantoms"] == 0
-    assert 0 < d["availability"] < 1  # the fault was felt, and service came back
-    saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["passed"] and "PASSED" in (tmp_path / "result.md").read_text()
+    exp = experiment.load(name)
+    result = experiment.run(exp, tmp_path, seed=exp.seed, name=name, source=name)
+    assert result["passed"], experiment.render(result)
+    c = result["checker"]
+    assert c["valid"] and c["acknowledged"] > 0
+    assert all(c[k] == 0 for k in ("lost", "stale_reads", "resurrected", "phantoms",
+                                   "search_mismatches"))
+    assert 0 < result["availability"] < 1  # the fault was felt, and service came back
+    if exp.workload.keys:  # a mixed workload: every kind of operation was judged
+        assert c["reads"] > 0 and c["searches"] > 0 and c["recall"] > 0.5
+        assert set(result["operations"]) == {"upsert", "delete", "get", "search"}
+    names = [p["phase"] for p in result["phases"]]
+    assert names[0] == "before" and names[1].startswith("during ")
+    during = [p for p in result["phases"] if p["phase"].startswith("during ")]
+    assert len(during) == len(result["schedule"]) > 0
+    assert any(p["availability"] is None or p["availability"] < 1 for p in during)
+    assert any(m.endswith("_latency_ms") for m in result["metrics"])
+    _ran(result, tmp_path, name)
+    if name == "log-damage":
+        logged = {k: v for a in result["actions"] for k, v in a.items()}
+        assert logged["torn_tail_reported"] is True
+        assert logged["corruption_detected"] is True
 
 
 @pytest.mark.parametrize("name", ["disk-full", "slow-authz", "embedding-outage"])
 def test_failpoint_and_embedder_experiments_pass(name, tmp_path):
-    result = experiment.run(experiment.load(name), tmp_path)
-    assert result["passed"], result
-    d = result["durability"]
-    assert d["acknowledged"] > 0 and d["lost"] == [] and d["corrupted"] == []
+    result = experiment.run(experiment.load(name), tmp_path, name=name)
+    assert result["passed"], experiment.render(result)
+    c = result["checker"]
+    assert c["valid"] and c["acknowledged"] > 0
+    during = next(p for p in result["phases"] if p["phase"].startswith("during "))
     if name == "disk-full":
-        assert d["failed"] > 0 and d["availability"] < 1  # writes were refused meanwhile
+        assert during["failed"] > 0 and during["availability"] < 1  # writes refused meanwhile
+        assert during["ok"] > 0  # while reads went on
     if name == "embedding-outage":
         assert result["checks"]["embedder_healthy_after"]
-        assert d["availability"] == 1.0  # vector writes never noticed the outage
-    assert [a["action"] for a in result["actions"]][0] in ("fault", "kill_embedder")
+        assert result["availability"] == 1.0  # vector calls never noticed the outage
+    _ran(result, tmp_path, name)
 
 
 def test_failpoints_on_a_live_server(tmp_path):
@@ -87,42 +114,142 @@ min_availability = 1.0
                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
+    assert (tmp_path / "out" / "strict.json").exists()
     assert "FAILED" in run.stdout and "| availability | FAILED |" in run.stdout
     bad = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", "no-such-thing"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "kill9-ingest" in bad.stderr
 
 
-def test_checker_reports_lost_and_corrupted_writes(tmp_path):
-    with Node(tmp_path / "d", fsync="none") as node, node.admin_client() as admin:
+MIXED = workload.Workload(clients=2, batch=3, dimension=4, keys=20, seed=5,
+                          mix={"upsert": 3, "delete": 1, "get": 2, "search": 1,
+                               "filtered_search": 1})
+
+
+def _run_workload(node: Node, history: History, ops_per_client: int) -> None:
+    """The mixed workload against a live node until every client did enough work."""
+    stop = threading.Event()
+    with node.admin_client() as admin:
         admin.create_collection("c/db/x", dimension=4, metric="l2", create_parents=True)
+    threads = workload.start(lambda _: node.admin_client(retries=0), "c/db/x", MIXED, history,
+                             stop, t0=0.0)
+    deadline = threading.Event()
+    while not deadline.wait(0.05):
+        done = [sum(o.process == p for o in history.ops) for p in range(MIXED.clients)]
+        if min(done) >= ops_per_client:
+            break
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
+def test_checker_reports_lost_resurrected_and_phantom_documents_on_a_real_store(tmp_path):
+    with Node(tmp_path / "d", fsync="none") as node, node.admin_client() as admin:
         history = History()
-        stop = threading.Event()
-        threads = run_writers(node.admin_client, "c/db/x", 4, 2, 5, stop, history)
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join(10)
-        assert check(admin, "c/db/x", history).ok
-        acked = [i for o in history.ops if o.status == "ok" for i in o.ids]
-        admin.delete("c/db/x", acked[0])  # an acknowledged write disappears
-        admin.upsert("c/db/x", [{"id": acked[1], "vector": [9, 9, 9, 9]}])  # another changes
-        admin.upsert("c/db/x", [{"id": f"never-sent-{i}", "vector": [1, 1, 1, 1]}
-                                for i in range(3)])
-        result = check(admin, "c/db/x", history)
-    assert not result.ok
-    assert result.lost == [acked[0]] and result.corrupted == [acked[1]]
-    assert result.indeterminate == 0 and result.phantoms == 2  # 3 strangers, 1 loss
+        _run_workload(node, history, 40)
+        clean = History(ops=list(history.ops), values=dict(history.values))
+        workload.final_read(admin, "c/db/x", clean, t0=0.0)
+        assert check(clean).valid, check(clean).anomalies[:3]
+        model = {}
+        for op in history.ops:  # the last acknowledged state per key, to tamper with
+            if op.f in ("upsert", "delete") and op.status == "ok":
+                model.update(zip(op.keys, op.values, strict=True))
+        present = sorted(k for k, v in model.items() if v is not None)
+        absent = sorted(k for k, v in model.items() if v is None)
+        assert present and absent
+        admin.delete("c/db/x", present[0])  # an acknowledged write disappears
+        old = next(v for o in history.ops if o.f == "upsert" and o.status == "ok"
+                   for k, v in zip(o.keys, o.values, strict=True) if k == absent[0])
+        value = history.values[old]  # a deleted document comes back exactly as it was
+        admin.upsert("c/db/x", [{"id": absent[0], "vector": value.vector,
+                                 "payload": value.payload}])
+        admin.upsert("c/db/x", [{"id": "stranger", "vector": [1, 1, 1, 1]}])
+        workload.final_read(admin, "c/db/x", history, t0=0.0)
+    result = check(history)
+    assert not result.valid
+    by_key = {(a.kind, a.key) for a in result.anomalies}
+    assert ("lost", present[0]) in by_key
+    assert ("phantoms", "stranger") in by_key
+    assert ("resurrected", absent[0]) in by_key
+    assert result.counts["lost"] == 1 and result.counts["resurrected"] == 1
+
+
+def test_the_same_seed_issues_the_same_operations(tmp_path):
+    runs = []
+    for n in range(2):
+        with Node(tmp_path / f"n{n}") as node:
+            history = History()
+            _run_workload(node, history, 25)
+        # what was sent (a get's answer depends on the other client's timing)
+        runs.append({p: [(o.f, o.keys, o.values if o.f == "upsert" else None, o.filter,
+                          o.vector) for o in history.ops if o.process == p][:25]
+                     for p in range(MIXED.clients)})
+    assert runs[0] == runs[1]
+    kinds = {f for ops in runs[0].values() for f, *_ in ops}
+    assert kinds == {"upsert", "delete", "get", "search"}
+
+
+def test_a_random_schedule_is_a_function_of_its_seed():
+    a = nemesis.random_schedule(11, 20.0, count=5)
+    assert a == nemesis.random_schedule(11, 20.0, count=5)
+    assert a != nemesis.random_schedule(12, 20.0, count=5)
+    assert len(a) == 5 and all(f.kind in nemesis.DEFAULT_RANDOM_KINDS for f in a)
+    assert all(x.end_s < y.at_s for x, y in zip(a, a[1:], strict=False))  # one at a time
+    assert a[-1].end_s <= 19.0
+    assert len(nemesis.random_schedule(11, 2.0, count=5)) < 5  # a short run holds fewer
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        nemesis.random_schedule(1, 5.0, kinds=["meteor"])
+    exp = experiment.load("random-faults")
+    assert exp.schedule(3) == exp.schedule(3) != exp.schedule(4)
+
+
+def test_shrink_finds_the_fault_that_matters():
+    faults = nemesis.random_schedule(2, 30.0, count=6,
+                                     kinds=["kill", "pause", "latency", "partition"])
+    culprit = faults[2]
+    runs = []
+
+    def fails(candidate):
+        runs.append(candidate)
+        return culprit in candidate
+
+    smaller, n = nemesis.shrink(faults, fails, max_runs=50)
+    assert smaller == [culprit] and n == len(runs)
+    assert nemesis.shrink(faults, fails, max_runs=2)[1] == 2  # the budget is kept
+    always, _ = nemesis.shrink(faults[:2], lambda c: True)
+    assert always == []  # fails with no fault at all
+    toml = nemesis.to_toml([culprit])
+    assert f'kind = "{culprit.kind}"' in toml and f"at_s = {culprit.at_s:g}" in toml
+
+
+@pytest.mark.parametrize("body, words", [
+    ('[[fault]]\nkind = "meteor"\nat_s = 1\nfor_s = 1', "fault.0.kind"),
+    ('[[fault]]\nkind = "kill"\nat_s = 1\nfor_s = 1\n[[fault]]\nkind = "pause"\n'
+     'at_s = 1.5\nfor_s = 1', "overlap"),
+    ('[[fault]]\nkind = "kill"\nat_s = 2.5\nfor_s = 1', "must end inside the run"),
+    ('[[fault]]\nkind = "embedder_outage"\nat_s = 1\nfor_s = 1', "embed_service"),
+    ('[[fault]]\nkind = "kill"\nat_s = 1\nfor_s = 1\nnode = 3', "names node 3"),
+    ('[workload]\nmix = { delete = 1 }', "keys = N"),
+    ('[nemesis]\nmin_s = 2\nmax_s = 1', "min_s is above"),
+])
+def test_bad_schedules_exit_2(tmp_path, body, words):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f'name = "bad"\n[workload]\nduration_s = 3.0\n{body}\n'
+                    if not body.startswith("[workload]") else f'name = "bad"\n{body}\n')
+    done = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", str(spec)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and words in done.stderr, done.stderr
 
 
 def test_an_experiment_whose_node_loses_acknowledged_writes_fails_with_exit_1(tmp_path):
     """The verdict must follow the checker: a node that acknowledges writes it never
-    makes (the lose_acked_writes failpoint) fails the run."""
+    makes (the lose_acked_writes failpoint) fails the run, names its seed, and a
+    shrink finds that no network or process fault is needed for it."""
     spec = tmp_path / "lossy.toml"
     spec.write_text('''name = "lossy node"
 description = "acknowledges writes without making them for half a second"
 [workload]
-writers = 2
+clients = 2
 batch = 5
 duration_s = 1.5
 [[method]]
@@ -132,12 +259,21 @@ attributes = {lose_acked_writes = 1}
 [[method]]
 action = "clear_faults"
 at_s = 0.8
+[[fault]]
+kind = "latency"
+at_s = 1.0
+for_s = 0.3
 ''')
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "akidb", "chaos", "run", str(spec), "--out",
-                           str(out)], capture_output=True, text=True, timeout=300)
+                           str(out), "--seed", "9", "--shrink", "3"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
-    result = json.loads((out / "result.json").read_text())
-    assert not result["passed"] and not result["checks"]["durability"]
-    assert len(result["durability"]["lost"]) > 0
+    result = json.loads((out / "lossy.json").read_text())
+    assert not result["passed"] and not result["checks"]["checker"]
+    assert result["checker"]["lost"] > 0 and not result["checker"]["valid"]
+    assert result["checker"]["anomalies"][0]["kind"] == "lost"
+    assert result["seed"] == 9 and "--seed 9" in result["replay"]
+    assert f"replay: akidb chaos run {spec} --seed 9" in done.stderr
+    assert result["shrunk"]["schedule"] == []  # the method's failpoint alone loses writes
     assert "FAILED" in done.stdout

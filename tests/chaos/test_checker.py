@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from akidb.chaos.checker import Checker, KeyModel, Write, check, matches
-from akidb.chaos.history import Hit, History, Value
+from akidb.chaos.history import History, Hit, Value
 
 
 class H:

@@ -292,19 +292,21 @@ def test_chaos_hypotheses_become_testcases(tmp_path):
     """A chaos step's checks, one testcase each; a failed one carries the figures."""
     from akidb.testkube import junit
 
-    result = {"checks": {"steady_state_before": True, "durability": False},
-              "durability": {"acknowledged": 120, "lost": ["d-7"], "corrupted": [],
-                             "phantoms": 0, "indeterminate": 3, "availability": 0.97}}
-    (tmp_path / "result.json").write_text(json.dumps(result))
+    result = {"checks": {"steady_state_before": True, "checker": False},
+              "checker": {"acknowledged": 120, "lost": 1, "stale_reads": 0, "resurrected": 2,
+                          "phantoms": 0, "search_mismatches": 0, "indeterminate": 3,
+                          "valid": False},
+              "availability": 0.97, "seed": 42}
+    (tmp_path / "kill9-ingest.json").write_text(json.dumps(result))
     run = {"steps": [{"kind": "chaos", "suite": "chaos", "name": "kill9-ingest",
                       "duration_s": 4.0, "outcome": "failed",
-                      "result": str(tmp_path / "result.json")},
+                      "result": str(tmp_path / "kill9-ingest.json")},
                      {"kind": "chaos", "suite": "chaos", "name": "pause", "duration_s": 1.0,
                       "outcome": "error", "message": "exited 2"}]}
     cases = _junit_cases(junit.write_run(run, tmp_path), "chaos")
     assert cases["chaos.kill9-ingest", "steady_state_before"].is_passed
-    lost = cases["chaos.kill9-ingest", "durability"]
+    lost = cases["chaos.kill9-ingest", "checker"]
     assert not lost.is_passed
-    assert "acknowledged 120, lost 1" in lost.result[0].message
-    assert "availability 0.970" in lost.result[0].message
+    assert "acknowledged 120, lost 1, stale reads 0, resurrected 2" in lost.result[0].message
+    assert "availability 0.970, seed 42" in lost.result[0].message
     assert "exited 2" in cases["chaos.pause", "experiment"].result[0].message
