@@ -46,6 +46,8 @@ class ClusterSpec(_Model):
     nodes: int = Field(1, ge=1, le=8)
     fsync: Literal["always", "batch", "none"] = "always"
     embed_service: bool = False  # the embedding model as its own process
+    # server settings as AKIDB_* variables, e.g. { AKIDB_AUTHZ_DEADLINE_MS = "100" }
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class WorkloadSpec(_Model):
@@ -60,6 +62,8 @@ class WorkloadSpec(_Model):
     k: int = Field(10, ge=1, le=100)
     transport: Literal["rest", "grpc", "both"] = "rest"
     timeout_s: float = Field(2.0, gt=0, le=120)
+    # clients holding a viewer key that keep trying to upsert: every one must be refused
+    denied_clients: int = Field(0, ge=0, le=16)
 
 
 class FaultSpec(_Model):
@@ -156,6 +160,9 @@ def load(source: str | Path) -> Experiment:
         if action.action.endswith("_embedder") and not exp.cluster.embed_service:
             raise ExperimentError(f"{path}: {action.action} needs [cluster] embed_service = "
                                   "true")
+    bad = sorted(k for k in exp.cluster.env if not k.startswith("AKIDB_"))
+    if bad:
+        raise ExperimentError(f"{path}: cluster.env takes AKIDB_* settings only, not {bad}")
     if exp.nemesis is not None and exp.nemesis.min_s > exp.nemesis.max_s:
         raise ExperimentError(f"{path}: nemesis.min_s is above nemesis.max_s")
     if exp.workload.mix.get("delete") or exp.workload.mix.get("get"):
@@ -325,11 +332,14 @@ def _timeline(exp: Experiment, faults: list[nemesis.Fault], cluster: Cluster, se
     return sorted(steps, key=lambda s: s[0])
 
 
-def _user_key(admin: Client) -> str:
-    """A developer of the chaos tenant: the workload's calls go through Cedar."""
+def _user_keys(admin: Client) -> tuple[str, str]:
+    """Keys of a developer and a viewer of the chaos tenant: the workload's calls go
+    through Cedar, and the viewer may not write."""
     admin.create_tenant(TENANT)
     admin.create_user(TENANT, "worker", "developer")
-    return admin.create_key(TENANT, "worker")["api_key"]
+    admin.create_user(TENANT, "onlooker", "viewer")
+    return (admin.create_key(TENANT, "worker")["api_key"],
+            admin.create_key(TENANT, "onlooker")["api_key"])
 
 
 def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None,
@@ -341,7 +351,8 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
     validate_schedule(exp, faults)
     name = name or (Path(source).stem if source else exp.name.replace(" ", "-"))
     w = exp.workload
-    env = {"AKIDB_FAULT_INJECTION": "1"} if exp.failpoints(faults) else None
+    env = {**exp.cluster.env, **({"AKIDB_FAULT_INJECTION": "1"} if exp.failpoints(faults)
+                                 else {})} or None
     log: list[dict[str, Any]] = []
     history = History()
     with Cluster(nodes=exp.cluster.nodes, fsync=exp.cluster.fsync, fault_proxy=True,
@@ -349,14 +360,15 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
                  embed_backend="numpy") as cluster:
         node0 = cluster.nodes[0]
         with node0.admin_client() as admin:
-            key = _user_key(admin)
+            key, viewer_key = _user_keys(admin)
             admin.create_collection(COLLECTION, dimension=w.dimension, metric="l2",
                                     create_parents=True)
             steady_before = admin.is_ready()
 
         def make_client(process: int) -> Client:
             grpc = w.transport == "grpc" or (w.transport == "both" and process % 2 == 1)
-            return Client(node0.proxy_url, key, node0.grpc_proxy_target if grpc else None,
+            return Client(node0.proxy_url, key if process < w.clients else viewer_key,
+                          node0.grpc_proxy_target if grpc else None,
                           data_plane="grpc" if grpc else "rest", timeout=w.timeout_s,
                           retries=0)
 
@@ -365,6 +377,12 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
         stop = threading.Event()
         t0 = time.monotonic()
         threads = workload.start(make_client, COLLECTION, spec, history, stop, t0)
+        if w.denied_clients:
+            denied = workload.Workload(clients=w.denied_clients, batch=w.batch,
+                                       dimension=w.dimension, keys=w.keys,
+                                       mix={"upsert": 1.0}, rate=w.rate, seed=seed)
+            threads += workload.start(make_client, COLLECTION, denied, history, stop, t0,
+                                      first=w.clients)
         for at_s, label, step in _timeline(exp, faults, cluster, seed):
             delay = t0 + at_s - time.monotonic()
             if delay > 0:
@@ -406,10 +424,14 @@ def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
     checker = Checker(history)
     verdict = checker.check()
     planned, faults = faults, as_applied(faults, log)
+    # performance is the workload's; the denied clients are reported on their own
+    served = History(ops=[o for o in history.ops if o.process < exp.workload.clients],
+                     values=history.values)
     duration = exp.workload.duration_s
     h = exp.hypothesis
     live = [o for o in history.ops if not o.final]
-    availability = history.availability()
+    allowed = [o for o in live if o.process >= exp.workload.clients]
+    availability = history.availability(processes=range(exp.workload.clients))
     detected = [e["corruption_detected"] for e in log if "corruption_detected" in e]
     checks = {
         "steady_state_before": steady_before,
@@ -419,6 +441,7 @@ def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
         "recall": verdict.recall is None or verdict.recall >= h.min_recall,
         "embedder_healthy_after": embedder_after,
         "corruption_detected": all(detected),
+        "no_wrongful_allow": not any(o.status == "ok" for o in allowed),
     }
     counts = Counter((o.f, o.status) for o in live)
     result = {
@@ -426,13 +449,17 @@ def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
         "replay": f"akidb chaos run {source or name} --seed {seed}",
         "passed": all(checks.values()), "checks": checks, "checker": verdict.to_dict(),
         "availability": round(availability, 4),
-        "phases": phases.phases(history, faults, duration, checker.recalls),
-        "recovery_s": phases.recovery_times(history, faults),
+        "denied_clients": {"attempts": len(allowed),
+                           "allowed": sum(o.status == "ok" for o in allowed),
+                           "refused": dict(Counter((o.error or "?").split(":")[0]
+                                                   for o in allowed if o.status != "ok"))},
+        "phases": phases.phases(served, faults, duration, checker.recalls),
+        "recovery_s": phases.recovery_times(served, faults),
         "schedule": [f.to_dict() for f in planned],
         "faults": [f.to_dict() for f in faults], "actions": log,
         "operations": {f: {s: counts[(f, s)] for s in ("ok", "fail", "info")}
                        for f in sorted({o.f for o in live})},
-        "metrics": phases.metrics(history, faults, duration, checker.recalls),
+        "metrics": phases.metrics(served, faults, duration, checker.recalls),
     }
     if out_dir is not None:
         from akidb.chaos import report

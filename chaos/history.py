@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Container
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,12 @@ class History:
             self.ops.append(op)
         return op
 
-    def availability(self, since: float = float("-inf"), until: float = float("inf")) -> float:
-        """Share of the operations invoked in [since, until] that were acknowledged."""
-        window = [o for o in self.ops if not o.final and since <= o.invoke <= until]
+    def availability(self, since: float = float("-inf"), until: float = float("inf"),
+                     processes: Container[int] | None = None) -> float:
+        """Share of the operations invoked in [since, until] (by ``processes``, default
+        all) that were acknowledged."""
+        window = [o for o in self.ops if not o.final and since <= o.invoke <= until
+                  and (processes is None or o.process in processes)]
         return sum(o.status == OK for o in window) / len(window) if window else 1.0
 
     def save(self, path: Path) -> None:

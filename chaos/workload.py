@@ -91,9 +91,9 @@ class MixedClient:
             out = call()
             return OK, out, None, invoke, self.now()
         except TransportError as exc:
-            return INFO, None, str(exc), invoke, self.now()
+            return INFO, None, f"{type(exc).__name__}: {exc}", invoke, self.now()
         except AkiError as exc:
-            return FAIL, exc, str(exc), invoke, self.now()
+            return FAIL, exc, f"{type(exc).__name__}: {exc}", invoke, self.now()
 
     def _key(self) -> str:
         return f"k{int(self.rng.integers(self.w.keys))}"
@@ -161,10 +161,12 @@ class MixedClient:
 
 
 def start(make_client: Callable[[int], Client], collection: str, workload: Workload,
-          history: History, stop: threading.Event, t0: float) -> list[threading.Thread]:
-    """Start the workload's clients; they run until ``stop`` is set."""
+          history: History, stop: threading.Event, t0: float, first: int = 0
+          ) -> list[threading.Thread]:
+    """Start the workload's clients (numbered from ``first``); they run until ``stop``
+    is set."""
     threads = []
-    for process in range(workload.clients):
+    for process in range(first, first + workload.clients):
         client = MixedClient(process, make_client, collection, workload, history, t0)
         threads.append(threading.Thread(target=client.run, args=(stop,), daemon=True,
                                         name=f"chaos-client-{process}"))

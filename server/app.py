@@ -64,6 +64,7 @@ class AkiServer:
             settings.embed_breaker_failures, settings.embed_breaker_reset_s)
         self.service = Service(self.engine, settings.limits, self.auth, self.embedder)
         self.metrics = Metrics(self.engine, self.embedder)
+        self.metrics.watch_authz(self.service.guard.decider.counts)
         self.app = create_app(self.service, self.auth, self.metrics,
                               settings.limits.max_body_bytes, settings.metrics_token)
         files = raise_open_file_limit(settings.http_connection_limit + 512)

@@ -27,6 +27,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AuthzSettings:
+    """Authorization decisions (see server/auth/decisions.py): the deadline for one
+    Cedar evaluation, and the cache that answers within ``cache_refresh_s`` of a
+    decision and, past the deadline, within ``cache_ttl_s``."""
+
+    deadline_ms: float = 250.0
+    cache_size: int = 10_000
+    cache_refresh_s: float = 5.0
+    cache_ttl_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
@@ -77,7 +89,16 @@ class Settings:
     # /metrics: per-collection series (they name tenants) only for this bearer token or
     # the admin key; when set, anonymous scrapes are refused.
     metrics_token: str = ""
+    authz_deadline_ms: float = 250.0
+    authz_cache_size: int = 10_000
+    authz_cache_refresh_s: float = 5.0
+    authz_cache_ttl_s: float = 60.0
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def authz(self) -> AuthzSettings:
+        return AuthzSettings(self.authz_deadline_ms, self.authz_cache_size,
+                             self.authz_cache_refresh_s, self.authz_cache_ttl_s)
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -92,6 +113,10 @@ class Settings:
         if self.http_connection_limit < 1:
             raise ValueError(f"http_connection_limit must be >= 1, got "
                              f"{self.http_connection_limit}")
+        if not (self.authz_deadline_ms > 0 and self.authz_cache_size >= 0
+                and 0 <= self.authz_cache_refresh_s <= self.authz_cache_ttl_s):
+            raise ValueError("authz settings need deadline_ms > 0, cache_size >= 0 and "
+                             "0 <= cache_refresh_s <= cache_ttl_s")
         for name in ("http_request_timeout_s", "http_idle_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

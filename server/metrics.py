@@ -7,7 +7,7 @@ servers in one test process never collide.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -124,6 +124,23 @@ class _HttpCollector(Collector):
         yield closed
 
 
+class _AuthzCollector(Collector):
+    """How authorization decisions were answered (server/auth/decisions.py)."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "akidb_authz_decisions", "Authorization decisions by source: cache (fresh), "
+            "evaluated (Cedar within the deadline), stale_cache (past the deadline, answered "
+            "from a still-valid decision), timeout (past the deadline, refused with 503)",
+            labels=["source"])
+        for source, n in sorted(self.counts.items()):
+            family.add_metric([source], n)
+        yield family
+
+
 class Metrics:
     def __init__(self, engine: Engine | None, embedder: Embedder | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -139,6 +156,9 @@ class Metrics:
             self.detail_registry.register(_CollectionsCollector(engine))
         if embedder is not None:
             self.registry.register(_EmbedderCollector(embedder))
+
+    def watch_authz(self, counts: Mapping[str, int]) -> None:
+        self.registry.register(_AuthzCollector(counts))
 
     def watch_http(self, stats: Callable[[], dict[str, int]]) -> None:
         """Report the HTTP server's connection counters (open, shed, timed out)."""

@@ -52,7 +52,7 @@ class Service:
         self.store = engine.store
         self.limits = limits
         self.auth = auth
-        self.guard = Guard(self.store, auth)
+        self.guard = Guard(self.store, auth, engine.settings.authz)
         self.authz = self.guard.authz
 
     # -- status ------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class Service:
         self.guard.authorize(principal, "admin", tenant)
         self.authz.validate(tenant, req.policies)  # a bad set never replaces the old one
         self.store.set_policies(tenant, req.policies)
-        self.authz.invalidate(tenant)
+        self.guard.revoke(tenant)  # cached decisions may now be wrong either way
         self.guard.audit_admin(principal, "put_policies", tenant, tenant,
                           f"{len(req.policies)} characters")
 

@@ -1,5 +1,6 @@
 """Every call's gate: the caller's rate quota, tenant incarnation and Cedar decision,
-the audit log, and revocation of cached credentials. The service asks it first."""
+the audit log, and revocation of cached credentials and decisions. The service asks it
+first. Decisions have a deadline and a cache (``auth/decisions.py``)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,24 @@ from typing import Any
 
 from akidb.server import faults, tracing
 from akidb.server.auth.cedar import Authorizer
+from akidb.server.auth.decisions import DeadlineDecider, DecisionCache
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.auth.quotas import RateLimiter
+from akidb.server.config import AuthzSettings
 from akidb.server.errors import PermissionDenied, Unauthenticated
 from akidb.server.names import check_name
 from akidb.server.storage.metadata import MetadataStore
 
 
 class Guard:
-    def __init__(self, store: MetadataStore, auth: KeyAuthenticator) -> None:
+    def __init__(self, store: MetadataStore, auth: KeyAuthenticator,
+                 settings: AuthzSettings | None = None) -> None:
         self.store = store
         self.auth = auth
         self.authz = Authorizer(store)
+        s = settings or AuthzSettings()
+        self.decider = DeadlineDecider(s.deadline_ms / 1000.0, DecisionCache(s.cache_size),
+                                       s.cache_refresh_s, s.cache_ttl_s)
         self.rate = RateLimiter()
         self._tenants: dict[str, dict[str, Any]] = {}
 
@@ -41,15 +48,28 @@ class Guard:
             raise Unauthenticated(f"the API key of {principal.name} belongs to a tenant "
                                   f"{tenant!r} that has been deleted")
         self.charge_rate(principal)
-        faults.delay("authz_delay_ms")
         resource = "/".join(x for x in (tenant, database, collection) if x)
         with tracing.span("authorize", **{"akidb.action": action, "akidb.resource": resource}):
-            allowed = self.authz.is_allowed(principal, action, tenant, database, collection)
+            if principal.is_admin:
+                allowed = True
+            elif principal.tenant != tenant:
+                allowed = False  # tenant isolation, whatever the policies say
+            else:
+                allowed = self.decider.decide(
+                    (principal.name, principal.role, principal.tenant_id, action, tenant,
+                     database, collection),
+                    lambda: self._evaluate(principal, action, tenant, database, collection))
         if not allowed:
             self.store.audit(principal.tenant or tenant, principal.name, action, resource,
                              "deny")
             raise PermissionDenied(f"{principal.name} (role {principal.role}) may not "
                                    f"{action} {resource}")
+
+    def _evaluate(self, principal: Principal, action: str, tenant: str, database: str | None,
+                  collection: str | None) -> bool:
+        """One Cedar decision (the ``authz_delay_ms`` failpoint makes it a slow one)."""
+        faults.delay("authz_delay_ms")
+        return self.authz.is_allowed(principal, action, tenant, database, collection)
 
     def charge_rate(self, principal: Principal) -> None:
         """One request against the caller's home tenant's rate quota (429 past it)."""
@@ -73,6 +93,7 @@ class Guard:
         Called before the change's call returns, on every transport (REST and gRPC
         share this service), so no request that starts afterwards sees the old answer."""
         self.auth.revoke_cached()
+        self.decider.revoke()
         if tenant is not None:
             self.authz.invalidate(tenant)
             self._tenants.pop(tenant, None)

@@ -269,8 +269,8 @@ def test_reads_deletes_and_segment_bookkeeping(tmp_path):
     assert np.array_equal(np.frombuffer(doc.vector, np.float32), vecs[7])
     with pytest.raises(collection_module.NotFound, match="'nope' not found in t/d/c"):
         coll.get("nope")
-    hits = _vec(coll, vecs[3], 2, None)
-    coll.attach_documents(hits)
+    query = Query("vector", 2, vecs[3])
+    hits = coll.attach_documents(_vec(coll, vecs[3], 2, None), query)
     assert hits[0].document.ext_id == "3" and hits[0].document.payload == payloads[3]
     assert coll.delete(["3", "4"]) == 2
     assert "3" not in coll.labels and coll.count == 28 and coll.index.count == 28
@@ -422,4 +422,34 @@ def test_a_write_that_cannot_be_undone_leaves_the_collection_read_only(tmp_path,
         coll.upsert(["y"], np.ones((1, DIM), np.float32), [None], ["{}"])
     with pytest.raises(collection_module.Unavailable, match="read-only"):
         coll.delete(["1"])
+    _close(coll)
+
+
+def test_hits_whose_document_changed_during_the_search_stay_consistent(tmp_path):
+    """The index scored a document; before its row was read it was deleted, or
+    rewritten with a payload that fails the filter or with another vector. The hit
+    is dropped, or rescored from what is stored, never returned half old, half new."""
+    coll = _open(tmp_path)
+    ids, vecs, payloads = _fill(coll, 30)
+    flt = filters.parse({"half": True})
+    query = Query("vector", 5, vecs[4], filter=flt)
+    hits = coll.search(query)  # scored now; the writes below land before the read
+    assert hits[0].ext_id == "4" and len(hits) == 5
+    before = {h.ext_id: h.score for h in hits}
+    coll.delete([hits[1].ext_id])
+    gone = hits[1].ext_id
+    flipped = hits[2].ext_id  # now fails the filter
+    coll.upsert([flipped], vecs[int(flipped)][None], [None], [json.dumps({"half": False})])
+    moved = hits[3].ext_id  # now far away: its stored vector is scored, not the old one
+    far = (vecs[4] + 50).astype(np.float32)
+    coll.upsert([moved], far[None], [None], [json.dumps({"half": True})])
+    kept = coll.attach_documents(hits, query)
+    names = [h.ext_id for h in kept]
+    assert gone not in names and flipped not in names and names[0] == "4"
+    assert all(h.document.payload["half"] is True for h in kept)
+    assert names[-1] == moved  # rescored from the stored vector, ranked last
+    expected = -float(np.linalg.norm(far - vecs[4]))
+    assert kept[-1].score == pytest.approx(expected, rel=1e-5)
+    assert kept[0].score == pytest.approx(before["4"], abs=1e-5)
+    assert [h.score for h in kept] == sorted((h.score for h in kept), reverse=True)
     _close(coll)
