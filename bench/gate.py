@@ -141,9 +141,16 @@ def _bootstrap_ratio(base: np.ndarray, cur: np.ndarray, n_boot: int, confidence:
                      rng: np.random.Generator) -> tuple[float, float]:
     b = np.median(rng.choice(base, size=(n_boot, len(base))), axis=1)
     c = np.median(rng.choice(cur, size=(n_boot, len(cur))), axis=1)
-    ratios = c / np.where(b == 0, np.finfo(float).tiny, b)
+    # 0 -> 0 is no change (an availability of 0 during a kill, in both runs)
+    ratios = np.where((b == 0) & (c == 0), 1.0, c / np.where(b == 0, np.finfo(float).tiny, b))
     alpha = (1 - confidence) / 2
     return float(np.quantile(ratios, alpha)), float(np.quantile(ratios, 1 - alpha))
+
+
+def _ratio(base: float, cur: float) -> float:
+    if base == 0:
+        return 1.0 if cur == 0 else float("inf")
+    return cur / base
 
 
 def compare(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]],
@@ -169,8 +176,8 @@ def compare(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, An
         improvement = low > 1 + t if worse_if_lower else high < 1 - t
         verdicts.append(Verdict(name, str(b_m.get("unit", "")), b_m["direction"],
                                 float(np.median(base)), float(np.median(cur)),
-                                float(np.median(cur) / np.median(base)) if np.median(base)
-                                else float("inf"), low, high, t, regression, improvement))
+                                _ratio(float(np.median(base)), float(np.median(cur))),
+                                low, high, t, regression, improvement))
     if not verdicts:
         raise GateError("the two files have no metric in common")
     return verdicts

@@ -53,6 +53,7 @@ def run_experiment(experiment: str, seed: int | None, out: Path, shrink_runs: in
     """Run EXPERIMENT (a TOML file or a built-in name); exit 1 if its hypothesis fails."""
     from akidb.chaos import experiment as experiments
     from akidb.chaos import nemesis
+    from akidb.chaos.objectstore import ObjectStoreUnavailable
 
     try:
         exp = experiments.load(experiment)
@@ -67,7 +68,10 @@ def run_experiment(experiment: str, seed: int | None, out: Path, shrink_runs: in
     click.echo(f"running {exp.name!r} (seed {seed}): {len(faults)} faults "
                f"[{', '.join(f.label for f in faults)}] and {len(exp.method)} actions over "
                f"{exp.workload.duration_s}s ...", err=True)
-    result = experiments.run(exp, out, seed=seed, name=name, source=experiment)
+    try:
+        result = experiments.run(exp, out, seed=seed, name=name, source=experiment)
+    except ObjectStoreUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(experiments.render(result))
     if not result["passed"]:
         click.echo(f"FAILED with seed {seed}; replay: {result['replay']}", err=True)

@@ -13,6 +13,7 @@ hypothesis fails; a failing run names its seed and the command that replays it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -25,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from akidb.chaos import injectors, nemesis, phases, workload
+from akidb.chaos import injectors, nemesis, objectstore, phases, workload
 from akidb.chaos.checker import Checker
 from akidb.chaos.history import History
 from akidb.harness import Cluster
@@ -48,6 +49,9 @@ class ClusterSpec(_Model):
     embed_service: bool = False  # the embedding model as its own process
     # server settings as AKIDB_* variables, e.g. { AKIDB_AUTHZ_DEADLINE_MS = "100" }
     env: dict[str, str] = Field(default_factory=dict)
+    # ship to an S3 API behind a fault proxy: AKIDB_CHAOS_S3_ENDPOINT (with the bucket
+    # "akidb-chaos" and AWS_* credentials set), else an in-process moto server
+    object_store: bool = False
 
 
 class WorkloadSpec(_Model):
@@ -163,6 +167,9 @@ def load(source: str | Path) -> Experiment:
     bad = sorted(k for k in exp.cluster.env if not k.startswith("AKIDB_"))
     if bad:
         raise ExperimentError(f"{path}: cluster.env takes AKIDB_* settings only, not {bad}")
+    if exp.cluster.object_store and exp.cluster.nodes > 1:
+        raise ExperimentError(f"{path}: object_store experiments run one node (each node "
+                              "would need a bucket prefix of its own)")
     if exp.nemesis is not None and exp.nemesis.min_s > exp.nemesis.max_s:
         raise ExperimentError(f"{path}: nemesis.min_s is above nemesis.max_s")
     if exp.workload.mix.get("delete") or exp.workload.mix.get("get"):
@@ -178,7 +185,7 @@ def load(source: str | Path) -> Experiment:
 
 def validate_schedule(exp: Experiment, faults: list[nemesis.Fault]) -> None:
     needs = {"proxy": True, "failpoints": True, "embed_service": exp.cluster.embed_service,
-             "object_store": False}
+             "object_store": exp.cluster.object_store}
     nemesis.check_schedule(faults, exp.workload.duration_s, exp.cluster.nodes,
                            lambda need: needs[need])
 
@@ -227,6 +234,8 @@ def _start_fault(f: nemesis.Fault, cluster: Cluster, seed: int) -> dict[str, Any
         return {"segment": damage[0].name, "offset": damage[1]}
     elif kind == "embedder_outage":
         cluster.embed_service.kill()  # type: ignore[union-attr]
+    elif kind == "object_store_outage":
+        cluster.s3_proxy.disable()  # type: ignore[attr-defined]
     return {}
 
 
@@ -265,6 +274,11 @@ def _end_fault(f: nemesis.Fault, cluster: Cluster) -> dict[str, Any]:
         _set_faults(node, authz_delay_ms=0)
     elif kind == "embedder_outage" and not cluster.embed_service.is_running():  # type: ignore
         cluster.embed_service.start()  # type: ignore[union-attr]
+    elif kind == "object_store_outage":
+        with node.admin_client(retries=0, timeout=5) as admin:
+            felt = admin.request("GET", "/ready")["object_store"]
+        cluster.s3_proxy.enable()  # type: ignore[attr-defined]
+        return {"shipping_state": felt["state"], "backlog_objects": felt["backlog_objects"]}
     return {}
 
 
@@ -351,13 +365,23 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
     validate_schedule(exp, faults)
     name = name or (Path(source).stem if source else exp.name.replace(" ", "-"))
     w = exp.workload
-    env = {**exp.cluster.env, **({"AKIDB_FAULT_INJECTION": "1"} if exp.failpoints(faults)
-                                 else {})} or None
+    failpoints = exp.failpoints(faults)
+    env = {**exp.cluster.env, **({"AKIDB_FAULT_INJECTION": "1"} if failpoints else {})} or None
     log: list[dict[str, Any]] = []
     history = History()
-    with Cluster(nodes=exp.cluster.nodes, fsync=exp.cluster.fsync, fault_proxy=True,
-                 env=env, embed_service=exp.cluster.embed_service,
-                 embed_backend="numpy") as cluster:
+    with contextlib.ExitStack() as stack:
+        extra: list[str] = []
+        s3_proxy = None
+        if exp.cluster.object_store:
+            endpoint, s3_env = stack.enter_context(objectstore.s3_endpoint())
+            s3_proxy = stack.enter_context(objectstore.proxied(endpoint))
+            env = {**(env or {}), **s3_env, **objectstore.SHIPPING_ENV}
+            extra = ["--object-store", f"s3://{objectstore.BUCKET}/{name}",
+                     "--s3-endpoint", f"http://{s3_proxy.listen}"]
+        cluster = stack.enter_context(Cluster(
+            nodes=exp.cluster.nodes, fsync=exp.cluster.fsync, fault_proxy=True, env=env,
+            extra_args=extra, embed_service=exp.cluster.embed_service, embed_backend="numpy"))
+        cluster.s3_proxy = s3_proxy  # type: ignore[attr-defined]
         node0 = cluster.nodes[0]
         with node0.admin_client() as admin:
             key, viewer_key = _user_keys(admin)
@@ -402,7 +426,7 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
             node.resume()
             if not node.is_running():
                 node.start()
-            if env:
+            if failpoints:
                 _apply(Action(action="clear_faults", at_s=0, node=i), cluster)
         if cluster.embed_service is not None and not cluster.embed_service.is_running():
             cluster.embed_service.start()
@@ -412,9 +436,17 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
             workload.final_read(admin, COLLECTION, history, t0)
             embedder_after = _embedder_recovers(admin) if \
                 exp.hypothesis.embedder_healthy_after else True
-    return judge(exp, history, faults, log, seed=seed, name=name, source=source,
-                 steady_before=steady_before, healthy_after=healthy_after,
-                 embedder_after=embedder_after, out_dir=out_dir)
+            shipped = objectstore.drained(admin) if exp.cluster.object_store else None
+    result = judge(exp, history, faults, log, seed=seed, name=name, source=source,
+                   steady_before=steady_before, healthy_after=healthy_after,
+                   embedder_after=embedder_after, out_dir=None)
+    if shipped is not None:
+        result["object_store"] = shipped
+        result["checks"]["shipping_caught_up"] = shipped["backlog_objects"] == 0
+        result["passed"] = all(result["checks"].values())
+    if out_dir is not None:
+        save(result, history, out_dir)
+    return result
 
 
 def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
@@ -462,14 +494,20 @@ def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
         "metrics": phases.metrics(served, faults, duration, checker.recalls),
     }
     if out_dir is not None:
-        from akidb.chaos import report
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
-        history.save(out_dir / f"{name}.history.jsonl")
-        (out_dir / f"{name}.md").write_text(render(result))
-        (out_dir / f"{name}.html").write_text(report.html(result, history))
+        save(result, history, out_dir)
     return result
+
+
+def save(result: dict[str, Any], history: History, out_dir: Path) -> None:
+    """``NAME.json``, ``NAME.md``, ``NAME.html`` (timeline) and ``NAME.history.jsonl``."""
+    from akidb.chaos import report
+
+    name = result["name"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+    history.save(out_dir / f"{name}.history.jsonl")
+    (out_dir / f"{name}.md").write_text(render(result))
+    (out_dir / f"{name}.html").write_text(report.html(result, history))
 
 
 def as_applied(faults: list[nemesis.Fault], log: list[dict[str, Any]]) -> list[nemesis.Fault]:

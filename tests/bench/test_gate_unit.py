@@ -235,3 +235,16 @@ def test_render_is_a_markdown_table_and_units_default_to_none(tmp_path):
         gate.load_result(empty)
     assert str(info.value) == (f"{empty}: no 'metrics' object with samples (run a benchmark "
                                "that records them, e.g. python -m akidb.bench.server_baseline)")
+
+
+@pytest.mark.parametrize("direction", ["lower", "higher"])
+def test_zero_stays_zero_is_no_change(direction):
+    """An availability of 0 during a kill in both runs (or 0 errors in both) is not a
+    regression; 0 growing to something is, in the bad direction."""
+    v = _one([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], direction)
+    assert (v.ratio, v.ci_low, v.ci_high) == (1.0, 1.0, 1.0)
+    assert not v.regression and not v.improvement
+    grew = _one([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], direction)
+    assert grew.ratio == float("inf")
+    assert grew.regression == (direction == "lower")
+    assert grew.improvement == (direction == "higher")

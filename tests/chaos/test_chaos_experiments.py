@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from akidb.bench import gate
 from akidb.chaos import experiment, nemesis, workload
 from akidb.chaos.checker import check
 from akidb.chaos.history import History
@@ -44,13 +45,16 @@ def test_builtin_experiments_pass(name, tmp_path):
     assert any(p["availability"] is None or p["availability"] < 1 for p in during)
     assert any(m.endswith("_latency_ms") for m in result["metrics"])
     _ran(result, tmp_path, name)
+    metrics = gate.load_metrics(tmp_path / f"{name}.json")  # the gate reads the result
+    assert not any(v.regression for v in gate.compare(metrics, metrics, {}))
     if name == "log-damage":
         logged = {k: v for a in result["actions"] for k, v in a.items()}
         assert logged["torn_tail_reported"] is True
         assert logged["corruption_detected"] is True
 
 
-@pytest.mark.parametrize("name", ["disk-full", "slow-authz", "embedding-outage"])
+@pytest.mark.parametrize("name", ["disk-full", "slow-authz", "embedding-outage",
+                                  "object-store-outage"])
 def test_failpoint_and_embedder_experiments_pass(name, tmp_path):
     result = experiment.run(experiment.load(name), tmp_path, name=name)
     assert result["passed"], experiment.render(result)
@@ -65,6 +69,12 @@ def test_failpoint_and_embedder_experiments_pass(name, tmp_path):
         assert denied["attempts"] > 0 and denied["allowed"] == 0
         assert set(denied["refused"]) <= {"PermissionDenied", "Unavailable"}
         assert result["checks"]["no_wrongful_allow"] and during["availability"] >= 0.9
+    if name == "object-store-outage":  # shipping stalled, the data path did not
+        end = next(a for a in result["actions"] if a["action"].startswith("end "))
+        assert end["shipping_state"] == "retrying"
+        assert result["checks"]["shipping_caught_up"]
+        assert result["object_store"]["backlog_objects"] == 0
+        assert result["object_store"]["uploaded_objects"] > 0
     if name == "embedding-outage":
         assert result["checks"]["embedder_healthy_after"]
         assert result["availability"] == 1.0  # vector calls never noticed the outage
