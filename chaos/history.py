@@ -63,10 +63,13 @@ class Op:
     k: int = 0
     hits: list[Hit] = field(default_factory=list)
     final: bool = False
+    scheduled: float | None = None  # when a paced client meant to send it
 
     @property
     def latency_ms(self) -> float:
-        return (self.complete - self.invoke) * 1000.0
+        """From when the operation was due (paced clients) or sent, to its outcome."""
+        start = self.invoke if self.scheduled is None else min(self.scheduled, self.invoke)
+        return (self.complete - start) * 1000.0
 
 
 @dataclass

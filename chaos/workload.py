@@ -66,24 +66,37 @@ class MixedClient:
         weights = np.asarray([workload.mix[f] for f in names], dtype=np.float64)
         self.names, self.weights = names, weights / weights.sum()
         self.n = 0
+        self.due: float | None = None  # when a paced client meant to send
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     def run(self, stop: threading.Event) -> None:
+        """Closed loop by default. With a ``rate``, operation n is due at n / rate: a
+        client that falls behind (a slow or dead node) sends at once until it has
+        caught up, and latency counts from when the operation was due, so a stall
+        shows in the percentiles (no coordinated omission)."""
         client = self.make_client(self.process)
+        first = time.monotonic()
         try:
             while not stop.is_set():
-                started = time.monotonic()
+                if self.w.rate > 0:
+                    due = first + self.n / self.w.rate
+                    if stop.wait(max(0.0, due - time.monotonic())):
+                        break
+                    self.due = due - self.t0
+                else:
+                    self.due = None
                 f = self.names[int(self.rng.choice(len(self.names), p=self.weights))]
                 status = getattr(self, f"_{f}")(client)
                 self.n += 1
-                if status != OK:
+                if status != OK and not self.w.rate:
                     time.sleep(0.05)  # no tight loop against a node that is down
-                elif self.w.rate > 0:
-                    time.sleep(max(0.0, started + 1.0 / self.w.rate - time.monotonic()))
         finally:
             client.close()
+
+    def _record(self, **fields: Any) -> None:
+        self.history.record(process=self.process, scheduled=self.due, **fields)
 
     def _call(self, call: Callable[[], Any]) -> tuple[str, Any, str | None, float, float]:
         invoke = self.now()
@@ -114,7 +127,7 @@ class MixedClient:
             payloads.append(payload)
         status, _, error, invoke, complete = self._call(
             lambda: client.upsert_arrays(self.collection, keys, vectors, payloads=payloads))
-        self.history.record(process=self.process, f="upsert", keys=keys, values=values,
+        self._record(f="upsert", keys=keys, values=values,
                             invoke=invoke, complete=complete, status=status, error=error)
         return status
 
@@ -126,7 +139,7 @@ class MixedClient:
             # Absent already: the key's state after this call is "absent", as after any
             # delete, so it is recorded as one (a wrong 404 then shows as a resurrection).
             status, error = OK, None
-        self.history.record(process=self.process, f="delete", keys=[key], values=[None],
+        self._record(f="delete", keys=[key], values=[None],
                             invoke=invoke, complete=complete, status=status, error=error)
         return status
 
@@ -139,7 +152,7 @@ class MixedClient:
             status, error = OK, None  # absent is an answer
         elif status == OK:
             value = observed(out, self.history)
-        self.history.record(process=self.process, f="get", keys=[key], values=[value],
+        self._record(f="get", keys=[key], values=[value],
                             invoke=invoke, complete=complete, status=status, error=error)
         return status
 
@@ -151,7 +164,7 @@ class MixedClient:
         hits = [] if status != OK else [
             Hit(h.id, observed({"payload": h.payload}, self.history, with_vector=False)
                 if h.payload and "v" in h.payload else None, -h.score) for h in out.hits]
-        self.history.record(process=self.process, f="search", keys=[], values=[],
+        self._record(f="search", keys=[], values=[],
                             invoke=invoke, complete=complete, status=status, error=error,
                             vector=query.tolist(), filter=flt, k=self.w.k, hits=hits)
         return status

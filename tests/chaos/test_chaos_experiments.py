@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from akidb.bench import gate
-from akidb.chaos import experiment, nemesis, workload
+from akidb.chaos import experiment, workload
 from akidb.chaos.checker import check
 from akidb.chaos.history import History
 from akidb.harness import Node
@@ -25,7 +25,7 @@ def _ran(result, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["mixed-kill9", "random-faults", "log-damage", "partition",
-                                  "kill9-ingest"])
+                                  "paced-faults", "kill9-ingest"])
 def test_builtin_experiments_pass(name, tmp_path):
     exp = experiment.load(name)
     result = experiment.run(exp, tmp_path, seed=exp.seed, name=name, source=name)
@@ -199,39 +199,6 @@ def test_the_same_seed_issues_the_same_operations(tmp_path):
     assert runs[0] == runs[1]
     kinds = {f for ops in runs[0].values() for f, *_ in ops}
     assert kinds == {"upsert", "delete", "get", "search"}
-
-
-def test_a_random_schedule_is_a_function_of_its_seed():
-    a = nemesis.random_schedule(11, 20.0, count=5)
-    assert a == nemesis.random_schedule(11, 20.0, count=5)
-    assert a != nemesis.random_schedule(12, 20.0, count=5)
-    assert len(a) == 5 and all(f.kind in nemesis.DEFAULT_RANDOM_KINDS for f in a)
-    assert all(x.end_s < y.at_s for x, y in zip(a, a[1:], strict=False))  # one at a time
-    assert a[-1].end_s <= 19.0
-    assert len(nemesis.random_schedule(11, 2.0, count=5)) < 5  # a short run holds fewer
-    with pytest.raises(ValueError, match="unknown fault kinds"):
-        nemesis.random_schedule(1, 5.0, kinds=["meteor"])
-    exp = experiment.load("random-faults")
-    assert exp.schedule(3) == exp.schedule(3) != exp.schedule(4)
-
-
-def test_shrink_finds_the_fault_that_matters():
-    faults = nemesis.random_schedule(2, 30.0, count=6,
-                                     kinds=["kill", "pause", "latency", "partition"])
-    culprit = faults[2]
-    runs = []
-
-    def fails(candidate):
-        runs.append(candidate)
-        return culprit in candidate
-
-    smaller, n = nemesis.shrink(faults, fails, max_runs=50)
-    assert smaller == [culprit] and n == len(runs)
-    assert nemesis.shrink(faults, fails, max_runs=2)[1] == 2  # the budget is kept
-    always, _ = nemesis.shrink(faults[:2], lambda c: True)
-    assert always == []  # fails with no fault at all
-    toml = nemesis.to_toml([culprit])
-    assert f'kind = "{culprit.kind}"' in toml and f"at_s = {culprit.at_s:g}" in toml
 
 
 @pytest.mark.parametrize("body, words", [
