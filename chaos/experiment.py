@@ -197,6 +197,17 @@ def _proxies(node: Node) -> list[Any]:
     return [p for p in (node.proxy, node.grpc_proxy) if p is not None]
 
 
+def _reachable(node: Node, yes: bool) -> None:
+    """Heal (True) or partition (False) the node's REST and gRPC proxies."""
+    for proxy in _proxies(node):
+        proxy.enable() if yes else proxy.disable()
+
+
+def _ensure_running(node: Node) -> None:
+    if not node.is_running():
+        node.start()
+
+
 def _set_faults(node: Node, **values: float) -> None:
     with node.admin_client(retries=0, timeout=5) as admin:
         admin.set_faults(**values)
@@ -213,8 +224,7 @@ def _start_fault(f: nemesis.Fault, cluster: Cluster, seed: int) -> dict[str, Any
     elif kind == "pause":
         node.pause()
     elif kind == "partition":
-        for proxy in _proxies(node):
-            proxy.disable()
+        _reachable(node, False)
     elif kind == "latency":
         for proxy in _proxies(node):
             proxy.add_toxic(type="latency", stream="downstream", name="nemesis_latency",
@@ -242,14 +252,14 @@ def _start_fault(f: nemesis.Fault, cluster: Cluster, seed: int) -> dict[str, Any
 def _end_fault(f: nemesis.Fault, cluster: Cluster) -> dict[str, Any]:
     node = cluster.nodes[f.node]
     kind = f.kind
-    if kind in ("kill", "terminate", "torn_tail") and not node.is_running():
-        node.start()
+    if kind in ("kill", "terminate", "torn_tail"):
+        _ensure_running(node)
         if kind == "torn_tail":
             return {"torn_tail_reported": "torn tail" in node.log_tail(200)}
     elif kind == "corrupt_log":
         damage = getattr(node, "chaos_damage", None)
         if damage is None:
-            node.start()
+            _ensure_running(node)
             return {}
         del node.chaos_damage  # type: ignore[attr-defined]
         try:
@@ -263,8 +273,7 @@ def _end_fault(f: nemesis.Fault, cluster: Cluster) -> dict[str, Any]:
     elif kind == "pause":
         node.resume()
     elif kind == "partition":
-        for proxy in _proxies(node):
-            proxy.enable()
+        _reachable(node, True)
     elif kind == "latency":
         for proxy in _proxies(node):
             proxy.destroy_toxic("nemesis_latency")
@@ -293,14 +302,9 @@ def _apply(action: Action, cluster: Cluster) -> None:
     elif action.action == "resume":
         node.resume()
     elif action.action == "restart":
-        if not node.is_running():
-            node.start()
-    elif action.action == "partition":
-        for proxy in _proxies(node):
-            proxy.disable()
-    elif action.action == "heal":
-        for proxy in _proxies(node):
-            proxy.enable()
+        _ensure_running(node)
+    elif action.action in ("partition", "heal"):
+        _reachable(node, action.action == "heal")
     elif action.action == "toxic":
         node.proxy.add_toxic(type=action.type, stream=action.stream,
                              name=f"{action.type}_{action.stream}",
@@ -424,8 +428,7 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
         # Rollback: every node running and reachable, proxies healed, faults off.
         for i, node in enumerate(cluster.nodes):
             node.resume()
-            if not node.is_running():
-                node.start()
+            _ensure_running(node)
             if failpoints:
                 _apply(Action(action="clear_faults", at_s=0, node=i), cluster)
         if cluster.embed_service is not None and not cluster.embed_service.is_running():

@@ -114,6 +114,8 @@ class History:
                 if "op" in row:
                     op = row["op"]
                     op["hits"] = [Hit(**h) for h in op.get("hits", [])]
+                    if len(op["keys"]) != len(op["values"]):
+                        raise ValueError("keys and values differ in length")
                     history.ops.append(Op(**op))
                 else:
                     value_id = row.pop("value")

@@ -299,3 +299,148 @@ def test_the_checker_keeps_up_with_a_long_history():
                        status="ok", vector=[0.0, 0.0], filter=None, k=3, hits=[])
     r = b.check()
     assert r.searches == 3333 and r.reads == 3333
+
+
+def test_a_long_concurrent_write_does_not_hide_a_replaced_value():
+    """The write that completed last started first: the one before it still replaced
+    the value a later read shows."""
+    b = H()
+    b.put("a", "a1", 0, 1)
+    b.put("a", "a2", 2, 3)  # strictly after a1: a1 is replaced
+    b.put("a", "a3", 0.5, 10)  # overlaps both, completes last
+    stale = b.get("a", "a1", 11, 12)
+    r = b.check()
+    assert kinds(r) == {"stale_reads": 1} and r.anomalies[0].op == stale.index
+    assert r.anomalies[0].writes == [0, 1]
+
+
+def test_touching_intervals_are_concurrent():
+    """A write that begins the instant another completes is not after it; a read that
+    ends the instant a write begins cannot see it."""
+    b = H()
+    b.put("a", "a1", 0, 1)
+    b.put("a", "a2", 1, 2)
+    b.get("a", "a1", 3, 4)  # a2 may have taken effect first
+    assert b.check().valid
+    c = H()
+    c.get("a", "a1", 0, 1)
+    c.put("a", "a1", 1, 2)
+    r = c.check()
+    assert kinds(r) == {"phantoms": 1}
+    assert r.anomalies[0].detail == "read value 'a1' of 'a' before its write began"
+    d = H()
+    d.put("a", "a1", 0, 1)
+    d.delete("a", 3, 4)
+    d.get("a", None, 2, 3)  # ends as the delete begins: the delete cannot explain it
+    r = d.check()
+    assert kinds(r) == {"stale_reads": 1}
+
+
+def test_an_indeterminate_write_may_land_after_a_later_acknowledged_one():
+    b = H()
+    b.put("a", "a1", 0, 1, status="info")
+    b.put("a", "a2", 2, 3)
+    b.get("a", "a1", 9, 9, final=True)
+    assert b.check().valid
+
+
+def test_anomalies_name_the_writes_involved_and_say_what_happened():
+    b = H()
+    b.put("a", "a1", 0, 1)  # op 0
+    b.put("a", "a2", 2, 3)  # op 1
+    b.get("a", "a1", 4, 5)  # op 2
+    (a,) = b.check().anomalies
+    assert a.writes == [0, 1]
+    assert a.detail == "read value 'a1' of 'a' after acknowledged write(s) 'a2' had replaced it"
+    c = H()
+    c.put("a", "a1", 0, 1)  # op 0
+    c.delete("a", 2, 3)  # op 1
+    c.put("a", "a2", 4, 5)  # op 2
+    c.get("a", None, 6, 7)  # op 3
+    (a,) = c.check().anomalies
+    assert a.writes == [1, 2] and a.detail == (
+        "read nothing of 'a' after acknowledged write(s) 'a2' had replaced it")
+    d = H()
+    d.put("a", "a1", 0, 1)
+    d.delete("a", 2, 3)
+    d.delete("a", 3.5, 4)  # an acknowledged delete after the first
+    d.get("a", None, 5, 6)
+    assert d.check().valid
+    e = H()
+    e.put("b", "b1", 0, 1)
+    e.get("a", "?", 2, 3)
+    e.get("a", "!b1", 2, 3)
+    details = [x.detail for x in e.check().anomalies]
+    assert details == ["read value '?' of 'a': it was never written",
+                       "read value '!b1' of 'a': its contents differ from what was written"]
+
+
+def test_search_mismatches_name_the_hit_and_its_writes():
+    b = _scene()
+    gone = b.put("gone", "g1", 0, 1, vector=(0.5, 0.0))
+    d = b.delete("gone", 1.2, 1.5)
+    b.search((0.0, 0.0), [("gone", "g1", 0.5)], 2, 3, k=1)
+    (a,) = b.check().anomalies
+    assert (a.kind, a.key, a.writes) == ("search_mismatches", "gone", [gone.index, d.index])
+    c = _scene()
+    c.search((0.0, 0.0), [("near", "n1", 1.5)], 2, 3, k=1)
+    (a,) = c.check().anomalies
+    assert a.writes == [] and a.detail == "hit 'near' at distance 1.5, but its vector is at 1"
+
+
+def test_distances_are_measured_from_the_query():
+    b = _scene()
+    b.search((1.0, 3.0), [("near", "n1", 3.0), ("mid", "m1", 3.1622776601683795)], 2, 3, k=2)
+    r = b.check()
+    assert r.valid and r.recall == pytest.approx(1.0)
+
+
+def test_the_distance_tolerance_scales_with_the_distance():
+    far = H()
+    far.put("x", "x1", 0, 1, vector=(10.0, 0.0))
+    far.search((0.0, 0.0), [("x", "x1", 10.005)], 2, 3, k=1)  # within 1e-3 of 10
+    assert far.check().valid
+    near = H()
+    near.put("x", "x1", 0, 1, vector=(1.0, 0.0))
+    near.search((0.0, 0.0), [("x", "x1", 1.0015)], 2, 3, k=1)  # beyond 1e-3 of 1
+    assert kinds(near.check()) == {"search_mismatches": 1}
+    edge = H()
+    edge.put("x", "x1", 0, 1, vector=(1.0, 0.0))
+    edge.search((0.0, 0.0), [("x", "x1", 1.5)], 2, 3, k=1)
+    assert Checker(edge.h, distance_tolerance=0.5).check().valid  # exactly at the bound
+
+
+def test_recall_ignores_ties_with_the_last_hit_and_unstable_hits():
+    b = H()
+    b.put("p", "p1", 0, 1, vector=(2.0, 0.0))
+    b.put("q", "q1", 0, 1, vector=(0.0, 2.0))  # as far as p: a tie
+    b.put("r", "r1", 0, 1, vector=(1.998, 0.0))  # closer, by exactly the tolerance
+    b.search((0.0, 0.0), [("q", "q1", 2.0)], 2, 3, k=1)
+    assert b.check().recall is None  # nothing clearly closer than the hit: no expectation
+    c = H()
+    c.put("p", "p1", 0, 1, vector=(1.0, 0.0))
+    c.put("s", "s1", 0, 1, vector=(2.0, 0.0))
+    c.put("u", "u1", 1.5, 2.5, vector=(1.5, 0.0))  # written during the search
+    c.search((0.0, 0.0), [("p", "p1", 1.0), ("u", "u1", 1.5)], 2, 3, k=2)
+    assert c.check().recall == pytest.approx(1.0)  # s is farther than the last hit
+    d = H()
+    d.put("p", "p1", 0, 1, vector=(0.5, 0.0))
+    d.put("s", "s1", 0, 1, vector=(0.9, 0.0))
+    d.search((0.0, 0.0), [("p", "p1", 0.5), ("t", None, 1.0)], 2, 3, k=2)
+    assert d.check().recall == pytest.approx(0.5)  # s was clearly closer than 1.0
+
+
+def test_the_result_has_the_contract_fields():
+    r = _scene().check().to_dict()
+    assert list(r) == ["acknowledged", "lost", "stale_reads", "resurrected", "phantoms",
+                       "search_mismatches", "indeterminate", "valid", "failed", "reads",
+                       "searches", "recall", "anomalies"]
+    assert (r["acknowledged"], r["failed"], r["reads"], r["searches"]) == (3, 0, 0, 0)
+
+
+def test_a_history_whose_keys_and_values_disagree_is_refused(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"op": {"index": 0, "process": 0, "f": "get", "keys": ["a", "b"], '
+                    '"values": [null], "invoke": 0, "complete": 1, "status": "ok"}}\n')
+    with pytest.raises(ValueError, match="h.jsonl:1: .*keys and values differ"):
+        History.load(path)

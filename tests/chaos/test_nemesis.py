@@ -134,3 +134,69 @@ def test_as_applied_takes_the_real_times():
     applied = experiment.as_applied(planned, log)
     assert [(f.at_s, round(f.for_s, 3)) for f in applied] == [(1.01, 1.29), (3.4, 0.5)]
     assert experiment.as_applied(planned, log[:2]) == planned  # incomplete: the plan
+
+
+def test_faults_describe_themselves():
+    f = nemesis.Fault("slow_authz", 1.5, 2.0, 1, {"authz_delay_ms": 400})
+    assert f.to_dict() == {"kind": "slow_authz", "at_s": 1.5, "for_s": 2.0, "node": 1,
+                           "attributes": {"authz_delay_ms": 400}}
+    assert f.end_s == 3.5
+    assert nemesis.default_attributes("slow_authz") == {"authz_delay_ms": 400}
+    two = [nemesis.Fault("latency", 1, 0.5, 0, {"latency": 100, "jitter": 20}),
+           nemesis.Fault("kill", 2.25, 1)]
+    assert nemesis.to_toml(two) == (
+        '[[fault]]\nkind = "latency"\nat_s = 1\nfor_s = 0.5\nnode = 0\n'
+        'attributes = { latency = 100, jitter = 20 }\n\n'
+        '[[fault]]\nkind = "kill"\nat_s = 2.25\nfor_s = 1\nnode = 0\nattributes = {  }\n')
+
+
+def test_the_default_random_schedule():
+    seen_nodes, lengths, ends, counts = set(), [], [], []
+    for seed in range(200):
+        faults = nemesis.random_schedule(seed, 4.0)
+        counts.append(len(faults))
+        if faults:
+            assert faults[0].at_s == 0.5  # the lead before the first fault
+        for f in faults:
+            seen_nodes.add(f.node)
+            lengths.append(f.for_s)
+            ends.append(f.end_s)
+            assert round(f.at_s, 3) == f.at_s and round(f.for_s, 3) == f.for_s
+        gaps = [b.at_s - a.end_s for a, b in zip(faults, faults[1:], strict=False)]
+        assert all(round(g, 3) == pytest.approx(g, abs=1e-9) for g in gaps)
+    assert seen_nodes == {0}
+    assert min(lengths) >= 0.3 and max(lengths) <= 1.2
+    assert max(ends) <= 3.0 and max(ends) > 2.0  # a 1 s tail, and the room before it used
+    long_run = nemesis.random_schedule(1, 100.0)
+    assert len(long_run) == 3
+
+
+def test_shrink_tries_each_fault_once_per_pass_and_keeps_its_budget():
+    faults = [nemesis.Fault(k, float(i * 2), 1.0) for i, k in enumerate("abc")]
+    tried, lines = [], []
+
+    def never(candidate):
+        tried.append([f.kind for f in candidate])
+        return False
+
+    smaller, runs = nemesis.shrink(faults, never, max_runs=50, progress=lines.append)
+    assert smaller == faults and runs == 3
+    assert tried == [["a", "b"], ["a", "c"], ["b", "c"]]
+    assert lines == ["shrink run 1: a@0s, b@2s", "shrink run 2: a@0s, c@4s",
+                     "shrink run 3: b@2s, c@4s"]
+    ten = [nemesis.Fault("kill", float(i * 2), 1.0) for i in range(10)]
+    assert nemesis.shrink(ten, lambda c: False)[1] == 8  # the default budget
+    lines.clear()
+    nemesis.shrink(faults[:1], lambda c: True, progress=lines.append)
+    assert lines == ["shrink run 1: no faults"]
+
+
+def test_an_overlap_is_named():
+    with pytest.raises(ValueError) as err:
+        nemesis.check_schedule([nemesis.Fault("kill", 1, 1), nemesis.Fault("pause", 1.5, 1)],
+                               5.0, 1, lambda n: True)
+    assert str(err.value) == ("faults kill@1s and pause@1.5s overlap; schedule them one "
+                              "after another")
+    with pytest.raises(ValueError) as err:
+        nemesis.random_schedule(1, 5.0, kinds=[])
+    assert str(err.value) == "a random schedule needs at least one fault kind"

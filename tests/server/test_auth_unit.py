@@ -421,3 +421,16 @@ def test_keys_whose_secret_holds_underscores_authenticate(store):
     assert key is not None, "no secret with an underscore in 200 keys"
     store.create_user("acme", "under", "viewer", key.key_id, key.salt, key.hash)
     assert auth.authenticate(f"Bearer {key.secret_key}").name == "acme/under"
+
+
+def test_the_guard_takes_its_decision_settings(tmp_path):
+    from akidb.server.auth.guard import Guard
+    from akidb.server.auth.keys import KeyAuthenticator
+    from akidb.server.config import AuthzSettings
+    from akidb.server.storage.metadata import MetadataStore
+
+    store = MetadataStore(tmp_path / "m.db")
+    guard = Guard(store, KeyAuthenticator("k" * 32, store), AuthzSettings(250.0, 7, 2.0, 30.0))
+    d = guard.decider
+    assert (d.deadline_s, d.cache.size, d.refresh_s, d.ttl_s) == (0.25, 7, 2.0, 30.0)
+    store.close()

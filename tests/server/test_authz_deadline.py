@@ -45,8 +45,15 @@ def test_the_cache_is_bounded_least_recently_used_first():
     cache.put("a", False, 1, clock())
     assert cache.get("a") == (False, 0.0)
     assert len(DecisionCache(0, clock)) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as err:
         DecisionCache(-1)
+    assert str(err.value) == "authz cache size must be >= 0, got -1"
+    one = DecisionCache(1, clock)
+    one.put("a", True, 0, clock())
+    assert one.get("a") == (True, 0.0)  # a cache of one holds one
+    cache.clear()  # a second clear: generation 2, and generation 1 is old now too
+    cache.put("z", True, 1, clock())
+    assert cache.get("z") is None and cache.generation == 2
 
 
 def test_fresh_decisions_come_from_the_cache_and_old_ones_are_evaluated_again():
@@ -166,11 +173,77 @@ def test_too_many_waiting_evaluations_are_refused_without_another_thread():
     release.set()
 
 
-def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="refresh <= ttl"):
+def test_bad_settings_are_refused_and_edges_accepted():
+    with pytest.raises(ValueError) as err:
         DeadlineDecider(0.1, DecisionCache(1), 10, 5)
-    with pytest.raises(ValueError):
-        DeadlineDecider(0, DecisionCache(1), 1, 5)
+    assert str(err.value) == ("authz deadline must be > 0 and 0 <= refresh <= ttl, got "
+                              "deadline 0.1, refresh 10, ttl 5")
+    for bad in ((0, 1, 5), (0.1, -1, 5)):
+        with pytest.raises(ValueError):
+            DeadlineDecider(bad[0], DecisionCache(1), bad[1], bad[2])
+    for good in ((0.1, 0, 0), (0.1, 0.5, 0.5)):  # no refresh; refresh equal to the ttl
+        assert DeadlineDecider(good[0], DecisionCache(1), good[1], good[2]).ttl_s == good[2]
+    assert DeadlineDecider(0.1, DecisionCache(1), 1, 5).max_inflight == 64
+    assert dict(DeadlineDecider(0.1, DecisionCache(1), 1, 5).counts) == {
+        "cache": 0, "evaluated": 0, "stale_cache": 0, "timeout": 0}
+
+
+def test_every_answer_is_counted_by_where_it_came_from():
+    clock = Clock()
+    d = decider(clock, deadline_s=0.05, refresh_s=1.0, ttl_s=10.0)
+    for key in ("a", "b"):
+        d.decide(key, lambda: True)  # evaluated
+    d.decide("a", lambda: True)
+    d.decide("b", lambda: True)  # cache, twice
+    clock.now += 1.0  # exactly refresh_s old: evaluated again, not cached
+    assert d.decide("a", lambda: False) is False
+    release, started, slow = _blocked()
+    clock.now += 1.5
+    d.decide("a", slow)  # stale, the store is slow
+    d.decide("b", slow)
+    clock.now += 10.0
+    for key in ("c", "d"):
+        with pytest.raises(Unavailable) as err:
+            d.decide(key, slow)
+    assert err.value.message == ("authorization did not decide within 50 ms and no recent "
+                                 "decision is cached; retry later")
+    release.set()
+    assert dict(d.counts) == {"cache": 2, "evaluated": 3, "stale_cache": 2, "timeout": 2}
+
+
+def test_a_decision_exactly_ttl_old_is_no_longer_used():
+    clock = Clock()
+    d = decider(clock, deadline_s=0.05, refresh_s=1.0, ttl_s=10.0)
+    d.decide("k", lambda: True)
+    clock.now += 10.0
+    release, started, slow = _blocked()
+    with pytest.raises(Unavailable):
+        d.decide("k", slow)
+    release.set()
+
+
+def test_a_failing_evaluation_fails_the_request_and_the_next_one_evaluates_again():
+    d = decider(Clock())
+
+    def broken():
+        raise RuntimeError("policy store exploded")
+
+    with pytest.raises(RuntimeError, match="policy store exploded"):
+        d.decide("k", broken)
+    assert d.decide("k", lambda: True) is True and not d._inflight
+
+
+def test_evaluations_run_on_named_daemon_threads():
+    d = decider(Clock(), deadline_s=0.05)
+    release, started, slow = _blocked()
+    before = set(threading.enumerate())
+    with pytest.raises(Unavailable):
+        d.decide("k", slow)
+    (thread,) = [t for t in threading.enumerate() if t not in before]
+    assert thread.name == "authz-decision"
+    assert thread.daemon  # a stuck store never holds up the server's exit
+    release.set()
+    thread.join(10)
 
 
 def eventually(call, within_s: float = 20.0):

@@ -453,3 +453,17 @@ def test_hits_whose_document_changed_during_the_search_stay_consistent(tmp_path)
     assert kept[0].score == pytest.approx(before["4"], abs=1e-5)
     assert [h.score for h in kept] == sorted((h.score for h in kept), reverse=True)
     _close(coll)
+
+
+def test_text_hits_keep_their_ranking_scores_when_documents_are_attached(tmp_path):
+    from akidb.server.query.plan import fts_query
+
+    coll = _open(tmp_path)
+    _fill(coll, 30)
+    query = Query("text", 5, match=fts_query("word2"))
+    hits = coll.search(query)
+    scores = [h.score for h in hits]
+    kept = coll.attach_documents(hits, query)
+    assert [h.score for h in kept] == scores and all(h.document for h in kept)
+    assert all("word2" in h.document.text for h in kept)
+    _close(coll)
