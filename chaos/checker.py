@@ -197,10 +197,13 @@ class Checker:
         if value is not None and any(y.value is None for y in replaced_by):
             return "resurrected", ops, (f"read value {value!r} of {key!r} after an "
                                         "acknowledged delete")
+        # (every replacing write here is an upsert: a delete after the newest candidate
+        # would itself be a candidate for "absent", and deletes replacing a value are
+        # the resurrection above)
         shown = "nothing" if value is None else f"value {value!r}"
-        newer = ", ".join(repr(y.value) for y in replaced_by if y.value is not None)
+        newer = ", ".join(repr(y.value) for y in replaced_by)
         return "stale", ops, (f"read {shown} of {key!r} after acknowledged write(s) "
-                              f"{newer or 'of it'} had replaced it")
+                              f"{newer} had replaced it")
 
     def check(self) -> CheckerResult:
         ops = self.history.ops

@@ -444,3 +444,37 @@ def test_a_history_whose_keys_and_values_disagree_is_refused(tmp_path):
                     '"values": [null], "invoke": 0, "complete": 1, "status": "ok"}}\n')
     with pytest.raises(ValueError, match="h.jsonl:1: .*keys and values differ"):
         History.load(path)
+
+
+def test_boundaries_of_what_replaced_a_value_and_what_is_stable():
+    b = H()
+    b.put("a", "a1", 0, 1)  # op 0
+    b.put("a", "a2", 1, 2)  # op 1: touching a1, so not after it
+    b.put("a", "a3", 1.5, 2.5)  # op 2: after a1
+    b.get("a", "a1", 3, 4)
+    (a,) = b.check().anomalies
+    assert a.writes == [0, 2]  # a2 began as a1 completed: it did not replace it
+    assert a.detail == "read value 'a1' of 'a' after acknowledged write(s) 'a3' had replaced it"
+    c = H()
+    c.put("a", "a1", 0, 1)
+    c.put("a", "a2", 2, 3)
+    c.put("a", "a3", 2.5, 3.5)
+    c.get("a", "a1", 4, 5)
+    assert c.check().anomalies[0].detail == (
+        "read value 'a1' of 'a' after acknowledged write(s) 'a2', 'a3' had replaced it")
+
+    def w(op, value, inv, cmp, ok=True):
+        return Write(op, value, inv, cmp if ok else float("inf"), ok)
+
+    x = w(0, "x", 0, 1)
+    assert KeyModel([x, w(1, "y", 3, 9, ok=False)]).determinate(2, 3) == (True, "x")
+    assert KeyModel([x, w(1, "y", 3, 4)]).determinate(2, 3) == (True, "x")  # y starts at end
+    long_write = KeyModel([x, w(1, "y", 3, 4), w(2, "z", 2.5, 10)])
+    assert long_write.determinate(2, 2.8) == (False, None)  # z began inside, finishes late
+
+
+def test_recall_tolerance_has_a_floor_of_one():
+    b = H()
+    b.put("p", "p1", 0, 1, vector=(0.9985, 0.0))  # clearly closer than 1.0 at 1e-3
+    b.search((0.0, 0.0), [("q", None, 1.0)], 2, 3, k=1)
+    assert b.check().recall == 0.0

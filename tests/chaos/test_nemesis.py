@@ -200,3 +200,11 @@ def test_an_overlap_is_named():
     with pytest.raises(ValueError) as err:
         nemesis.random_schedule(1, 5.0, kinds=[])
     assert str(err.value) == "a random schedule needs at least one fault kind"
+
+
+def test_a_seed_means_the_same_schedule_in_every_version():
+    """Seeds in bug reports must keep replaying: this one is pinned."""
+    assert [f.to_dict() for f in nemesis.random_schedule(7, 10.0)] == [
+        {"kind": "partition", "at_s": 0.5, "for_s": 1.153, "node": 0, "attributes": {}},
+        {"kind": "kill", "at_s": 2.409, "for_s": 1.039, "node": 0, "attributes": {}},
+        {"kind": "kill", "at_s": 4.004, "for_s": 1.119, "node": 0, "attributes": {}}]

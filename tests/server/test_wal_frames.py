@@ -60,6 +60,12 @@ def test_fewer_bytes_than_a_frame_header_are_an_incomplete_header(left):
     assert last == (FRAME.size + HEADER.size, len(data), None, "incomplete frame header")
 
 
+def test_a_whole_header_and_nothing_more_is_a_torn_frame():
+    data = frame(smallest()) + frame(smallest())[:FRAME.size]
+    last = list(_frames(data))[-1]
+    assert last[2] is None and last[3] == f"frame of {HEADER.size} bytes runs past end of file"
+
+
 def test_a_crc_mismatch_stops_the_walk():
     bad = frame(smallest(), crc=0)
     assert list(_frames(bad + frame(smallest()))) == [(0, len(bad), None, "CRC mismatch")]
