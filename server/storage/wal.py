@@ -219,7 +219,7 @@ class WriteAheadLog:
             data = path.read_bytes()
             for _offset, _end, payload, _problem in _frames(data):
                 if payload is None:
-                    break
+                    break  # open() leaves no damage behind; never reached after it
                 if HEADER.unpack_from(payload)[0] > after_seq:
                     yield decode(payload, dimension)
 
