@@ -3,6 +3,8 @@ parts of chaos runs, on hand-made inputs."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from akidb.chaos import experiment, nemesis, phases
@@ -213,3 +215,13 @@ def test_a_seed_means_the_same_schedule_in_every_version():
 def test_a_fault_may_end_exactly_where_the_tail_begins():
     (f,) = nemesis.random_schedule(1, 2.0, count=1, min_s=0.5, max_s=0.5)
     assert (f.at_s, f.end_s) == (0.5, 1.0)
+
+
+def test_schedule_parameters_are_taken_exactly():
+    faults = nemesis.random_schedule(3, 60.0, count=5, lead_s=2.0, min_s=2.0, max_s=2.0)
+    assert faults[0].at_s == 2.0 and [f.for_s for f in faults] == [2.0] * 5
+    assert nemesis.random_schedule(1, 20.0, count=1, lead_s=18.51, min_s=0.5,
+                                   max_s=0.5) == []  # would end 10 ms into the tail
+    gaps = [b.at_s - a.end_s for seed in range(1000)
+            for a, b in itertools.pairwise(nemesis.random_schedule(seed, 1000.0, count=10))]
+    assert round(min(gaps), 6) == 0.3 and round(max(gaps), 6) == 1.0  # both ends drawn
