@@ -442,7 +442,7 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
             shipped = objectstore.drained(admin) if exp.cluster.object_store else None
     result = judge(exp, history, faults, log, seed=seed, name=name, source=source,
                    steady_before=steady_before, healthy_after=healthy_after,
-                   embedder_after=embedder_after, out_dir=None)
+                   embedder_after=embedder_after)
     if shipped is not None:
         result["object_store"] = shipped
         result["checks"]["shipping_caught_up"] = shipped["backlog_objects"] == 0
@@ -454,8 +454,9 @@ def run(exp: Experiment, out_dir: Path | None = None, *, seed: int | None = None
 
 def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
           log: list[dict[str, Any]], *, seed: int, name: str, source: str | None,
-          steady_before: bool, healthy_after: bool, embedder_after: bool,
-          out_dir: Path | None) -> dict[str, Any]:
+          steady_before: bool, healthy_after: bool, embedder_after: bool
+          ) -> dict[str, Any]:
+    """The run's result: the checker's verdict, the hypotheses, phases and metrics."""
     checker = Checker(history)
     verdict = checker.check()
     planned, faults = faults, as_applied(faults, log)
@@ -496,8 +497,6 @@ def judge(exp: Experiment, history: History, faults: list[nemesis.Fault],
                        for f in sorted({o.f for o in live})},
         "metrics": phases.metrics(served, faults, duration, checker.recalls),
     }
-    if out_dir is not None:
-        save(result, history, out_dir)
     return result
 
 
