@@ -246,5 +246,7 @@ def test_no_key_ever_authorizes_what_it_should_not(akidb_cluster):
     Lifecycle.used = 0
     run_state_machine_as_test(Lifecycle, settings=settings(
         max_examples=60, stateful_step_count=30, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow]))
-    assert Lifecycle.used > 20  # the machine really exercised keys
+        derandomize=True, suppress_health_check=[HealthCheck.too_slow]))
+    # the machine really exercised keys (derandomized: the same steps on every run,
+    # so this count does not vary with the draw)
+    assert Lifecycle.used > 20
