@@ -17,7 +17,7 @@ from akidb.server.client import Client
 BUCKET = "akidb-chaos"
 ENDPOINT_ENV = "AKIDB_CHAOS_S3_ENDPOINT"
 # Ship small sealed segments often and retry fast, so an outage shows in a short run.
-SHIPPING_ENV = {"AKIDB_WAL_SEGMENT_BYTES": "65536", "AKIDB_SHIP_MAX_BACKOFF_S": "0.5"}
+SHIPPING_ENV = {"AKIDB_WAL_SEGMENT_BYTES": "16384", "AKIDB_SHIP_MAX_BACKOFF_S": "0.5"}
 _TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_DEFAULT_REGION": "us-east-1"}
 
