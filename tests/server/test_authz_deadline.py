@@ -112,17 +112,8 @@ def test_past_the_deadline_with_nothing_cached_is_503_not_allow():
     release, started, slow = _blocked()
     with pytest.raises(Unavailable, match="did not decide within 50 ms") as err:
         d.decide("k", slow)
-    assert err.value.details == {"retry_after": 1}
-    clock.now += 20  # a decision older than ttl_s is not used either
+    assert err.value.details == {"retry_after": 1} and d.counts["timeout"] == 1
     release.set()
-    d2 = decider(clock, deadline_s=0.05)
-    settle(d2, "k", lambda: True)
-    clock.now += 11
-    release2, _, slow2 = _blocked()
-    with pytest.raises(Unavailable):
-        d2.decide("k", slow2)
-    release2.set()
-    assert d2.counts["timeout"] == 1
 
 
 def test_the_late_evaluation_fills_the_cache():
@@ -221,7 +212,7 @@ def test_every_answer_is_counted_by_where_it_came_from():
     assert dict(d.counts) == {"cache": 2, "evaluated": 3, "stale_cache": 2, "timeout": 2}
 
 
-def test_a_decision_exactly_ttl_old_is_no_longer_used():
+def test_a_decision_ttl_old_or_older_is_no_longer_used():
     clock = Clock()
     d = decider(clock, deadline_s=0.05, refresh_s=1.0, ttl_s=10.0)
     settle(d, "k", lambda: True)
