@@ -234,6 +234,9 @@ def list_() -> None:
               help="Run the peers' drivers (not akidb, hnswlib) in this interpreter, e.g. "
                    "a venv with chromadb installed.")
 @click.option("--target", metavar="URL", help="An AkiDB server to use instead of starting one.")
+@click.option("--pgvector-url", envvar="AKIDB_PGVECTOR_URL", metavar="URL",
+              help="For the pgvector driver: postgresql://USER@HOST:PORT/DB of a PostgreSQL "
+                   "with the vector extension (or AKIDB_PGVECTOR_URL).")
 @click.option("--api-key", envvar="AKIDB_API_KEY", help="For --target (or AKIDB_API_KEY).")
 @click.option("--grpc-target", metavar="HOST:PORT", help="For --target with --transport grpc.")
 @click.option("--dataset", default="clustered-5k-64-cosine", show_default=True,
@@ -254,6 +257,7 @@ def list_() -> None:
               default=Path("reports/run"), show_default=True)
 def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...],
         chroma_modes: tuple[str, ...], driver_python: str | None, target: str | None,
+        pgvector_url: str | None,
         api_key: str | None, grpc_target: str | None, dataset: str,
         metric: str | None, k: int, ef: int | None, m: int, ef_construction: int,
         concurrency: str, seconds: float, traces: int, out: Path) -> None:
@@ -288,6 +292,11 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
                               "traces": traces > 0}) for t in transports]
         elif name == "chroma":
             specs += [(name, {"mode": m, "python": driver_python}) for m in chroma_modes]
+        elif name == "pgvector":
+            if not pgvector_url:
+                raise click.UsageError("--driver pgvector needs --pgvector-url "
+                                       "postgresql://USER@HOST:PORT/DB (or AKIDB_PGVECTOR_URL)")
+            specs.append((name, {"url": pgvector_url, "python": driver_python}))
         else:
             specs.append((name, {} if name == "hnswlib" else {"python": driver_python}))
     opts = Options(k=k, ef=ef, concurrency=clients, seconds=seconds,

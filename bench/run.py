@@ -25,9 +25,18 @@ _COLUMNS = {  # scenario -> (header, how to read it from a result)
                                                    ("P50 ms", "p50_ms"))],
     "qps": [("best QPS", lambda r: f"{r['best_qps']:.0f}"),
             ("at clients", lambda r: str(r["best_clients"])),
+            ("P50 / P99 ms there", lambda r: "{p50_ms:.2f} / {p99_ms:.2f}".format(**_best(r))),
+            ("clients", lambda r: _best(r)["client_kind"]),
+            ("busiest client CPU", lambda r: (
+                f"{_best(r)['client_busiest']:.0%}" if _best(r)["client_kind"] == "processes"
+                else f"n/a (process: {_best(r)['client_busiest']:.0%} of cores)")),
             ("client saturated", lambda r: "yes" if any(x["client_saturated"]
                                                         for x in r["runs"]) else "no")],
 }
+
+
+def _best(r: dict[str, Any]) -> dict[str, Any]:
+    return max(r["runs"], key=lambda x: x["qps"])
 
 
 def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dataset,
@@ -41,7 +50,7 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
     notes: list[str] = []
     for name, options in driver_specs:
         driver = drivers.open_driver(name, **options)
-        if isinstance(driver, RemoteDriver):
+        if isinstance(driver, RemoteDriver) and scenario != "qps":
             notes.append(f"{driver.name} ran in a worker process: its latencies include the "
                          "pipe to it (~0.12 ms a call on the 2-core machine it was measured on)")
         try:
@@ -58,7 +67,17 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
     return {"benchmark": f"run-{scenario}", "scenario": scenario, "dataset": data.name,
             "vectors": len(data.train), "queries": len(data.test), "dimension": data.dimension,
             "metric": data.metric, "k": opts.k, "environment": fingerprint(),
-            "notes": notes, "results": results, "slowest_traces": slow}
+            "notes": notes + _scenario_notes(scenario), "results": results,
+            "slowest_traces": slow}
+
+
+def _scenario_notes(scenario: str) -> list[str]:
+    if scenario != "qps":
+        return []
+    return ["clients `processes`: one process per client, attached to the server, "
+            "latencies merged as HdrHistograms; `threads`: the database lives in its "
+            "client's process (embedded), so the clients are threads there and their CPU "
+            "is the database's too"]
 
 
 def _plot(record: dict[str, Any], path: Path) -> bool:

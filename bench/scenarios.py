@@ -4,22 +4,22 @@
   searchable), then recall@k and serial P50/P99 over the test queries, one at a time.
 - ``filtered``: the same search with a filter keeping 1% and 99% of the rows (a row
   number label, as VectorDBBench filters on ids), recall against the filtered truth.
-- ``qps``: closed-loop search throughput per concurrency; AkiDB over REST is driven
-  from client *processes* (``loadgen``, their CPU recorded and a saturated client
-  flagged); hnswlib from threads (its search releases the GIL); other drivers:
-  unsupported here.
+- ``qps``: closed-loop search throughput per concurrency, the best concurrency: a
+  server is driven from client *processes* (``clients``: merged HdrHistograms, every
+  client's CPU recorded, a saturated client flagged); an embedded database from
+  threads in its own process.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from akidb.bench.datasets import Dataset
 from akidb.bench.drivers import Driver, Filter, IndexParams, Unsupported
@@ -100,46 +100,37 @@ def qps(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str], 
     runs = []
     for c in opts.concurrency:
         progress(f"{driver.name}: {c} concurrent clients for {opts.seconds:g} s")
-        runs.append({"clients": c, **_closed_loop(driver, data, opts, c)})
+        runs.append(closed_loop(driver, data.test, opts.k, opts.ef, c, opts.seconds))
     out["runs"] = runs
     best = max(runs, key=lambda r: r["qps"])
     out["best_qps"], out["best_clients"] = best["qps"], best["clients"]
     return out
 
 
-def _closed_loop(driver: Driver, data: Dataset, opts: Options, clients: int
-                 ) -> dict[str, Any]:
-    if driver.name == "akidb-rest":
-        from akidb.bench.loadgen import Request, closed_loop
+def closed_loop(driver: Driver, queries: np.ndarray, k: int, ef: int | None, clients: int,
+                seconds: float) -> dict[str, Any]:
+    """One closed-loop run: client processes where the database is a server the
+    clients can attach to (the leanest client for each: a pre-encoded HTTP request for
+    AkiDB over REST, the driver for the rest), else threads in the process the
+    database lives in (in-process or in its driver worker)."""
+    from akidb.bench import clients as load
+    from akidb.bench.drivers.remote import RemoteDriver
 
-        akidb: Any = driver
-        t, d, c = akidb.collection.split("/")
-        body = orjson.dumps({"vector": data.test[0], "k": opts.k},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
-        req = Request(akidb.client.rest_url, "POST",
-                      f"/v1/tenants/{t}/databases/{d}/collections/{c}/search", body,
-                      dict(akidb.client.transport.headers))
-        r = closed_loop(req, clients, opts.seconds)
-        return {k: r[k] for k in ("qps", "p50_ms", "p99_ms", "errors", "client_saturated")}
-    from akidb.bench.drivers.hnswlib_driver import HnswlibDriver
-
-    if not isinstance(driver, HnswlibDriver):
-        raise Unsupported(f"qps from client processes is not wired for {driver.name}")
-    deadline = time.perf_counter() + opts.seconds
-
-    def worker(w: int) -> list[float]:
-        lat, i = [], w
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            driver.search(data.test[i % len(data.test)], opts.k, opts.ef)
-            lat.append((time.perf_counter() - t0) * 1000.0)
-            i += clients
-        return lat
-
-    with ThreadPoolExecutor(clients) as pool:
-        lat = np.concatenate([np.asarray(x) for x in pool.map(worker, range(clients))])
-    return {"qps": len(lat) / opts.seconds, "p50_ms": float(np.median(lat)),
-            "p99_ms": float(np.percentile(lat, 99)), "errors": 0, "client_saturated": False}
+    request = getattr(driver, "load_request", lambda *a: None)(queries[0], k, ef)
+    if request is not None:
+        return load.process_loop(request.job(), clients, seconds)
+    attach = driver.attach_options()
+    if attach is not None:
+        with tempfile.TemporaryDirectory(prefix="akidb-queries-") as tmp:
+            path = Path(tmp) / "queries.npy"
+            np.save(path, np.ascontiguousarray(queries, dtype=np.float32))
+            job = {"kind": "driver", **attach, "queries": str(path), "k": k, "ef": ef}
+            python = driver.python if isinstance(driver, RemoteDriver) else None
+            return load.process_loop(job, clients, seconds, python)
+    if isinstance(driver, RemoteDriver):
+        return driver.thread_loop(queries, k, ef, clients, seconds)
+    return load.thread_loop(lambda i: driver.search(queries[i % len(queries)], k, ef),
+                            clients, seconds)
 
 
 SCENARIOS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {

@@ -3,7 +3,9 @@
 A driver creates a collection with HNSW parameters, inserts batches, waits until what
 it inserted is searchable, searches (k, ef, a filter), counts and drops, and says what
 it supports. A filter it cannot express raises ``Unsupported``: a scenario then marks
-the case unsupported for that driver instead of running it unfiltered.
+the case unsupported for that driver instead of running it unfiltered. A driver of a
+server can also say how another process attaches to its collection, so load clients
+run as processes of their own (``akidb.bench.clients``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Driver(Protocol):
                      ) -> list[list[str]]: ...
     def count(self) -> int: ...
     def memory_bytes(self) -> int | None: ...
+    def attach_options(self) -> dict[str, Any] | None:
+        """``{"driver": NAME, "options": {...}}`` with which ``open_driver`` in another
+        process opens a client of this same collection (load clients as processes);
+        None for a database that lives in this process."""
     def drop(self) -> None: ...
     def close(self) -> None: ...
 
@@ -91,6 +97,10 @@ REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "qdrant": ("akidb.bench.drivers.qdrant_driver", "QdrantDriver",
                "Qdrant via qdrant-client: a server (url=...) or local mode (exact search)",
                "pip install qdrant-client, or --driver-python PY"),
+    "pgvector": ("akidb.bench.drivers.pgvector_driver", "PgvectorDriver",
+                 "PostgreSQL + pgvector at --pgvector-url (HNSW built after the load)",
+                 "pip install 'psycopg[binary]' (here or --driver-python PY), and a "
+                 "PostgreSQL with the vector extension"),
     "milvus": ("akidb.bench.drivers.milvus_driver", "MilvusLiteDriver",
                "Milvus Lite (embedded; FLAT/IVF indexes, no HNSW)",
                "pip install pymilvus milvus-lite, or --driver-python PY"),

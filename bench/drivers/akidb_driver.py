@@ -24,9 +24,10 @@ class AkiDBDriver:
 
     def __init__(self, target: str | None = None, api_key: str | None = None,
                  grpc_target: str | None = None, transport: str = "rest",
-                 node_args: list[str] | None = None, traces: bool = False) -> None:
+                 node_args: list[str] | None = None, traces: bool = False,
+                 collection: str | None = None) -> None:
         """``traces``: the self-started server records its spans (console exporter) for
-        ``slowest_traces``."""
+        ``slowest_traces``. ``collection``: attach to one that exists (a load client)."""
         if transport not in ("rest", "grpc"):
             raise DriverError(f"akidb transport must be rest or grpc, got {transport!r}")
         if traces and target is not None:
@@ -44,8 +45,30 @@ class AkiDBDriver:
         elif transport == "grpc" and not grpc_target:
             raise DriverError("akidb over gRPC with --target needs --grpc-target HOST:PORT")
         self.name = f"akidb-{transport}"
+        self.transport = transport
+        self.target, self.api_key, self.grpc_target = target, api_key, grpc_target
         self.client = Client(target, api_key, grpc_target, timeout=600, data_plane=transport)
-        self.collection = f"bench-{uuid.uuid4().hex[:8]}/db/c"
+        self.collection = collection or f"bench-{uuid.uuid4().hex[:8]}/db/c"
+
+    def attach_options(self) -> dict[str, Any] | None:
+        return {"driver": "akidb", "options": {
+            "target": self.target, "api_key": self.api_key, "grpc_target": self.grpc_target,
+            "transport": self.transport, "collection": self.collection}}
+
+    def load_request(self, vector: np.ndarray, k: int, ef: int | None) -> Any:
+        """One search as a pre-encoded HTTP request (REST only): the leanest load client."""
+        if self.transport != "rest":
+            return None
+        import orjson
+
+        from akidb.bench.loadgen import Request
+
+        t, d, c = self.collection.split("/")
+        body = orjson.dumps({"vector": vector, "k": k, **({"ef": ef} if ef else {})},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        return Request(self.target, "POST",
+                       f"/v1/tenants/{t}/databases/{d}/collections/{c}/search", body,
+                       dict(self.client.transport.headers))
 
     def create(self, dimension: int, params: IndexParams) -> None:
         self.client.create_collection(self.collection, dimension=dimension,

@@ -35,7 +35,10 @@ class ChromaDriver:
     name = "chroma"
     capabilities = frozenset({"filter", "batch_search", "memory"})
 
-    def __init__(self, mode: str = "embedded", url: str | None = None) -> None:
+    def __init__(self, mode: str = "embedded", url: str | None = None,
+                 collection: str | None = None) -> None:
+        """``collection``: attach to one that exists on the server at ``url`` (a load
+        client in another process)."""
         if mode not in ("embedded", "server"):
             raise DriverError(f"chroma mode must be embedded or server, got {mode!r}")
         self.name = f"chroma-{mode}"
@@ -48,7 +51,18 @@ class ChromaDriver:
                 url = self._start_server()
             host, _, port = url.removeprefix("http://").partition(":")
             self.client = chromadb.HttpClient(host=host, port=int(port or 8000))
+        self.url = url
         self.coll: Any = None
+        if collection is not None:
+            if mode != "server":
+                raise DriverError("chroma attaches to a collection only in server mode")
+            self.coll = self.client.get_collection(collection)
+
+    def attach_options(self) -> dict[str, Any] | None:
+        if self.url is None or self.coll is None:
+            return None  # embedded: the database lives in this process
+        return {"driver": "chroma", "options": {"mode": "server", "url": self.url,
+                                                "collection": self.coll.name}}
 
     def _start_server(self) -> str:
         exe = Path(sys.executable).with_name("chroma")
@@ -119,6 +133,8 @@ class ChromaDriver:
             self.coll = None
 
     def close(self) -> None:
+        if self.server is None and self.url is not None:
+            self.coll = None  # a client attached to a server it did not start
         if self.server is not None:
             self.server.terminate()
             try:

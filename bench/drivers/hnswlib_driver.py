@@ -83,6 +83,9 @@ class HnswlibDriver:
     def count(self) -> int:
         return 0 if self.index is None else int(self.index.get_current_count())
 
+    def attach_options(self) -> None:
+        return None  # embedded: the database lives in this process
+
     def memory_bytes(self) -> int | None:
         import os
 

@@ -77,6 +77,9 @@ class LanceDBDriver:
     def count(self) -> int:
         return len(self)
 
+    def attach_options(self) -> None:
+        return None  # embedded: the database lives in this process
+
     def memory_bytes(self) -> int | None:
         return None
 

@@ -66,6 +66,9 @@ class MilvusLiteDriver:
         res = self.client.query(self.coll, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
+    def attach_options(self) -> None:
+        return None  # embedded: the database lives in this process
+
     def memory_bytes(self) -> int | None:
         return None
 

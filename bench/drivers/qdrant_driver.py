@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -32,8 +33,11 @@ class QdrantDriver:
     name = "qdrant"
     capabilities = frozenset({"filter", "batch_search"})
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, collection: str | None = None) -> None:
+        """``collection``: attach to one that exists on the server at ``url`` (a load
+        client in another process; hits come back as the point ids)."""
         self.dir = None
+        self.url = url
         if url:
             self.client = QdrantClient(url=url, timeout=600)
             self.name = "qdrant"
@@ -41,8 +45,14 @@ class QdrantDriver:
             self.dir = tempfile.mkdtemp(prefix="akidb-qdrant-")
             self.client = QdrantClient(path=self.dir)
             self.name = "qdrant-local (exact)"
-        self.coll = f"bench_{os.getpid()}"
+        self.coll = collection or f"bench_{os.getpid()}"
         self.ids: list[str] = []
+        self.ef = 64
+
+    def attach_options(self) -> dict[str, Any] | None:
+        if self.url is None:
+            return None  # local mode: the points live in this process
+        return {"driver": "qdrant", "options": {"url": self.url, "collection": self.coll}}
 
     def create(self, dimension: int, params: IndexParams) -> None:
         self.client.create_collection(
@@ -70,6 +80,8 @@ class QdrantDriver:
         res = self.client.query_points(self.coll, query=np.asarray(vector).tolist(), limit=k,
                                        query_filter=query_filter,
                                        search_params=models.SearchParams(hnsw_ef=ef or self.ef))
+        if not self.ids:  # attached: this client did not insert, it has no id map
+            return [str(p.id) for p in res.points]
         return [self.ids[int(p.id)] for p in res.points]
 
     def search_batch(self, vectors: np.ndarray, k: int, ef: int | None = None

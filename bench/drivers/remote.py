@@ -56,6 +56,7 @@ class RemoteDriver:
                                          stderr=self.log.open("wb"), env=env, text=True)
         except OSError as exc:
             raise DriverError(f"cannot run {python} for driver {name}: {exc}") from None
+        self.python = python
         hello = self._call("open", options=options)
         self.name = hello["name"]
         self.capabilities = frozenset(hello["capabilities"])
@@ -101,6 +102,16 @@ class RemoteDriver:
     def count(self) -> int:
         return int(self._call("count"))
 
+    def attach_options(self) -> dict[str, Any] | None:
+        return self._call("attach_options")
+
+    def thread_loop(self, queries: np.ndarray, k: int, ef: int | None, clients: int,
+                    seconds: float) -> dict[str, Any]:
+        """Closed-loop search from ``clients`` threads in the worker, where the embedded
+        database lives (``akidb.bench.clients.thread_loop``)."""
+        return self._call("thread_loop", queries=_enc(queries), k=k, ef=ef, clients=clients,
+                          seconds=seconds)
+
     def memory_bytes(self) -> int | None:
         return self._call("memory_bytes")
 
@@ -119,6 +130,13 @@ class RemoteDriver:
                 self.proc.kill()
                 self.proc.wait()
         self.log.unlink(missing_ok=True)
+
+
+def _searcher(driver: Any, queries: np.ndarray, k: int, ef: int | None) -> Any:
+    def search(i: int) -> None:
+        driver.search(queries[i % len(queries)], k, ef)
+
+    return search
 
 
 def serve(name: str) -> int:
@@ -147,7 +165,12 @@ def serve(name: str) -> int:
                 result = driver.search_batch(_dec(req["vectors"]), req["k"], req["ef"])
             elif op == "wait_indexed":
                 result = driver.wait_indexed(req["count"])
-            elif op in ("count", "memory_bytes", "drop"):
+            elif op == "thread_loop":
+                from akidb.bench.clients import thread_loop
+
+                result = thread_loop(_searcher(driver, _dec(req["queries"]), req["k"],
+                                               req["ef"]), req["clients"], req["seconds"])
+            elif op in ("count", "memory_bytes", "drop", "attach_options"):
                 result = getattr(driver, op)()
             elif op == "close":
                 if driver is not None:

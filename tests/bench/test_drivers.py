@@ -13,6 +13,7 @@ import pytest
 
 from akidb.bench import datasets, drivers
 from akidb.bench.drivers import Filter, IndexParams
+from akidb.bench.scenarios import closed_loop
 from akidb.datagen import vectors
 from akidb.datagen.groundtruth import exact_knn
 from akidb.datagen.io import DatasetError, write_hdf5
@@ -30,6 +31,7 @@ def tiny():
 
 
 PEER_PYTHON = os.environ.get("AKIDB_PEER_PYTHON")  # a venv with the peers installed
+PG_URL = os.environ.get("AKIDB_PGVECTOR_URL")  # a PostgreSQL with the vector extension
 
 
 def _importable(python: str | None, module: str) -> bool:
@@ -44,12 +46,20 @@ def _importable(python: str | None, module: str) -> bool:
                         ("chroma", {"mode": "server", "python": PEER_PYTHON}),
                         ("lancedb", {"python": PEER_PYTHON}),
                         ("qdrant", {"python": PEER_PYTHON}),
-                        ("milvus", {"python": PEER_PYTHON})],
+                        ("milvus", {"python": PEER_PYTHON}),
+                        ("pgvector", {"url": PG_URL})],
                 ids=["hnswlib", "akidb-rest", "akidb-grpc", "hnswlib-in-a-worker",
                      "chroma-embedded", "chroma-server", "lancedb", "qdrant-local",
-                     "milvus-lite"])
+                     "milvus-lite", "pgvector"])
 def driver(request):
     name, options = request.param
+    if name == "pgvector":
+        if not PG_URL:
+            pytest.skip("set AKIDB_PGVECTOR_URL to a PostgreSQL with the vector extension")
+        here = _importable(sys.executable, "psycopg")
+        if not here and not _importable(PEER_PYTHON, "psycopg"):
+            pytest.skip("psycopg is not installed here or in AKIDB_PEER_PYTHON")
+        options = {**options, "python": None if here else PEER_PYTHON}
     module = {"chroma": "chromadb", "lancedb": "lancedb", "qdrant": "qdrant_client",
               "milvus": "milvus_lite"}.get(name)
     if module and not _importable(options["python"], module):
@@ -84,7 +94,14 @@ def test_driver_contract(driver, tiny):
             assert all(mask[int(i[1:])] for i in found), (flt, found)
             assert set(found) == {ids[i] for i in t}
     mem = driver.memory_bytes()
-    assert mem is None or mem > 1_000_000
+    # a process's resident memory, or (pgvector) the table and its index on disk
+    assert mem is None or mem > (100_000 if driver.name == "pgvector" else 1_000_000)
+    # concurrent clients: processes attached to a server, threads beside an embedded one
+    loop = closed_loop(driver, queries, K, None, 2, 0.5)
+    server = driver.attach_options() is not None
+    assert loop["client_kind"] == ("processes" if server else "threads")
+    assert loop["clients"] == 2 and loop["errors"] == 0, loop["error_sample"]
+    assert loop["requests"] > 2 and loop["p50_ms"] <= loop["p99_ms"]
     driver.drop()
 
 

@@ -1,0 +1,280 @@
+"""Load clients for closed-loop runs: one process per client, latencies merged as
+HdrHistograms, every client's CPU recorded.
+
+A Python client thread shares its GIL with every other thread of its process, so a
+threaded load generator tops out near what one core can drive (~1.2k requests/s here)
+and reports that ceiling as the server's. So each client here is its own process
+(``python -m akidb.bench.clients``, in any interpreter: a peer's driver runs in its own
+venv), connected before the run starts, sending as fast as answers come back between
+one start and one end instant shared by all. A client reports an HdrHistogram of its
+latencies (microseconds, 3 significant figures; encoded, so histograms from any number
+of processes or runs add up exactly) and its own CPU time; a client on CPU for more
+than ``SATURATED`` of the window was the bottleneck, and the result says so.
+
+What a client sends is a job: ``http`` (one pre-encoded request, the leanest client
+there is) or ``driver`` (a driver attached to a collection another process created;
+see ``Driver.attach_options``). A database that lives inside its client's process
+(hnswlib, embedded chroma, LanceDB, Milvus Lite, qdrant local) cannot be shared by
+processes: ``thread_loop`` drives it from threads in that process, and its CPU figure
+is the database's and the clients' together.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+SATURATED = 0.9   # a client on CPU for this share of the run could not go faster
+HIGHEST_US = 3_600_000_000  # one hour: any latency a run can see
+SIGNIFICANT = 3
+
+
+def histogram() -> HdrHistogram:
+    """An empty latency histogram in microseconds (the one shape every run uses, so
+    any two can be added)."""
+    return HdrHistogram(1, HIGHEST_US, SIGNIFICANT)
+
+
+def record_ms(hist: HdrHistogram, ms: float) -> None:
+    hist.record_value(min(HIGHEST_US, max(1, round(ms * 1000.0))))
+
+
+def decode(encoded: str | bytes) -> HdrHistogram:
+    hist = histogram()
+    hist.decode_and_add(encoded)
+    return hist
+
+
+def merge(encoded: list[str]) -> HdrHistogram:
+    """One histogram from many clients' (or runs') encoded ones."""
+    total = histogram()
+    for e in encoded:
+        total.decode_and_add(e)
+    return total
+
+
+def summary(hist: HdrHistogram) -> dict[str, float]:
+    """Percentiles in ms from a histogram (NaN when it is empty)."""
+    if hist.get_total_count() == 0:
+        return {k: float("nan") for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")}
+    at = hist.get_value_at_percentile
+    return {"p50_ms": at(50) / 1000.0, "p95_ms": at(95) / 1000.0, "p99_ms": at(99) / 1000.0,
+            "max_ms": hist.get_max_value() / 1000.0, "mean_ms": hist.get_mean_value() / 1000.0}
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _loop(call: Callable[[int], None], start: float, end: float, first: int, stride: int
+          ) -> dict[str, Any]:
+    """Call ``call(i)`` back to back from ``start`` to ``end`` (wall clock, shared by
+    every client); i runs first, first+stride, ..."""
+    hist, errors, sample, i = histogram(), 0, "", first
+    while time.time() < start:
+        time.sleep(0.0005)
+    cpu0 = _cpu_s()
+    while True:
+        t0 = time.perf_counter()
+        if time.time() >= end:
+            break
+        try:
+            call(i)
+        except Exception as exc:  # noqa: BLE001 - a failed call is counted, not fatal
+            errors += 1
+            sample = sample or f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            record_ms(hist, (time.perf_counter() - t0) * 1000.0)
+        i += stride
+    return {"count": int(hist.get_total_count()), "errors": errors, "error_sample": sample,
+            "cpu_s": _cpu_s() - cpu0, "window_s": max(end - start, 1e-9),
+            "histogram": hist.encode().decode()}
+
+
+def _http_call(job: dict[str, Any]) -> Callable[[int], None]:
+    parts = urlsplit(job["url"])
+    body = base64.b64decode(job["body"])
+    state = {"conn": http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)}
+
+    def call(_i: int) -> None:
+        try:
+            state["conn"].request(job["method"], job["path"], body=body,
+                                  headers=job["headers"])
+            response = state["conn"].getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            state["conn"].close()
+            state["conn"] = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            raise
+        if response.status >= 400:
+            raise RuntimeError(f"HTTP {response.status}")
+
+    call(0)  # connected (and warm) before the run starts
+    return call
+
+
+def _driver_call(job: dict[str, Any]) -> tuple[Callable[[int], None], Any]:
+    from akidb.bench import drivers
+    from akidb.bench.drivers import Filter
+
+    driver = drivers.open_driver(job["driver"], **job["options"])
+    queries = np.load(job["queries"])
+    k, ef = job["k"], job.get("ef")
+    flt = Filter(**job["filter"]) if job.get("filter") else None
+
+    def call(i: int) -> None:
+        driver.search(queries[i % len(queries)], k, ef, flt)
+
+    call(0)
+    return call, driver
+
+
+def serve() -> int:
+    """The client process: a job on stdin, ``ready``, a window, the result on stdout."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # a driver printing must not corrupt the protocol
+    job = json.loads(sys.stdin.readline())
+    driver = None
+    try:
+        if job["kind"] == "http":
+            call = _http_call(job)
+        else:
+            call, driver = _driver_call(job)
+    except Exception as exc:  # noqa: BLE001 - the parent reports it
+        out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        out.flush()
+        return 1
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    window = json.loads(sys.stdin.readline())
+    result = _loop(call, window["start"], window["end"], job.get("first", 0),
+                   job.get("stride", 1))
+    if driver is not None:
+        driver.close()
+    out.write(json.dumps(result) + "\n")
+    out.flush()
+    return 0
+
+
+def _akidb_root() -> str:
+    import akidb
+
+    return str(Path(akidb.__file__).resolve().parent.parent)
+
+
+@dataclass
+class _Client:
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def line(self, what: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        text = self.proc.stdout.readline()
+        if not text:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"a load client exited before {what}: {tail}")
+        reply = json.loads(text)
+        if "error" in reply:
+            raise RuntimeError(f"a load client failed before {what}: {reply['error']}")
+        return reply
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def process_loop(job: dict[str, Any], clients: int, seconds: float,
+                 python: str | None = None) -> dict[str, Any]:
+    """``clients`` processes running ``job`` for ``seconds`` from one start instant;
+    their histograms merged. ``python``: the interpreter (default this one)."""
+    env = {**os.environ, "PYTHONPATH": _akidb_root(), "PYTHONSAFEPATH": "1",
+           "OMP_NUM_THREADS": "1"}
+    procs: list[_Client] = []
+    try:
+        for w in range(clients):
+            log = Path(tempfile.mkstemp(prefix="akidb-client-", suffix=".log")[1])
+            proc = subprocess.Popen([python or sys.executable, "-m", "akidb.bench.clients"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=log.open("wb"), env=env, text=True)
+            procs.append(_Client(proc, log))
+            procs[-1].send({**job, "first": w, "stride": clients})
+        for c in procs:  # every client connected and waiting before anyone sends
+            c.line("it was ready")
+        start = time.time() + 0.1
+        for c in procs:
+            c.send({"start": start, "end": start + seconds})
+        results = [c.line("it reported") for c in procs]
+    finally:
+        for c in procs:
+            c.stop()
+    return combine(results, seconds, kind="processes")
+
+
+def thread_loop(search: Callable[[int], None], clients: int, seconds: float
+                ) -> dict[str, Any]:
+    """``clients`` threads of this process calling ``search(i)`` for ``seconds``: for a
+    database that lives in this process. The CPU figure is the whole process's."""
+    start = time.time() + 0.05
+    end = start + seconds
+    results: list[dict[str, Any]] = [{} for _ in range(clients)]
+    cpu0 = _cpu_s()
+
+    def run(w: int) -> None:
+        results[w] = _loop(search, start, end, w, clients)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = combine(results, seconds, kind="threads")
+    # the clients' CPU cannot be told from the database's here: the process's share
+    # of all cores is what there is, and no client is called saturated on it
+    out["client_cpu_s"] = _cpu_s() - cpu0
+    out["client_busiest"] = out["client_cpu_s"] / (end - start) / (os.cpu_count() or 1)
+    out["client_saturated"] = False
+    return out
+
+
+def combine(results: list[dict[str, Any]], seconds: float, kind: str) -> dict[str, Any]:
+    """One figure from every client's result: QPS over the common window, merged
+    percentiles, the clients' CPU and whether one of them saturated."""
+    hist = merge([r["histogram"] for r in results])
+    busy = [r["cpu_s"] / r["window_s"] for r in results]
+    samples = [r["error_sample"] for r in results if r.get("error_sample")]
+    return {"clients": len(results), "client_kind": kind,
+            "requests": int(hist.get_total_count()),
+            "errors": int(sum(r["errors"] for r in results)),
+            "error_sample": samples[0] if samples else "",
+            "qps": hist.get_total_count() / seconds, **summary(hist),
+            "client_cpu_s": float(sum(r["cpu_s"] for r in results)),
+            "client_busiest": float(max(busy)), "client_saturated": bool(max(busy) > SATURATED),
+            "histogram": hist.encode().decode()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve())
