@@ -249,7 +249,18 @@ def list_() -> None:
 @click.option("--ef-construction", default=200, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--concurrency", default="1,2,4,8", show_default=True,
               help="For qps: comma-separated client counts.")
-@click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600),
+              help="For qps: each concurrency's run.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="For capacity: the generated vectors.")
+@click.option("--insert-rate", default=1000.0, show_default=True,
+              type=click.FloatRange(1, 1_000_000), help="For streaming: rows per second.")
+@click.option("--max-vectors", default=200_000, show_default=True,
+              type=click.IntRange(1, 1_000_000_000), help="For capacity: stop there at most.")
+@click.option("--budget", "budget_s", default=60.0, show_default=True,
+              type=click.FloatRange(1, 86_400), help="For capacity: or after this many s.")
+@click.option("--probes", default=100, show_default=True, type=click.IntRange(1, 100_000),
+              help="For freshness: new documents to look for.")
 @click.option("--traces", default=0, show_default=True, type=click.IntRange(0, 1000),
               help="Trace the self-started akidb server and report its N slowest requests "
                    "with their steps (tracing adds its own cost to the figures).")
@@ -260,7 +271,8 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
         pgvector_url: str | None,
         api_key: str | None, grpc_target: str | None, dataset: str,
         metric: str | None, k: int, ef: int | None, m: int, ef_construction: int,
-        concurrency: str, seconds: float, traces: int, out: Path) -> None:
+        concurrency: str, seconds: float, seed: int, insert_rate: float, max_vectors: int,
+        budget_s: float, probes: int, traces: int, out: Path) -> None:
     """Run SCENARIO on each --driver with the same data; one side-by-side table."""
     from akidb.bench import datasets, drivers
     from akidb.bench import run as run_mod
@@ -300,7 +312,9 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
         else:
             specs.append((name, {} if name == "hnswlib" else {"python": driver_python}))
     opts = Options(k=k, ef=ef, concurrency=clients, seconds=seconds,
-                   params=drivers.IndexParams(data.metric, m, ef_construction, ef or 64))
+                   params=drivers.IndexParams(data.metric, m, ef_construction, ef or 64),
+                   seed=seed, insert_rate=insert_rate, max_vectors=max_vectors,
+                   budget_s=budget_s, probes=probes)
     click.echo(f"{scenario} on {data.name}: {len(data.train)} x {data.dimension}, "
                f"{len(data.test)} queries", err=True)
     try:

@@ -32,6 +32,27 @@ _COLUMNS = {  # scenario -> (header, how to read it from a result)
                 else f"n/a (process: {_best(r)['client_busiest']:.0%} of cores)")),
             ("client saturated", lambda r: "yes" if any(x["client_saturated"]
                                                         for x in r["runs"]) else "no")],
+    "capacity": [("inserted", lambda r: str(r["inserted"])),
+                 ("stopped by", lambda r: r["stopped_by"]),
+                 ("vectors/s", lambda r: f"{r['per_s']:.0f}"),
+                 ("first / last tenth /s", lambda r: "{:.0f} / {:.0f}".format(
+                     r["per_s_by_tenth"][0], r["per_s_by_tenth"][-1])
+                  if r["per_s_by_tenth"] else "-")],
+    "streaming": [("rows/s (target)", lambda r: f"{r['insert_rate']:.0f} "
+                                                f"({r['insert_rate_target']:.0f})"
+                   + ("" if r["kept_up"] else " FELL BEHIND")),
+                  ("searches", lambda r: str(r["searches"])),
+                  ("P50 / P99 ms", lambda r: f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"),
+                  ("recall by quarter", lambda r: " ".join(
+                      f"{st['recall']:.3f}" if "recall" in st else "-"
+                      for st in r["stages"])),
+                  ("P99 by quarter", lambda r: " ".join(f"{st['p99_ms']:.1f}"
+                                                        for st in r["stages"]))],
+    "freshness": [("probes", lambda r: str(r["probes"])),
+                  ("found at first search", lambda r: str(r["visible_at_first_search"])),
+                  ("not within timeout", lambda r: str(r["not_visible_within_s"])),
+                  ("lag P50 / P99 ms", lambda r: f"{r['lag_p50_ms']:.2f} / "
+                                                 f"{r['lag_p99_ms']:.2f}")],
 }
 
 
@@ -48,11 +69,11 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
     results: dict[str, Any] = {}
     slow: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []
+    workers: list[str] = []
     for name, options in driver_specs:
         driver = drivers.open_driver(name, **options)
-        if isinstance(driver, RemoteDriver) and scenario != "qps":
-            notes.append(f"{driver.name} ran in a worker process: its latencies include the "
-                         "pipe to it (~0.12 ms a call on the 2-core machine it was measured on)")
+        if isinstance(driver, RemoteDriver):
+            workers.append(driver.name)
         try:
             results[driver.name] = fn(driver, data, opts, progress)
         except drivers.Unsupported as exc:
@@ -64,6 +85,10 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
                 driver.close()
         if traces and hasattr(driver, "slowest_traces"):
             slow[driver.name] = driver.slowest_traces(traces)
+    if workers and scenario not in ("qps", "streaming"):  # those two run in the worker
+        notes.append(f"{', '.join(workers)} ran in a worker process: their latencies include "
+                     "the pipe to it (~0.12 ms a call on the 2-core machine it was measured "
+                     "on)")
     return {"benchmark": f"run-{scenario}", "scenario": scenario, "dataset": data.name,
             "vectors": len(data.train), "queries": len(data.test), "dimension": data.dimension,
             "metric": data.metric, "k": opts.k, "environment": fingerprint(),
@@ -72,6 +97,12 @@ def run(scenario: str, driver_specs: list[tuple[str, dict[str, Any]]], data: Dat
 
 
 def _scenario_notes(scenario: str) -> list[str]:
+    if scenario == "freshness":
+        return ["lag: from the insert's acknowledgement to the end of the first search "
+                "that returns the new document (so it includes one search)"]
+    if scenario == "streaming":
+        return ["a hit is right when it is in the exact top-k of the rows acknowledged "
+                "before the search began or before it ended"]
     if scenario != "qps":
         return []
     return ["clients `processes`: one process per client, attached to the server, "
@@ -90,7 +121,25 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
     if not res:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
-    if record["scenario"] == "qps":
+    if record["scenario"] == "capacity":
+        for name, r in res.items():
+            ax.plot(range(1, len(r["per_s_by_tenth"]) + 1), r["per_s_by_tenth"], marker="o",
+                    label=name)
+        ax.set_xlabel("tenth of the run")
+        ax.set_ylabel("vectors/s")
+    elif record["scenario"] == "streaming":
+        for name, r in res.items():
+            ax.plot([st["stage"] for st in r["stages"]], [st["p99_ms"] for st in r["stages"]],
+                    marker="o", label=name)
+        ax.set_xlabel("share of the stream inserted")
+        ax.set_ylabel("search P99 ms")
+    elif record["scenario"] == "freshness":
+        names = list(res)
+        ax.bar(names, [res[n]["lag_p50_ms"] for n in names], label="lag P50")
+        ax.bar(names, [max(0.0, res[n]["lag_p99_ms"] - res[n]["lag_p50_ms"]) for n in names],
+               bottom=[res[n]["lag_p50_ms"] for n in names], alpha=0.5, label="lag P99")
+        ax.set_ylabel("ms")
+    elif record["scenario"] == "qps":
         for name, r in res.items():
             ax.plot([x["clients"] for x in r["runs"]], [x["qps"] for x in r["runs"]],
                     marker="o", label=name)

@@ -36,6 +36,11 @@ class Options:
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     seconds: float = 5.0
     params: IndexParams = field(default_factory=IndexParams)
+    seed: int = 0
+    insert_rate: float = 1000.0   # streaming: rows per second while searching
+    max_vectors: int = 200_000    # capacity: stop there at most
+    budget_s: float = 60.0        # capacity: or after this long
+    probes: int = 100             # freshness: new documents looked for
 
 
 def load(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str], None]
@@ -133,8 +138,19 @@ def closed_loop(driver: Driver, queries: np.ndarray, k: int, ef: int | None, cli
                             clients, seconds)
 
 
+def _write_scenarios() -> dict[str, tuple[Callable[..., dict[str, Any]], str]]:
+    from akidb.bench import write_scenarios as w
+
+    return {"capacity": (w.capacity, "insert until a limit, max vectors or time budget"),
+            "streaming": (w.streaming, "search latency and recall while inserting at a "
+                                       "fixed rate"),
+            "freshness": (w.freshness, "lag from an insert's acknowledgement until a "
+                                       "search finds it")}
+
+
 SCENARIOS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "serial": (serial, "load duration, recall@k, serial P50/P99"),
     "filtered": (filtered, "recall and latency with filters keeping 1% and 99%"),
     "qps": (qps, "closed-loop QPS per concurrency, best concurrency"),
+    **_write_scenarios(),
 }

@@ -40,6 +40,7 @@ class IndexParams:
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 64
+    expected_rows: int = 0  # a sizing hint (hnswlib pre-allocates: no resize mid-stream)
 
 
 class Driver(Protocol):

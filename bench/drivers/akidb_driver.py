@@ -25,9 +25,11 @@ class AkiDBDriver:
     def __init__(self, target: str | None = None, api_key: str | None = None,
                  grpc_target: str | None = None, transport: str = "rest",
                  node_args: list[str] | None = None, traces: bool = False,
-                 collection: str | None = None) -> None:
+                 collection: str | None = None,
+                 quotas: dict[str, Any] | None = None) -> None:
         """``traces``: the self-started server records its spans (console exporter) for
-        ``slowest_traces``. ``collection``: attach to one that exists (a load client)."""
+        ``slowest_traces``. ``collection``: attach to one that exists (a load client).
+        ``quotas``: the bench tenant's quotas (e.g. ``max_vectors``, for ``capacity``)."""
         if transport not in ("rest", "grpc"):
             raise DriverError(f"akidb transport must be rest or grpc, got {transport!r}")
         if traces and target is not None:
@@ -49,6 +51,7 @@ class AkiDBDriver:
         self.target, self.api_key, self.grpc_target = target, api_key, grpc_target
         self.client = Client(target, api_key, grpc_target, timeout=600, data_plane=transport)
         self.collection = collection or f"bench-{uuid.uuid4().hex[:8]}/db/c"
+        self.quotas = quotas
 
     def attach_options(self) -> dict[str, Any] | None:
         return {"driver": "akidb", "options": {
@@ -71,6 +74,8 @@ class AkiDBDriver:
                        dict(self.client.transport.headers))
 
     def create(self, dimension: int, params: IndexParams) -> None:
+        if self.quotas:
+            self.client.create_tenant(self.collection.split("/")[0], self.quotas)
         self.client.create_collection(self.collection, dimension=dimension,
                                       metric=params.metric, create_parents=True,
                                       hnsw={"m": params.m,

@@ -29,7 +29,7 @@ class HnswlibDriver:
 
     def create(self, dimension: int, params: IndexParams) -> None:
         self.index = hnswlib.Index(space=_SPACES[params.metric], dim=dimension)
-        self.index.init_index(max_elements=1024, M=params.m,
+        self.index.init_index(max_elements=max(1024, params.expected_rows), M=params.m,
                               ef_construction=params.ef_construction)
         self.ef = params.ef_search
         self.index.set_ef(self.ef)
@@ -41,10 +41,12 @@ class HnswlibDriver:
         need = start + len(ids)
         if need > self.index.get_max_elements():
             self.index.resize_index(max(need, 2 * self.index.get_max_elements()))
-        self.index.add_items(vectors, np.arange(start, need), num_threads=self.threads)
+        # ids and labels first: a search from another thread can see a label as soon
+        # as add_items has placed it
         self.ids.extend(ids)
         for key, col in (labels or {}).items():
             self.labels.setdefault(key, []).extend(col.tolist())
+        self.index.add_items(vectors, np.arange(start, need), num_threads=self.threads)
 
     def wait_indexed(self, count: int) -> None:
         assert self.index is not None and self.index.get_current_count() == count

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -57,6 +58,7 @@ class RemoteDriver:
         except OSError as exc:
             raise DriverError(f"cannot run {python} for driver {name}: {exc}") from None
         self.python = python
+        self._pipe = threading.Lock()  # one call at a time (a streaming run has two threads)
         hello = self._call("open", options=options)
         self.name = hello["name"]
         self.capabilities = frozenset(hello["capabilities"])
@@ -64,9 +66,10 @@ class RemoteDriver:
     def _call(self, op: str, **args: Any) -> Any:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
+            with self._pipe:
+                self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = ""
         if not line:
@@ -104,6 +107,12 @@ class RemoteDriver:
 
     def attach_options(self) -> dict[str, Any] | None:
         return self._call("attach_options")
+
+    def stream(self, ids: list[str], rows: np.ndarray, first: int, rate: float,
+               queries: np.ndarray, k: int, ef: int | None) -> dict[str, Any]:
+        """``write_scenarios.stream`` in the worker, beside the database."""
+        return self._call("stream", ids=ids, rows=_enc(rows), first=first, rate=rate,
+                          queries=_enc(queries), k=k, ef=ef)
 
     def thread_loop(self, queries: np.ndarray, k: int, ef: int | None, clients: int,
                     seconds: float) -> dict[str, Any]:
@@ -170,6 +179,11 @@ def serve(name: str) -> int:
 
                 result = thread_loop(_searcher(driver, _dec(req["queries"]), req["k"],
                                                req["ef"]), req["clients"], req["seconds"])
+            elif op == "stream":
+                from akidb.bench.write_scenarios import stream
+
+                result = stream(driver, req["ids"], _dec(req["rows"]), req["first"],
+                                req["rate"], _dec(req["queries"]), req["k"], req["ef"])
             elif op in ("count", "memory_bytes", "drop", "attach_options"):
                 result = getattr(driver, op)()
             elif op == "close":

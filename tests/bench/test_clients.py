@@ -1,0 +1,66 @@
+"""Load clients: histograms merge exactly, client processes report what went wrong,
+errors and saturation are counted where they happen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from akidb.bench import clients
+
+
+def _hist(values_ms):
+    h = clients.histogram()
+    for v in values_ms:
+        clients.record_ms(h, v)
+    return h
+
+
+def test_merged_histograms_equal_one_histogram_of_every_value():
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(0.0, 1.0, 4000), rng.lognormal(1.0, 0.5, 3000)
+    merged = clients.merge([_hist(a).encode().decode(), _hist(b).encode().decode()])
+    whole = _hist(np.concatenate([a, b]))
+    assert merged.get_total_count() == whole.get_total_count() == 7000
+    assert clients.summary(merged) == clients.summary(whole)
+    for q in (50, 95, 99):  # 3 significant figures: within 0.1% of the exact percentile
+        exact = np.percentile(np.concatenate([a, b]), q, method="inverted_cdf")
+        assert merged.get_value_at_percentile(q) / 1000.0 == pytest.approx(exact, rel=2e-3)
+
+
+def test_an_empty_histogram_summarises_as_nan():
+    assert all(np.isnan(v) for v in clients.summary(clients.histogram()).values())
+
+
+def _result(count, cpu_s, window_s=1.0, errors=0):
+    return {"histogram": _hist(np.full(count, 2.0)).encode().decode(), "cpu_s": cpu_s,
+            "window_s": window_s, "errors": errors, "error_sample": "x" if errors else ""}
+
+
+def test_combine_flags_a_saturated_client_and_sums_the_rest():
+    quiet = clients.combine([_result(100, 0.2), _result(50, 0.3)], 1.0, "processes")
+    assert (quiet["requests"], quiet["qps"], quiet["client_saturated"]) == (150, 150.0, False)
+    assert quiet["client_busiest"] == pytest.approx(0.3) and quiet["p50_ms"] == 2.0
+    busy = clients.combine([_result(100, 0.2), _result(50, 0.95, errors=2)], 1.0, "processes")
+    assert busy["client_saturated"] and busy["errors"] == 2 and busy["error_sample"] == "x"
+
+
+def test_thread_loop_counts_failed_calls_apart():
+    def search(i):
+        if i % 3 == 0:
+            raise ValueError("refused")
+
+    r = clients.thread_loop(search, 2, 0.3)
+    assert r["client_kind"] == "threads" and r["errors"] > 0 and r["requests"] > r["errors"]
+    assert r["error_sample"] == "ValueError: refused" and not r["client_saturated"]
+
+
+def test_a_client_process_that_cannot_start_says_why():
+    job = {"kind": "driver", "driver": "nope", "options": {}, "queries": "/nonexistent.npy",
+           "k": 10}
+    with pytest.raises(RuntimeError, match="unknown driver 'nope'"):
+        clients.process_loop(job, 2, 0.5)
+    http = {"kind": "http", "url": "http://127.0.0.1:9", "method": "GET", "path": "/",
+            "body": "", "headers": {}}
+    with pytest.raises(RuntimeError, match="ConnectionRefusedError"):
+        clients.process_loop(http, 1, 0.5)
