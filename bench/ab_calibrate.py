@@ -11,13 +11,11 @@ rates over many more runs than the machine has time for.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from akidb.bench import ab
+from akidb.bench import ab, common
 from akidb.bench.ab_sides import Sides
 from akidb.bench.results import markdown_table, publish, record
 
@@ -41,7 +39,8 @@ def simulate(sd: float, pairs: int, shift: float, trials: int, seed: int = 0) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, vectors=ab.Workload.vectors, dim=ab.Workload.dim,
+                       queries=ab.Workload.queries, out="reports/ab-calibration")
     ap.add_argument("--aa", type=int, default=20, help="A/A runs")
     ap.add_argument("--runs", type=int, default=10, help="runs per injected slowdown")
     ap.add_argument("--slowdowns", default="5,10,20", help="percent of the median search")
@@ -49,10 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stored-threshold", type=float, default=0.14,
                     help="compare's threshold for search latency (the committed one)")
     ap.add_argument("--trials", type=int, default=2000, help="simulated runs")
-    ap.add_argument("--vectors", type=int, default=ab.Workload.vectors)
-    ap.add_argument("--dim", type=int, default=ab.Workload.dim)
-    ap.add_argument("--queries", type=int, default=ab.Workload.queries)
-    ap.add_argument("--out", type=Path, default=Path("reports/ab-calibration"))
     args = ap.parse_args(argv)
     work = ab.Workload(args.vectors, args.dim, args.queries)
     runs: list[dict[str, Any]] = []

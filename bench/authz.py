@@ -11,7 +11,6 @@ Target: sliced P99 < 1 ms. Run: ``python -m akidb.bench.authz [--decisions N]``.
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 import tempfile
@@ -22,8 +21,9 @@ import cedarpy
 import numpy as np
 
 from akidb import fixtures
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.harness import Node
 from akidb.server.auth.cedar import Authorizer, entities_for, role_policies
 from akidb.server.auth.keys import Principal
@@ -41,11 +41,9 @@ def slice_by_tenant(text: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, queries=1000, out="reports/authz")
     ap.add_argument("--decisions", type=int, default=2000)
     ap.add_argument("--naive-decisions", type=int, default=200)
-    ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=Path("reports/authz"))
     args = ap.parse_args(argv)
     text = fixtures.load("cedar-policies-10k")
     sliced = slice_by_tenant(text)
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             authz.policy_set(t)  # every tenant's set parsed once, as on a warm server
         for r in requests[:200]:
             authz.is_allowed(*r)
-        fast_ms, decisions = timed_calls(lambda r: authz.is_allowed(*r), requests)
+        fast_ms, decisions = Samples.timed(lambda r: authz.is_allowed(*r), requests)
         naive_set = cedarpy.PolicySet.from_str("".join(role_policies(t) for t in tenants)
                                                + text)
 
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                        "resource": resource, "context": {}}
             return cedarpy.is_authorized(request, naive_set, entities).allowed
 
-        naive_ms, naive_decisions = timed_calls(naive, requests[: args.naive_decisions])
+        naive_ms, naive_decisions = Samples.timed(naive, requests[: args.naive_decisions])
         store.close()
     agree = decisions[: args.naive_decisions] == naive_decisions
 
@@ -98,19 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         dev = node.admin_client()
         dev.transport.headers["Authorization"] = f"Bearer {user['api_key']}"
         queries = base[: args.queries]
-        off_ms, _ = timed_calls(lambda q: admin.search("bench/db/c", q, k=10), queries, 50)
-        on_ms, _ = timed_calls(lambda q: dev.search("bench/db/c", q, k=10), queries, 50)
+        off_ms, _ = Samples.timed(lambda q: admin.search("bench/db/c", q, k=10), queries, 50)
+        on_ms, _ = Samples.timed(lambda q: dev.search("bench/db/c", q, k=10), queries, 50)
     finally:
         node.close()
 
     result = {
-        "naive_p50_ms": percentile(naive_ms, 50), "naive_p99_ms": percentile(naive_ms, 99),
-        "sliced_p50_ms": percentile(fast_ms, 50), "sliced_p99_ms": percentile(fast_ms, 99),
+        "naive_p50_ms": naive_ms.percentile(50), "naive_p99_ms": naive_ms.percentile(99),
+        "sliced_p50_ms": fast_ms.percentile(50), "sliced_p99_ms": fast_ms.percentile(99),
         "decisions_agree": agree,
-        "search_auth_off_p50_ms": percentile(off_ms, 50),
-        "search_auth_on_p50_ms": percentile(on_ms, 50),
-        "search_auth_on_p99_ms": percentile(on_ms, 99),
-        "search_auth_off_p99_ms": percentile(off_ms, 99),
+        "search_auth_off_p50_ms": off_ms.percentile(50),
+        "search_auth_on_p50_ms": on_ms.percentile(50),
+        "search_auth_on_p99_ms": on_ms.percentile(99),
+        "search_auth_off_p99_ms": off_ms.percentile(99),
     }
     def ms(key: str) -> list[str]:
         return [f"{result[key + '_p50_ms']:.3f}", f"{result[key + '_p99_ms']:.3f}"]

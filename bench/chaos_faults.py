@@ -13,15 +13,14 @@
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.chaos import workload
 from akidb.chaos.history import History
 from akidb.datagen import vectors
@@ -40,8 +39,8 @@ def proxy_overhead(cluster: Cluster, dim: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, url in (("direct", node.rest_url), ("proxy", node.proxy_url)):
         with Client(url, node.admin_key, timeout=60) as c:
-            ms, _ = timed_calls(lambda q, c=c: c.search(coll, q, k=10), queries, warmup=50)
-            out[f"{name}_p50_ms"] = percentile(ms, 50)
+            ms, _ = Samples.timed(lambda q, c=c: c.search(coll, q, k=10), queries, warmup=50)
+            out[f"{name}_p50_ms"] = ms.p50
             path = "/v1/tenants/bench/databases/db/collections/proxy/documents?limit=5000"
             c.transport.request("GET", path)  # warm-up
             started = time.perf_counter()
@@ -121,11 +120,9 @@ def recovery(n: int, dim: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dim", type=int, default=128)
+    ap = common.parser(__doc__, dim=128, out="reports/chaos_faults")
     ap.add_argument("--partition-s", type=float, default=30.0)
     ap.add_argument("--recovery-vectors", type=int, default=100_000)
-    ap.add_argument("--out", type=Path, default=Path("reports/chaos_faults"))
     args = ap.parse_args(argv)
     with Cluster(nodes=1, fsync="batch", fault_proxy=True) as cluster:
         kind = cluster.toxiproxy_endpoint.kind  # type: ignore[union-attr]

@@ -234,6 +234,9 @@ def list_() -> None:
               help="Run the peers' drivers (not akidb, hnswlib) in this interpreter, e.g. "
                    "a venv with chromadb installed.")
 @click.option("--target", metavar="URL", help="An AkiDB server to use instead of starting one.")
+@click.option("--qdrant-url", envvar="AKIDB_QDRANT_URL", metavar="URL",
+              help="For the qdrant driver: a Qdrant server (http://HOST:6333); without it, "
+                   "qdrant-client's local mode, which searches exactly.")
 @click.option("--pgvector-url", envvar="AKIDB_PGVECTOR_URL", metavar="URL",
               help="For the pgvector driver: postgresql://USER@HOST:PORT/DB of a PostgreSQL "
                    "with the vector extension (or AKIDB_PGVECTOR_URL).")
@@ -259,6 +262,8 @@ def list_() -> None:
               type=click.IntRange(1, 1_000_000_000), help="For capacity: stop there at most.")
 @click.option("--budget", "budget_s", default=60.0, show_default=True,
               type=click.FloatRange(1, 86_400), help="For capacity: or after this many s.")
+@click.option("--ef-sweep", default="10,20,40,80,160,320", show_default=True,
+              help="For sweep: the search ef values.")
 @click.option("--probes", default=100, show_default=True, type=click.IntRange(1, 100_000),
               help="For freshness: new documents to look for.")
 @click.option("--traces", default=0, show_default=True, type=click.IntRange(0, 1000),
@@ -268,11 +273,11 @@ def list_() -> None:
               default=Path("reports/run"), show_default=True)
 def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...],
         chroma_modes: tuple[str, ...], driver_python: str | None, target: str | None,
-        pgvector_url: str | None,
+        qdrant_url: str | None, pgvector_url: str | None,
         api_key: str | None, grpc_target: str | None, dataset: str,
         metric: str | None, k: int, ef: int | None, m: int, ef_construction: int,
         concurrency: str, seconds: float, seed: int, insert_rate: float, max_vectors: int,
-        budget_s: float, probes: int, traces: int, out: Path) -> None:
+        budget_s: float, ef_sweep: str, probes: int, traces: int, out: Path) -> None:
     """Run SCENARIO on each --driver with the same data; one side-by-side table."""
     from akidb.bench import datasets, drivers
     from akidb.bench import run as run_mod
@@ -293,6 +298,13 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
     if not clients or min(clients) < 1 or max(clients) > 1024:
         raise click.UsageError("--concurrency needs client counts between 1 and 1024")
     try:
+        efs = [int(x) for x in ef_sweep.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"--ef-sweep takes numbers like 10,20,40, got {ef_sweep!r}"
+                               ) from None
+    if not efs or min(efs) < 1 or max(efs) > 10000:
+        raise click.UsageError("--ef-sweep needs ef values between 1 and 10000")
+    try:
         data = datasets.load(dataset, metric)
     except DatasetError as exc:
         raise click.UsageError(str(exc)) from None
@@ -309,12 +321,14 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
                 raise click.UsageError("--driver pgvector needs --pgvector-url "
                                        "postgresql://USER@HOST:PORT/DB (or AKIDB_PGVECTOR_URL)")
             specs.append((name, {"url": pgvector_url, "python": driver_python}))
+        elif name == "qdrant":
+            specs.append((name, {"url": qdrant_url, "python": driver_python}))
         else:
             specs.append((name, {} if name == "hnswlib" else {"python": driver_python}))
     opts = Options(k=k, ef=ef, concurrency=clients, seconds=seconds,
                    params=drivers.IndexParams(data.metric, m, ef_construction, ef or 64),
                    seed=seed, insert_rate=insert_rate, max_vectors=max_vectors,
-                   budget_s=budget_s, probes=probes)
+                   budget_s=budget_s, probes=probes, ef_sweep=efs)
     click.echo(f"{scenario} on {data.name}: {len(data.train)} x {data.dimension}, "
                f"{len(data.test)} queries", err=True)
     try:

@@ -11,8 +11,8 @@ latencies (microseconds, 3 significant figures; encoded, so histograms from any 
 of processes or runs add up exactly) and its own CPU time; a client on CPU for more
 than ``SATURATED`` of the window was the bottleneck, and the result says so.
 
-What a client sends is a job: ``http`` (one pre-encoded request, the leanest client
-there is) or ``driver`` (a driver attached to a collection another process created;
+What a client sends is a job: ``http`` (pre-encoded requests sent in turn, the
+leanest client there is) or ``driver`` (a driver attached to a collection another process created;
 see ``Driver.attach_options``). A database that lives inside its client's process
 (hnswlib, embedded chroma, LanceDB, Milvus Lite, qdrant local) cannot be shared by
 processes: ``thread_loop`` drives it from threads in that process, and its CPU figure
@@ -110,12 +110,12 @@ def _loop(call: Callable[[int], None], start: float, end: float, first: int, str
 
 def _http_call(job: dict[str, Any]) -> Callable[[int], None]:
     parts = urlsplit(job["url"])
-    body = base64.b64decode(job["body"])
+    bodies = [base64.b64decode(b) for b in job["bodies"]]
     state = {"conn": http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)}
 
-    def call(_i: int) -> None:
+    def call(i: int) -> None:
         try:
-            state["conn"].request(job["method"], job["path"], body=body,
+            state["conn"].request(job["method"], job["path"], body=bodies[i % len(bodies)],
                                   headers=job["headers"])
             response = state["conn"].getresponse()
             response.read()

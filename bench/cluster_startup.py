@@ -5,21 +5,19 @@ Run: ``python -m akidb.bench.cluster_startup [--nodes 3] [--repeat 3]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
+from akidb.bench import common
 from akidb.bench.environment import rss_bytes
 from akidb.bench.results import markdown_table, publish, record
 from akidb.harness import Cluster
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, out="reports/cluster_startup")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path("reports/cluster_startup"))
     args = ap.parse_args(argv)
     if args.nodes < 1 or args.repeat < 1:
         ap.error("--nodes and --repeat must be positive")

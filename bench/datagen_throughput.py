@@ -11,15 +11,14 @@ Run: ``python -m akidb.bench.datagen_throughput [--n 1000000] [--dim 512]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import usable_cores, vectors
 from akidb.datagen.groundtruth import exact_knn
@@ -84,14 +83,11 @@ def ground_truth(nb: int, nq: int, dim: int, k: int, repeat: int = 3) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, dim=512, k=100, out="reports/datagen")
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--gt-base", type=int, default=200_000)
     ap.add_argument("--gt-queries", type=int, default=1000)
     ap.add_argument("--gt-dim", type=int, default=128)
-    ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--out", type=Path, default=Path("reports/datagen"))
     args = ap.parse_args(argv)
     gen = generation(args.n, args.dim)
     print(f"vector generation {args.n} x {args.dim}: {gen['ours_mb_s']:.0f} MB/s vs raw numpy "

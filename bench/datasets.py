@@ -128,6 +128,18 @@ def _npy(path: Path, metric: str) -> Dataset:
     return Dataset(path.stem, train, test, _truth(train, test, metric), metric, ids[:-q])
 
 
+def generated(n: int, dim: int, queries: int, seed: int = 0, metric: str = "cosine"
+              ) -> Dataset:
+    """Seeded clustered vectors and queries (datagen) with their exact truth: what the
+    benchmarks that take ``--vectors/--dim/--queries`` run on."""
+    from akidb.datagen import vectors
+
+    train = vectors.clustered(n, dim, seed=seed)
+    test = vectors.queries(queries, dim, seed=seed)
+    return Dataset(f"clustered-{n}x{dim}-seed{seed}", train, test,
+                   _truth(train, test, metric), metric, [str(i) for i in range(n)])
+
+
 def load(spec: str, metric: str | None = None) -> Dataset:
     """See the module docstring; ``metric`` is needed where the files do not say it
     (VectorDBBench folders, .npy; default cosine)."""

@@ -18,9 +18,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
 
 # Runs in a separate interpreter that only needs sentence-transformers; the model
@@ -121,17 +121,14 @@ def text_ingest(n: int, batch: int, seed: int, backend: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, batch=32, seed=0, out="reports/embeddings")
     ap.add_argument("--sentences", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backends", default="numpy,mlx,mlx+blas",
                     help="comma list of numpy, mlx, mlx-q8, mlx+blas (MLX with a system "
                          "BLAS preloaded, skipped when none is found)")
     ap.add_argument("--ingest-docs", type=int, default=1000,
                     help="text documents for the end-to-end ingest figure (0: skip)")
     ap.add_argument("--st-python", help="interpreter with sentence-transformers installed")
-    ap.add_argument("--out", type=Path, default=Path("reports/embeddings"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:

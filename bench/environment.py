@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("akidb", "hnswlib", "numpy", "flask", "waitress", "pydantic")
+PACKAGES = ("akidb", "hnswlib", "numpy", "flask", "waitress", "granian", "grpcio", "pydantic",
+            "hdrhistogram")
 
 
 def _cpu_model() -> str:

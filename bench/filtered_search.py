@@ -11,17 +11,15 @@ Run: ``python -m akidb.bench.filtered_search [--vectors N] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
+from akidb.bench import common, raw
 from akidb.bench.results import markdown_table, publish, record
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.datagen import vectors
 from akidb.datagen.groundtruth import exact_knn, recall_at_k
 from akidb.harness import Node
@@ -36,24 +34,18 @@ FILTERS = {  # payload cat = row % 100
 
 def _time(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray
           ) -> tuple[float, list[list[int]]]:
-    ms, found = timed_calls(fn, queries)
-    return percentile(ms, 50), found
+    ms, found = Samples.timed(fn, queries)
+    return ms.p50, found
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=20000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=Path("reports/filtered"))
+    ap = common.parser(__doc__, vectors=20000, dim=384, queries=200, seed=0,
+                       out="reports/filtered")
     args = ap.parse_args(argv)
-    base = vectors.clustered(args.vectors, args.dim, seed=0)
-    queries = vectors.queries(args.queries, args.dim, seed=0)
+    base = vectors.clustered(args.vectors, args.dim, seed=args.seed)
+    queries = vectors.queries(args.queries, args.dim, seed=args.seed)
     cats = np.arange(args.vectors) % 100
-    index = hnswlib.Index(space="cosine", dim=args.dim)
-    index.init_index(max_elements=args.vectors, M=M, ef_construction=EF_CONSTRUCTION)
-    index.set_num_threads(2)
-    index.add_items(base, np.arange(args.vectors))
+    index = raw.build(base, m=M, ef_construction=EF_CONSTRUCTION, ef=EF_SEARCH).index
     normed = base / np.linalg.norm(base, axis=1, keepdims=True)
 
     node = Node(fsync="none")

@@ -9,16 +9,15 @@ Run: ``python -m akidb.bench.grpc_vs_rest [--vectors N] [--dim D]``.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
+from akidb.bench import common
+from akidb.bench import raw as reference
 from akidb.bench.results import markdown_table, publish, record
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.datagen import vectors
 from akidb.harness import Node
 
@@ -26,32 +25,22 @@ M, EF_CONSTRUCTION = 32, 200
 
 
 def _latency(search: Any, queries: np.ndarray) -> tuple[float, float]:
-    ms, _ = timed_calls(search, queries, warmup=50)
-    return percentile(ms, 50), percentile(ms, 99)
+    ms, _ = Samples.timed(search, queries, warmup=50)
+    return ms.p50, ms.p99
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=20000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=Path("reports/grpc"))
+    ap = common.parser(__doc__, vectors=20000, dim=384, batch=500, queries=1000, seed=0,
+                       out="reports/grpc")
     args = ap.parse_args(argv)
-    base = vectors.clustered(args.vectors, args.dim, seed=0)
-    queries = vectors.queries(args.queries, args.dim, seed=0)
+    base = vectors.clustered(args.vectors, args.dim, seed=args.seed)
+    queries = vectors.queries(args.queries, args.dim, seed=args.seed)
     ids = [str(i) for i in range(args.vectors)]
     batches = [(ids[s : s + args.batch], base[s : s + args.batch], None, None)
                for s in range(0, args.vectors, args.batch)]
 
-    index = hnswlib.Index(space="cosine", dim=args.dim)
-    index.init_index(max_elements=args.vectors, M=M, ef_construction=EF_CONSTRUCTION)
-    index.set_num_threads(2)
-    started = time.perf_counter()
-    for s in range(0, args.vectors, args.batch):
-        index.add_items(base[s : s + args.batch], np.arange(s, min(s + args.batch, args.vectors)))
-    raw = args.vectors / (time.perf_counter() - started)
-    del index
+    raw = reference.build(base, m=M, ef_construction=EF_CONSTRUCTION,
+                          batch=args.batch).ingest_per_s
 
     node = Node(fsync="batch")
     result: dict[str, Any] = {}

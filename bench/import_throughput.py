@@ -10,13 +10,13 @@ go. Target: import ≥ 0.9x the baseline (parsing must not be the bottleneck).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
 from akidb.bulk.importer import run_import
 from akidb.datagen import vectors
@@ -33,12 +33,8 @@ def _parquet(path: Path, base: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--batch", type=int, default=1000)
+    ap = common.parser(__doc__, vectors=100_000, dim=384, batch=1000, out="reports/import")
     ap.add_argument("--transport", choices=["rest", "grpc"], default="rest")
-    ap.add_argument("--out", type=Path, default=Path("reports/import"))
     args = ap.parse_args(argv)
     base = vectors.clustered(args.vectors, args.dim, seed=0)
     work = Path(tempfile.mkdtemp(prefix="akidb-import-bench-"))

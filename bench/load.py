@@ -14,7 +14,6 @@ samples (for the regression gate) and a latency plot.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.samples import Samples
 from akidb.bench.target import add_target_options, open_target
 from akidb.datagen import vectors
 from akidb.datagen.documents import iter_documents
@@ -103,10 +104,10 @@ def summarize(samples: list[tuple[str, float, float, bool]], warmup_s: float
     out: dict[str, Any] = {"requests": len(kept), "offered_qps": len(kept) / max(span, 1e-9),
                            "errors": sum(not s[3] for s in kept)}
     for kind in ("all", "vector", "filtered", "hybrid"):
-        ms = np.asarray([s[2] for s in kept if kind == "all" or s[0] == kind])
+        ms = Samples.of(s[2] for s in kept if kind == "all" or s[0] == kind)
         if len(ms):
-            out[kind] = {"n": len(ms), **{f"p{q}": float(np.percentile(ms, q))
-                                          for q in (50, 95, 99)}, "max": float(ms.max())}
+            summary = ms.summary()
+            out[kind] = {"n": len(ms), **{k: summary[k] for k in ("p50", "p95", "p99", "max")}}
     return out
 
 
@@ -135,9 +136,7 @@ def _plot(samples: list[tuple[str, float, float, bool]], path: Path, title: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=512)
+    ap = common.parser(__doc__, vectors=100_000, dim=512, seed=0, out="reports/load")
     ap.add_argument("--qps", type=float, default=100.0)
     ap.add_argument("--users", type=int, default=50, help="paced senders (open loop)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
@@ -145,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="locust worker processes")
     ap.add_argument("--master-port", type=int, default=5557)
     add_target_options(ap)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/load"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     with open_target(args, fsync="batch") as target, target.scratch_tenants("load") as name:
@@ -179,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
              "", f"Target P95 < 25 ms, P99 < 50 ms, 0 errors: {'met' if ok else 'missed'}.",
              "", "![latency percentiles](latency.png)"]
     t0 = min(x[1] for x in samples) + args.warmup
-    metrics = {"load_latency_ms": {"unit": "ms", "direction": "lower",
-                                   "samples": [x[2] for x in samples if x[1] >= t0]}}
+    metrics = {"load_latency_ms": Samples.of(x[2] for x in samples if x[1] >= t0).metric()}
     publish(args.out, record("load", args, {"results": s, "metrics": metrics}), lines)
     return 0
 

@@ -24,10 +24,13 @@ class Request:
     path: str
     body: bytes
     headers: dict[str, str]
+    more_bodies: tuple[bytes, ...] = ()  # sent in turn with ``body`` (several queries)
 
     def job(self) -> dict[str, Any]:
         return {"kind": "http", "url": self.url, "method": self.method, "path": self.path,
-                "body": base64.b64encode(self.body).decode(), "headers": self.headers}
+                "bodies": [base64.b64encode(b).decode() for b in (self.body,
+                                                                  *self.more_bodies)],
+                "headers": self.headers}
 
 
 def closed_loop(req: Request, clients: int, duration_s: float) -> dict[str, Any]:

@@ -18,12 +18,13 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.samples import Samples
 from akidb.bench.target import Target, add_target_options, open_target
 from akidb.datagen import vectors
 from akidb.datagen.documents import iter_documents
@@ -115,15 +116,12 @@ def run(target: Target, args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, dim=64, seed=0, out="reports/metadata")
     ap.add_argument("--tenants", type=int, default=20)
     ap.add_argument("--databases", type=int, default=5, help="per tenant")
     ap.add_argument("--collections", type=int, default=10, help="per database")
     ap.add_argument("--documents", type=int, default=20_000)
-    ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--samples", type=int, default=500, help="per operation")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/metadata"))
     add_target_options(ap)
     args = ap.parse_args(argv)
     for name in ("tenants", "databases", "collections", "documents", "samples"):
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name} must be >= 1")
     with open_target(args) as target:
         lat = run(target, args)
-    stats = {name: {q: float(np.percentile(ms, q)) for q in (50, 95, 99)}
+    stats = {name: {q: Samples.of(ms).percentile(q) for q in (50, 95, 99)}
              for name, ms in lat.items()}
     worst = max(s[99] for s in stats.values())
     n_coll = args.tenants * args.databases * args.collections
@@ -143,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                               for n, s in stats.items()]),
              "", f"Worst P99 {worst:.2f} ms; target P99 < {TARGET_P99_MS:g} ms: "
              f"{'met' if worst < TARGET_P99_MS else 'missed'}."]
-    metrics = {f"metadata_{name}_ms": {"unit": "ms", "direction": "lower",
-                                       "samples": ms.tolist()} for name, ms in lat.items()}
+    metrics = {f"metadata_{name}_ms": Samples.of(ms).metric() for name, ms in lat.items()}
     publish(args.out, record("metadata_query", args, {"results": stats, "metrics": metrics}),
             lines)
     return 0

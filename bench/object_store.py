@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import vectors
 from akidb.harness import Node
@@ -41,13 +41,10 @@ def _wait_drained(client, timeout: float = 3600) -> dict:  # noqa: ANN001
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--batch", type=int, default=1000)
+    ap = common.parser(__doc__, vectors=100_000, dim=384, batch=1000,
+                       out="reports/object_store")
     ap.add_argument("--endpoint", help="S3 endpoint; default: a moto server started here")
     ap.add_argument("--bucket", default="akidb-bench")
-    ap.add_argument("--out", type=Path, default=Path("reports/object_store"))
     args = ap.parse_args(argv)
     for k, v in AWS_DEFAULTS.items():
         os.environ.setdefault(k, v)

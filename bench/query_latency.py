@@ -18,20 +18,19 @@ Run: ``python -m akidb.bench.query_latency [--vectors 50000 --dim 384] [--querie
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.load import load_data
 from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.samples import Samples
 from akidb.bench.target import Target, add_target_options, open_target
 from akidb.datagen import vectors
 from akidb.server.client import Client
@@ -75,35 +74,25 @@ def serial_latency(calls: dict[str, Callable[[np.ndarray], Any]], queries: np.nd
     return {name: np.asarray(ms) for name, ms in out.items()}
 
 
-def _closed_loop(target: Target, collection: str, queries: np.ndarray, clients: int,
-                 seconds: float) -> tuple[int, np.ndarray]:
-    """``clients`` connections, each sending its next query when the last returns."""
-    stop = time.perf_counter() + seconds
-
-    def worker(w: int) -> list[float]:
-        ms = []
-        with target.client(timeout=60) as client:
-            i = w
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                client.search(collection, queries[i % len(queries)], k=10)
-                ms.append((time.perf_counter() - started) * 1000)
-                i += clients
-        return ms
-
-    with ThreadPoolExecutor(clients) as pool:
-        per_client = list(pool.map(worker, range(clients)))
-    return sum(map(len, per_client)), np.concatenate([np.asarray(x) for x in per_client])
-
-
 def qps_by_concurrency(target: Target, collection: str, queries: np.ndarray,
-                       levels: list[int], seconds: float) -> dict[int, dict[str, float]]:
-    out = {}
-    for n in levels:
-        count, ms = _closed_loop(target, collection, queries, n, seconds)
-        out[n] = {"qps": count / seconds, "p50": float(np.percentile(ms, 50)),
-                  "p99": float(np.percentile(ms, 99))}
-        print(f"  .. {n} clients: {out[n]['qps']:.0f} QPS", file=sys.stderr, flush=True)
+                       levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
+    """Closed-loop search QPS per client count, each client its own process (the
+    shared ``closed_loop``: merged histograms, saturation flagged)."""
+    from akidb.bench.drivers.akidb_driver import AkiDBDriver
+    from akidb.bench.scenarios import closed_loop
+
+    driver = AkiDBDriver(target=target.rest_url, api_key=target.api_key,
+                         collection=collection)
+    out: dict[int, dict[str, Any]] = {}
+    try:
+        for n in levels:
+            r = closed_loop(driver, queries, 10, None, n, seconds)
+            out[n] = {"qps": r["qps"], "p50": r["p50_ms"], "p99": r["p99_ms"],
+                      "errors": r["errors"], "client_busiest": r["client_busiest"],
+                      "client_saturated": r["client_saturated"]}
+            print(f"  .. {n} clients: {out[n]['qps']:.0f} QPS", file=sys.stderr, flush=True)
+    finally:
+        driver.close()
     return out
 
 
@@ -157,24 +146,13 @@ def during_writes(target: Target, collection: str, queries: np.ndarray, dim: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=50_000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--queries", type=int, default=300, help="per kind")
-    ap.add_argument("--concurrency", default="1,2,4,8")
-    ap.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
+    ap = common.parser(__doc__, vectors=50_000, dim=384, queries=300, concurrency="1,2,4,8",
+                       seconds=5.0, seed=0, out="reports/query_latency")
     ap.add_argument("--freshness-trials", type=int, default=50)
     ap.add_argument("--write-batch", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/query_latency"))
     add_target_options(ap)
     args = ap.parse_args(argv)
-    try:
-        levels = [int(x) for x in args.concurrency.split(",")]
-        if not levels or min(levels) < 1:
-            raise ValueError
-    except ValueError:
-        ap.error(f"--concurrency takes positive integers like 1,2,4,8, got {args.concurrency!r}")
+    levels = args.concurrency
     if args.vectors < 100 or args.queries < 2:
         ap.error("need --vectors >= 100 and --queries >= 2")
     queries = vectors.queries(args.queries, args.dim, seed=args.seed + 1)
@@ -194,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             fresh = freshness(client, collection, args.dim, args.freshness_trials, args.seed)
             quiet, loaded, write_rate = during_writes(target, collection, queries, args.dim,
                                                       args.write_batch, args.seed)
-    pct = {name: {q: float(np.percentile(ms, q)) for q in (50, 95, 99)}
+    pct = {name: {q: Samples.of(ms).percentile(q) for q in (50, 95, 99)}
            for name, ms in {**serial, "freshness": fresh, "top10_quiet": quiet,
                             "top10_during_writes": loaded}.items()}
     best = max(sweep, key=lambda n: sweep[n]["qps"])
@@ -215,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.write_batch} ({write_rate:.0f} vectors/s) "
              f"{pct['top10_during_writes'][50]:.2f}/{pct['top10_during_writes'][99]:.2f} ms "
              f"({pct['top10_during_writes'][50] / pct['top10_quiet'][50]:.2f}x at P50)"]
-    metrics = {f"query_{name}_ms": {"unit": "ms", "direction": "lower",
-                                    "samples": ms.tolist()} for name, ms in serial.items()}
-    metrics["freshness_ms"] = {"unit": "ms", "direction": "lower", "samples": fresh.tolist()}
+    metrics = {f"query_{name}_ms": Samples.of(ms).metric() for name, ms in serial.items()}
+    metrics["freshness_ms"] = Samples.of(fresh).metric()
     results = {"latency": pct, "qps_by_clients": sweep, "write_rate_per_s": write_rate,
                "load_seconds": load_s}
     publish(args.out, record("query_latency", args, {"results": results, "metrics": metrics}),

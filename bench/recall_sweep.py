@@ -1,6 +1,6 @@
 """Recall@k against QPS over an ef sweep (the ann-benchmarks curve), server and raw hnswlib.
 
-``python -m akidb.bench.recall_sweep [--dataset FILE.hdf5 | --vectors 20000 --dim 128]
+``python -m akidb.bench.recall_sweep [--dataset NAME|PATH | --vectors 20000 --dim 128]
 [--ef 10,20,40,80,160,320] [--k 10]``
 
 Same data, same M/ef_construction, same queries, one run: the server is queried
@@ -11,28 +11,19 @@ or the dataset's own ``neighbors``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-import hnswlib
 import numpy as np
 
+from akidb.bench import common, datasets
+from akidb.bench import raw as reference
 from akidb.bench.results import markdown_table, publish, record
-from akidb.datagen import io, vectors
-from akidb.datagen.groundtruth import exact_knn, recall_at_k
+from akidb.datagen.groundtruth import recall_at_k
+from akidb.datagen.io import DatasetError
 from akidb.harness import Node
 
 M, EF_CONSTRUCTION = 32, 200
-
-
-def _dataset(args: argparse.Namespace) -> io.AnnDataset:
-    if args.dataset:
-        return io.read_hdf5(Path(args.dataset))
-    train = vectors.clustered(args.vectors, args.dim, seed=args.seed)
-    test = vectors.queries(args.queries, args.dim, seed=args.seed)
-    idx, scores = exact_knn(train, test, max(args.k, 100), "cosine")
-    return io.AnnDataset(train, test, idx, io.scores_to_distances(scores, "cosine"), "cosine")
 
 
 def _plot(curves: dict[str, list[tuple[float, float, int]]], path: Path, title: str) -> None:
@@ -59,28 +50,22 @@ def _plot(curves: dict[str, list[tuple[float, float, int]]], path: Path, title: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", help="an ann-benchmarks HDF5 file (default: generated)")
-    ap.add_argument("--vectors", type=int, default=20_000)
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--ef", default="10,20,40,80,160,320")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/recall"))
+    ap = common.parser(__doc__, dataset=None, vectors=20_000, dim=128, queries=500, k=10,
+                       seed=0, out="reports/recall")
+    ap.add_argument("--ef", type=common.count_list, default=[10, 20, 40, 80, 160, 320],
+                    help="the ef values swept (default: 10,20,40,80,160,320)")
     args = ap.parse_args(argv)
-    efs = [int(x) for x in args.ef.split(",")]
-    data = _dataset(args)
+    efs = args.ef
+    try:
+        data = (datasets.load(args.dataset) if args.dataset else
+                datasets.generated(args.vectors, args.dim, args.queries, args.seed))
+    except DatasetError as exc:
+        ap.error(str(exc))
     metric = data.metric
     truth = data.neighbors[:, :args.k]
     n, dim = data.train.shape
-    space = {"cosine": "cosine", "l2": "l2", "ip": "ip"}[metric]
-
-    index = hnswlib.Index(space=space, dim=dim)
-    index.init_index(max_elements=n, M=M, ef_construction=EF_CONSTRUCTION, random_seed=args.seed)
-    index.set_num_threads(2)
-    index.add_items(data.train, np.arange(n))
-    index.set_num_threads(1)
+    index = reference.build(data.train, metric=metric, m=M, ef_construction=EF_CONSTRUCTION,
+                            seed=args.seed).index
     curves: dict[str, list[tuple[float, float, int]]] = {"raw hnswlib": [], "akidb server": []}
     for ef in efs:
         index.set_ef(max(ef, args.k))

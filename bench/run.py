@@ -14,7 +14,10 @@ from akidb.bench.scenarios import SCENARIOS, Options
 from akidb.bench.traces import markdown as traces_markdown
 
 _COLUMNS = {  # scenario -> (header, how to read it from a result)
-    "serial": [("load s", lambda r: f"{r['load_s']:.2f}"),
+    "serial": [("insert s", lambda r: f"{r['insert_s']:.2f}"),
+               ("to searchable s", lambda r: f"{r['load_s']:.2f}"),
+               ("memory MB", lambda r: "-" if r.get("memory_bytes") is None
+                else f"{r['memory_bytes'] / 2**20:.0f}"),
                ("recall", lambda r: f"{r['recall']:.4f}"),
                ("P50 ms", lambda r: f"{r['p50_ms']:.3f}"),
                ("P99 ms", lambda r: f"{r['p99_ms']:.3f}")],
@@ -32,6 +35,9 @@ _COLUMNS = {  # scenario -> (header, how to read it from a result)
                 else f"n/a (process: {_best(r)['client_busiest']:.0%} of cores)")),
             ("client saturated", lambda r: "yes" if any(x["client_saturated"]
                                                         for x in r["runs"]) else "no")],
+    "sweep": [("ef: recall / QPS", lambda r: "; ".join(
+        f"{p['ef'] or 'index'}: {p['recall']:.3f} / {p['qps']:.0f}" for p in r["points"])),
+              ("best recall", lambda r: f"{max(p['recall'] for p in r['points']):.4f}")],
     "capacity": [("inserted", lambda r: str(r["inserted"])),
                  ("stopped by", lambda r: r["stopped_by"]),
                  ("vectors/s", lambda r: f"{r['per_s']:.0f}"),
@@ -121,7 +127,14 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
     if not res:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
-    if record["scenario"] == "capacity":
+    if record["scenario"] == "sweep":
+        for name, r in res.items():
+            ax.plot([p["recall"] for p in r["points"]], [p["qps"] for p in r["points"]],
+                    marker="o", label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"recall@{record['k']}")
+        ax.set_ylabel("QPS (1 client)")
+    elif record["scenario"] == "capacity":
         for name, r in res.items():
             ax.plot(range(1, len(r["per_s_by_tenth"]) + 1), r["per_s_by_tenth"], marker="o",
                     label=name)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 
 from akidb.bench.datasets import Dataset
 from akidb.bench.drivers import Driver, Filter, IndexParams, Unsupported
+from akidb.bench.samples import Samples
 from akidb.datagen.groundtruth import exact_knn, recall_at_k
 
 ROW = "_row"  # the label the filtered scenario adds: the row number
@@ -41,6 +43,7 @@ class Options:
     max_vectors: int = 200_000    # capacity: stop there at most
     budget_s: float = 60.0        # capacity: or after this long
     probes: int = 100             # freshness: new documents looked for
+    ef_sweep: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160, 320])
 
 
 def load(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str], None]
@@ -70,9 +73,10 @@ def _serial(driver: Driver, data: Dataset, opts: Options, truth: np.ndarray,
         ids = driver.search(q, opts.k, opts.ef, flt)
         ms.append((time.perf_counter() - t0) * 1000.0)
         found.append([row_of[i] for i in ids])
-    lat = np.asarray(ms)
-    return {"recall": recall_at_k(found, truth, opts.k), "p50_ms": float(np.median(lat)),
-            "p99_ms": float(np.percentile(lat, 99)), "queries": len(lat)}
+    lat = Samples.of(ms)
+    return {"recall": recall_at_k(found, truth, opts.k), "p50_ms": lat.p50,
+            "p99_ms": lat.p99, "queries": len(lat),
+            "qps": len(lat) / (float(lat.values.sum()) / 1000.0) if len(lat) else 0.0}
 
 
 def serial(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str], None]
@@ -80,6 +84,23 @@ def serial(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str
     out = load(driver, data, opts, progress)
     progress(f"{driver.name}: {len(data.test)} serial searches")
     out.update(_serial(driver, data, opts, data.neighbors, None))
+    return out
+
+
+def sweep(driver: Driver, data: Dataset, opts: Options, progress: Callable[[str], None]
+          ) -> dict[str, Any]:
+    """Recall@k against one-client QPS over search ef (the ann-benchmarks curve); a
+    driver that takes no per-search ef gives one point at its index's setting."""
+    out = load(driver, data, opts, progress)
+    efs: list[int | None] = list(opts.ef_sweep) if "ef" in driver.capabilities else [None]
+    points = []
+    for ef in efs:
+        progress(f"{driver.name}: {len(data.test)} searches at ef={ef or 'default'}")
+        point = _serial(driver, data, dataclasses.replace(opts, ef=ef), data.neighbors, None)
+        points.append({"ef": ef, **point})
+    out["points"] = points
+    if efs == [None]:
+        out["note"] = "no per-search ef: one point at the index's own setting"
     return out
 
 
@@ -121,7 +142,7 @@ def closed_loop(driver: Driver, queries: np.ndarray, k: int, ef: int | None, cli
     from akidb.bench import clients as load
     from akidb.bench.drivers.remote import RemoteDriver
 
-    request = getattr(driver, "load_request", lambda *a: None)(queries[0], k, ef)
+    request = getattr(driver, "load_request", lambda *a: None)(queries, k, ef)
     if request is not None:
         return load.process_loop(request.job(), clients, seconds)
     attach = driver.attach_options()
@@ -152,5 +173,6 @@ SCENARIOS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "serial": (serial, "load duration, recall@k, serial P50/P99"),
     "filtered": (filtered, "recall and latency with filters keeping 1% and 99%"),
     "qps": (qps, "closed-loop QPS per concurrency, best concurrency"),
+    "sweep": (sweep, "recall@k vs one-client QPS over search ef (ann-benchmarks curve)"),
     **_write_scenarios(),
 }

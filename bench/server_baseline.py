@@ -14,19 +14,18 @@ Run: ``python -m akidb.bench.server_baseline [--vectors N] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 
+from akidb.bench import common
+from akidb.bench import raw as reference
 from akidb.bench.environment import rss_bytes
 from akidb.bench.results import markdown_to_html, record, save
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.datagen import vectors
 from akidb.harness import Node
 
@@ -38,17 +37,11 @@ def _progress(message: str) -> None:
 
 
 def raw_hnswlib(base: np.ndarray, queries: np.ndarray, batch: int) -> dict[str, Any]:
-    index = hnswlib.Index(space="cosine", dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=M, ef_construction=EF_CONSTRUCTION)
-    index.set_num_threads(THREADS)
-    started = time.perf_counter()
-    for s in range(0, len(base), batch):
-        index.add_items(base[s : s + batch], np.arange(s, min(s + batch, len(base))))
-    ingest_s = time.perf_counter() - started
-    index.set_ef(EF_SEARCH)
-    lat, _ = timed_calls(lambda q: index.knn_query(q, k=10, num_threads=1), queries)
-    return {"ingest_per_s": len(base) / ingest_s, "search_p50_ms": percentile(lat, 50),
-            "search_p99_ms": percentile(lat, 99)}
+    ref = reference.build(base, m=M, ef_construction=EF_CONSTRUCTION, ef=EF_SEARCH,
+                          batch=batch, threads=THREADS)
+    lat, _ = ref.serial(queries, 10)
+    return {"ingest_per_s": ref.ingest_per_s, "search_p50_ms": lat.p50,
+            "search_p99_ms": lat.p99}
 
 
 def server_ingest_and_search(node: Node, base: np.ndarray, queries: np.ndarray, batch: int,
@@ -81,12 +74,13 @@ def server_ingest_and_search(node: Node, base: np.ndarray, queries: np.ndarray, 
                 list(pool.map(load, [part[i::clients] for i in range(clients)]))
             rss[phase] = rss_bytes(node.pid)
         ingest_s = time.perf_counter() - started
-        lat, _ = timed_calls(lambda q: client.search(path, q, k=10), queries, warmup=50)
+        lat, _ = Samples.timed(lambda q: client.search(path, q, k=10), queries, warmup=50)
         client.delete_collection(path)
     second_half = len(base) - half * batch
     return {"ingest_per_s": len(base) / ingest_s, "ingest_clients": clients,
-            "search_samples_ms": lat.tolist(), "batch_rates": batch_rates,
-            "search_p50_ms": percentile(lat, 50), "search_p99_ms": percentile(lat, 99),
+            "search_samples": lat,
+            "batch_rates": Samples.of(batch_rates, "vectors/s", "higher"),
+            "search_p50_ms": lat.p50, "search_p99_ms": lat.p99,
             # RSS slope over the second half: allocator warm-up and fixed costs excluded.
             "rss_bytes_per_vector": (rss["end"] - rss["half"]) / second_half}
 
@@ -120,19 +114,12 @@ def recovery(node: Node, n: int, wal_records: int, dim: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=50000, help="ingest/search set size")
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--ingest-clients", type=int, default=2)
-    ap.add_argument("--recovery-vectors", type=int, default=100000)
-    ap.add_argument("--wal-records", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/baseline"))
+    ap = common.parser(__doc__, vectors=50000, dim=384, queries=1000, batch=500, seed=0,
+                       out="reports/baseline")
+    ap.add_argument("--ingest-clients", type=common.positive_int, default=2)
+    ap.add_argument("--recovery-vectors", type=common.positive_int, default=100000)
+    ap.add_argument("--wal-records", type=common.positive_int, default=10000)
     args = ap.parse_args(argv)
-    if min(args.vectors, args.dim, args.queries, args.batch, args.ingest_clients) < 1:
-        ap.error("sizes must be positive")
 
     print(f"server baseline: {args.vectors} x {args.dim} clustered vectors, "
           f"M={M} efC={EF_CONSTRUCTION} ef={EF_SEARCH}", flush=True)
@@ -162,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "memory_per_1m_vectors_gib": srv["rss_bytes_per_vector"] * 1e6 / 2**30,
         # Raw samples for the regression gate (akidb bench compare).
         "metrics": {
-            "search_latency_ms": {"unit": "ms", "direction": "lower",
-                                  "samples": srv.pop("search_samples_ms")},
-            "ingest_batch_vectors_per_s": {"unit": "vectors/s", "direction": "higher",
-                                           "samples": srv.pop("batch_rates")},
+            "search_latency_ms": srv.pop("search_samples").metric(),
+            "ingest_batch_vectors_per_s": srv.pop("batch_rates").metric(),
         },
     })
     result["params"].update(m=M, ef_construction=EF_CONSTRUCTION, ef_search=EF_SEARCH,

@@ -20,18 +20,18 @@ Run: ``python -m akidb.bench.tenants [--tenants 10 --documents 20000] [--duratio
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
+from akidb.bench.samples import Samples
 from akidb.bench.target import Target, add_target_options, open_target
 from akidb.datagen import vectors
 from akidb.datagen.tenants import zipf_sizes
@@ -181,15 +181,14 @@ def quota_and_access_checks(target: Target, tenants: list[dict[str, Any]]) -> di
 
 
 def _stats(samples: list[tuple[float, bool, bool]]) -> dict[str, float]:
-    ms = np.asarray([s[0] for s in samples if s[1]])
+    ms = Samples.of(s[0] for s in samples if s[1])
     return {"n": len(samples), "errors": sum(not s[1] for s in samples),
             "leaks": sum(not s[2] for s in samples),
-            **{f"p{q}": float(np.percentile(ms, q)) if len(ms) else float("nan")
-               for q in (50, 95, 99)}}
+            **{f"p{q}": ms.percentile(q) for q in (50, 95, 99)}}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__, seed=0, out="reports/tenants")
     ap.add_argument("--tenants", type=int, default=10)
     ap.add_argument("--documents", type=int, default=20_000, help="over all tenants (Zipf)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
@@ -197,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-quota", type=float, default=100.0, help="requests/s per quiet tenant")
     ap.add_argument("--noisy-quota", type=float, default=50.0, help="the noisy tenant's requests/s")
     ap.add_argument("--noisy-procs", type=int, default=2, help="flooding processes")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/tenants"))
     add_target_options(ap)
     args = ap.parse_args(argv)
     if args.tenants < 2 or args.documents < args.tenants or args.duration < 5:
@@ -248,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- cross-tenant access refused {checks['cross_tenant_refused']}/"
              f"{checks['cross_tenant_tried']}",
              "", f"Isolation and quotas held: {'yes' if ok else 'NO'}."]
-    metrics = {"tenants_quiet_latency_ms": {"unit": "ms", "direction": "lower",
-                                            "samples": [s[0] for s in loud if s[1]]}}
+    metrics = {"tenants_quiet_latency_ms": Samples.of(s[0] for s in loud if s[1]).metric()}
     publish(args.out, record("tenants", args, {"results": results, "metrics": metrics}), lines)
     return 0 if ok else 1
 

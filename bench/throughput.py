@@ -19,21 +19,20 @@ No assertion: the figures and their ratios are printed and saved (JSON/Markdown/
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 import orjson
 
+from akidb.bench import common
+from akidb.bench import raw as reference
 from akidb.bench.loadgen import Request, closed_loop
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import usable_cores, vectors
@@ -49,44 +48,12 @@ def _progress(message: str) -> None:
 
 def raw_limits(base: np.ndarray, queries: np.ndarray, seconds: float, batch: int
                ) -> dict[str, float]:
-    index = hnswlib.Index(space="cosine", dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=M, ef_construction=EFC)
-    index.set_num_threads(2)
-    started = time.perf_counter()
-    for s in range(0, len(base), batch):
-        index.add_items(base[s:s + batch], np.arange(s, min(s + batch, len(base))))
-    ingest = len(base) / (time.perf_counter() - started)
-    index.set_ef(EF)
-    done = [0] * usable_cores()
-
-    def single(w: int) -> None:
-        end = time.perf_counter() + seconds
-        i = w
-        while time.perf_counter() < end:
-            index.knn_query(queries[i % len(queries)], k=K, num_threads=1)
-            done[w] += 1
-            i += len(done)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=single, args=(w,)) for w in range(len(done))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    single_qps = sum(done) / (time.perf_counter() - t0)
-    lat = []
-    for q in queries[:500]:
-        t1 = time.perf_counter()
-        index.knn_query(q, k=K, num_threads=1)
-        lat.append((time.perf_counter() - t1) * 1000)
-    calls = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        index.knn_query(queries[:100], k=K, num_threads=usable_cores())
-        calls += 1
-    batch_qps = calls * 100 / (time.perf_counter() - t0)
-    return {"ingest_per_s": ingest, "single_qps": single_qps,
-            "single_p50_ms": float(np.percentile(lat, 50)), "batch100_qps": batch_qps}
+    ref = reference.build(base, m=M, ef_construction=EFC, ef=EF, batch=batch)
+    single_qps = ref.threaded_qps(queries, K, seconds)
+    lat, _ = ref.serial(queries[:500], K)
+    return {"ingest_per_s": ref.ingest_per_s, "single_qps": single_qps,
+            "single_p50_ms": lat.p50,
+            "batch100_qps": ref.batch_qps(queries, K, seconds, size=100)}
 
 
 def process_cpu_s(pid: int | None) -> float | None:
@@ -172,21 +139,16 @@ def batch_search(node: Node, queries: np.ndarray, data_plane: str, seconds: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vectors", type=int, default=50_000)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--clients", default="1,2,4,8,16,32,64",
+    ap = common.parser(__doc__, vectors=50_000, dim=384, batch=1000, seconds=5.0, seed=0,
+                       out="reports/throughput")
+    ap.add_argument("--clients", type=common.count_list, default=[1, 2, 4, 8, 16, 32, 64],
                     help="concurrencies to measure (client processes)")
-    ap.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     ap.add_argument("--fronts", default="waitress,granian", help="REST fronts to compare")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("reports/throughput"))
     args = ap.parse_args(argv)
-    concurrencies = [int(x) for x in args.clients.split(",") if x]
+    concurrencies = args.clients
     fronts = [f for f in args.fronts.split(",") if f]
-    if not concurrencies or min(concurrencies) < 1 or not fronts:
-        ap.error("--clients and --fronts need at least one value (clients >= 1)")
+    if not fronts:
+        ap.error("--fronts needs at least one value")
     base = vectors.clustered(args.vectors, args.dim, seed=args.seed)
     queries = vectors.queries(1000, args.dim, seed=args.seed + 1)
     _progress(f"raw hnswlib on {usable_cores()} cores")

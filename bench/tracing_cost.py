@@ -11,13 +11,11 @@ Run: ``python -m akidb.bench.tracing_cost [--vectors N] [--dim D] [--queries Q]`
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
+from akidb.bench import common
 from akidb.bench.results import markdown_table, publish, record
-from akidb.bench.timing import percentile, timed_calls
+from akidb.bench.samples import Samples
 from akidb.datagen import vectors
 from akidb.harness import Node
 
@@ -31,18 +29,14 @@ CONFIGS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=20000)
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--queries", type=int, default=1000, help="per configuration and round")
+    ap = common.parser(__doc__, vectors=20000, dim=128, queries=1000, out="reports/tracing")
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--out", type=Path, default=Path("reports/tracing"))
     args = ap.parse_args(argv)
     base = vectors.clustered(args.vectors, args.dim, seed=1)
     queries = vectors.clustered(args.queries, args.dim, seed=1, stream=2)
     nodes = {name: Node(name=f"trace-{i}", fsync="batch", env=env)
              for i, (name, env) in enumerate(CONFIGS.items())}
-    samples: dict[str, list[np.ndarray]] = {name: [] for name in nodes}
+    samples: dict[str, list[Samples]] = {name: [] for name in nodes}
     try:
         clients = {}
         for name, node in nodes.items():
@@ -57,21 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in (order if r % 2 == 0 else order[::-1]):
                 client = clients[name]
-                ms, _ = timed_calls(lambda q, c=client: c.search("t/db/c", q, k=10), queries,
-                                    warmup=min(50, len(queries)))
+                ms, _ = Samples.timed(lambda q, c=client: c.search("t/db/c", q, k=10),
+                                      queries, warmup=min(50, len(queries)))
                 samples[name].append(ms)
         for client in clients.values():
             client.close()
     finally:
         for node in nodes.values():
             node.close()
-    off_p50 = [percentile(ms, 50) for ms in samples["off"]]
+    off_p50 = [ms.p50 for ms in samples["off"]]
     results = {}
     for name, rounds in samples.items():
-        every = np.concatenate(rounds)
-        p50s = [percentile(ms, 50) for ms in rounds]
+        every = Samples.of(np.concatenate([ms.values for ms in rounds]))
+        p50s = [ms.p50 for ms in rounds]
         results[name] = {
-            "p50_ms": percentile(every, 50), "p99_ms": percentile(every, 99),
+            "p50_ms": every.p50, "p99_ms": every.p99,
             "p50_ratio_to_off": float(np.median([a / b for a, b in zip(p50s, off_p50,
                                                                        strict=True)])),
             "per_round_p50_ms": p50s}

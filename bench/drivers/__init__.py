@@ -65,7 +65,8 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-CAPABILITIES = ("filter", "batch_search", "memory", "rest", "grpc")
+CAPABILITIES = ("filter", "batch_search", "memory", "rest", "grpc",
+                "ef")  # ef: a search-time ef is honoured (the recall/QPS sweep)
 
 
 def filter_expression(flt: Filter, eq: str = "=") -> str:

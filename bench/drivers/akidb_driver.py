@@ -20,7 +20,7 @@ _OPS = {"eq": "$eq", "gte": "$gte", "lt": "$lt"}
 
 class AkiDBDriver:
     name = "akidb"
-    capabilities = frozenset({"filter", "batch_search", "memory", "rest", "grpc"})
+    capabilities = frozenset({"filter", "batch_search", "memory", "rest", "grpc", "ef"})
 
     def __init__(self, target: str | None = None, api_key: str | None = None,
                  grpc_target: str | None = None, transport: str = "rest",
@@ -58,8 +58,9 @@ class AkiDBDriver:
             "target": self.target, "api_key": self.api_key, "grpc_target": self.grpc_target,
             "transport": self.transport, "collection": self.collection}}
 
-    def load_request(self, vector: np.ndarray, k: int, ef: int | None) -> Any:
-        """One search as a pre-encoded HTTP request (REST only): the leanest load client."""
+    def load_request(self, queries: np.ndarray, k: int, ef: int | None) -> Any:
+        """Searches for (up to 100 of) ``queries`` as pre-encoded HTTP requests sent in
+        turn (REST only): the leanest load client."""
         if self.transport != "rest":
             return None
         import orjson
@@ -67,11 +68,11 @@ class AkiDBDriver:
         from akidb.bench.loadgen import Request
 
         t, d, c = self.collection.split("/")
-        body = orjson.dumps({"vector": vector, "k": k, **({"ef": ef} if ef else {})},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
+        bodies = [orjson.dumps({"vector": v, "k": k, **({"ef": ef} if ef else {})},
+                               option=orjson.OPT_SERIALIZE_NUMPY) for v in queries[:100]]
         return Request(self.target, "POST",
-                       f"/v1/tenants/{t}/databases/{d}/collections/{c}/search", body,
-                       dict(self.client.transport.headers))
+                       f"/v1/tenants/{t}/databases/{d}/collections/{c}/search", bodies[0],
+                       dict(self.client.transport.headers), tuple(bodies[1:]))
 
     def create(self, dimension: int, params: IndexParams) -> None:
         if self.quotas:

@@ -18,7 +18,7 @@ _OPS = {"eq": operator.eq, "gte": operator.ge, "lt": operator.lt}
 
 class HnswlibDriver:
     name = "hnswlib"
-    capabilities = frozenset({"filter", "batch_search", "memory"})
+    capabilities = frozenset({"filter", "batch_search", "memory", "ef"})
 
     def __init__(self, threads: int = -1) -> None:
         self.threads = threads

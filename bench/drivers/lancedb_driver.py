@@ -23,7 +23,7 @@ _METRIC = {"cosine": "cosine", "l2": "l2", "ip": "dot"}
 
 class LanceDBDriver:
     name = "lancedb"
-    capabilities = frozenset({"filter", "batch_search"})
+    capabilities = frozenset({"filter", "batch_search", "ef"})  # ef from INDEX_MIN_ROWS
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="akidb-lancedb-")

@@ -48,7 +48,7 @@ def _field(value: Any, kind: str) -> bytes:
 
 class PgvectorDriver:
     name = "pgvector"
-    capabilities = frozenset({"filter", "memory"})
+    capabilities = frozenset({"filter", "memory", "ef"})
 
     def __init__(self, url: str | None = None, table: str | None = None) -> None:
         """``table``: attach to one that exists (a load client in another process)."""

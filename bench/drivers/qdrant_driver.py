@@ -41,6 +41,7 @@ class QdrantDriver:
         if url:
             self.client = QdrantClient(url=url, timeout=600)
             self.name = "qdrant"
+            self.capabilities = frozenset({"filter", "batch_search", "ef"})
         else:
             self.dir = tempfile.mkdtemp(prefix="akidb-qdrant-")
             self.client = QdrantClient(path=self.dir)

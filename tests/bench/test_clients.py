@@ -61,6 +61,6 @@ def test_a_client_process_that_cannot_start_says_why():
     with pytest.raises(RuntimeError, match="unknown driver 'nope'"):
         clients.process_loop(job, 2, 0.5)
     http = {"kind": "http", "url": "http://127.0.0.1:9", "method": "GET", "path": "/",
-            "body": "", "headers": {}}
+            "bodies": [""], "headers": {}}
     with pytest.raises(RuntimeError, match="ConnectionRefusedError"):
         clients.process_loop(http, 1, 0.5)

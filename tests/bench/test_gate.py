@@ -154,7 +154,7 @@ def test_calibration_suggests_thresholds_from_a_a_drift():
 def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
     """Two servers sampled interleaved (so machine drift hits both alike); one has a
     search-path delay of 10% of the measured median latency."""
-    from akidb.bench.timing import timed_calls
+    from akidb.bench.samples import Samples
     from akidb.datagen import vectors
     from akidb.harness import Node
 
@@ -165,8 +165,9 @@ def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
         with fast.admin_client() as c:
             c.create_collection("g/db/c", dimension=64, create_parents=True)
             c.upsert_arrays("g/db/c", [str(i) for i in range(2000)], base)
-            probe, _ = timed_calls(lambda q: c.search("g/db/c", q, k=10), queries, warmup=50)
-        delay_ms = 0.10 * float(np.median(probe))
+            probe, _ = Samples.timed(lambda q: c.search("g/db/c", q, k=10), queries,
+                                     warmup=50)
+        delay_ms = 0.10 * probe.p50
         slow = Node(tmp_path / "slow", fsync="none",
                     env={"AKIDB_TEST_SEARCH_DELAY_MS": f"{delay_ms:.4f}"}).start()
         try:
@@ -176,9 +177,9 @@ def test_gate_on_the_real_server_green_on_a_a_red_on_a_10pct_slowdown(tmp_path):
                 samples: dict[str, list[float]] = {"a1": [], "a2": [], "b": []}
                 for i, q in enumerate(queries):
                     for key, client in (("a1" if i % 2 else "a2", a), ("b", b)):
-                        ms, _ = timed_calls(lambda q, cl=client: cl.search("g/db/c", q, k=10),
-                                            [q])
-                        samples[key].append(float(ms[0]))
+                        ms, _ = Samples.timed(
+                            lambda q, cl=client: cl.search("g/db/c", q, k=10), [q])
+                        samples[key].append(float(ms.values[0]))
         finally:
             slow.close()
     finally:
