@@ -204,6 +204,21 @@ def ab(baseline: str, candidate: str, scenarios: tuple[str, ...], rounds: int,
         sys.exit(1)
 
 
+def _counts(option: str, text: str, high: int) -> list[int]:
+    """``1,2,4`` for ``option``, each between 1 and ``high``, else a usage error."""
+    import argparse
+
+    from akidb.bench.common import count_list
+
+    try:
+        values = count_list(text)
+    except argparse.ArgumentTypeError as exc:
+        raise click.UsageError(f"{option}: {exc}") from None
+    if max(values) > high:
+        raise click.UsageError(f"{option}: each value must be at most {high}, got {text!r}")
+    return values
+
+
 @bench.command("list")
 def list_() -> None:
     """Scenarios and drivers, with what each supports."""
@@ -290,20 +305,8 @@ def run(scenario: str, driver_names: tuple[str, ...], transports: tuple[str, ...
     if unknown:
         raise click.UsageError(f"unknown driver(s) {', '.join(unknown)}; available here: "
                                f"{', '.join(drivers.names())}")
-    try:
-        clients = [int(x) for x in concurrency.split(",") if x.strip()]
-    except ValueError:
-        raise click.UsageError(f"--concurrency takes numbers like 1,2,4, got {concurrency!r}"
-                               ) from None
-    if not clients or min(clients) < 1 or max(clients) > 1024:
-        raise click.UsageError("--concurrency needs client counts between 1 and 1024")
-    try:
-        efs = [int(x) for x in ef_sweep.split(",") if x.strip()]
-    except ValueError:
-        raise click.UsageError(f"--ef-sweep takes numbers like 10,20,40, got {ef_sweep!r}"
-                               ) from None
-    if not efs or min(efs) < 1 or max(efs) > 10000:
-        raise click.UsageError("--ef-sweep needs ef values between 1 and 10000")
+    clients = _counts("--concurrency", concurrency, 1024)
+    efs = _counts("--ef-sweep", ef_sweep, 10000)
     try:
         data = datasets.load(dataset, metric)
     except DatasetError as exc:

@@ -117,6 +117,13 @@ def _scenario_notes(scenario: str) -> list[str]:
             "is the database's too"]
 
 
+def _lines(ax: Any, res: dict[str, Any], xs: Callable[[Any], Any],
+           ys: Callable[[Any], Any]) -> None:
+    """One line per driver."""
+    for name, r in res.items():
+        ax.plot(list(xs(r)), list(ys(r)), marker="o", label=name)
+
+
 def _plot(record: dict[str, Any], path: Path) -> bool:
     import matplotlib
 
@@ -128,22 +135,19 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
     if record["scenario"] == "sweep":
-        for name, r in res.items():
-            ax.plot([p["recall"] for p in r["points"]], [p["qps"] for p in r["points"]],
-                    marker="o", label=name)
+        _lines(ax, res, lambda r: [p["recall"] for p in r["points"]],
+               lambda r: [p["qps"] for p in r["points"]])
         ax.set_yscale("log")
         ax.set_xlabel(f"recall@{record['k']}")
         ax.set_ylabel("QPS (1 client)")
     elif record["scenario"] == "capacity":
-        for name, r in res.items():
-            ax.plot(range(1, len(r["per_s_by_tenth"]) + 1), r["per_s_by_tenth"], marker="o",
-                    label=name)
+        _lines(ax, res, lambda r: range(1, len(r["per_s_by_tenth"]) + 1),
+               lambda r: r["per_s_by_tenth"])
         ax.set_xlabel("tenth of the run")
         ax.set_ylabel("vectors/s")
     elif record["scenario"] == "streaming":
-        for name, r in res.items():
-            ax.plot([st["stage"] for st in r["stages"]], [st["p99_ms"] for st in r["stages"]],
-                    marker="o", label=name)
+        _lines(ax, res, lambda r: [st["stage"] for st in r["stages"]],
+               lambda r: [st["p99_ms"] for st in r["stages"]])
         ax.set_xlabel("share of the stream inserted")
         ax.set_ylabel("search P99 ms")
     elif record["scenario"] == "freshness":
@@ -153,9 +157,8 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
                bottom=[res[n]["lag_p50_ms"] for n in names], alpha=0.5, label="lag P99")
         ax.set_ylabel("ms")
     elif record["scenario"] == "qps":
-        for name, r in res.items():
-            ax.plot([x["clients"] for x in r["runs"]], [x["qps"] for x in r["runs"]],
-                    marker="o", label=name)
+        _lines(ax, res, lambda r: [x["clients"] for x in r["runs"]],
+               lambda r: [x["qps"] for x in r["runs"]])
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel("QPS")
     else:

@@ -103,6 +103,9 @@ REGISTRY: dict[str, tuple[str, str, str, str]] = {
                  "PostgreSQL + pgvector at --pgvector-url (HNSW built after the load)",
                  "pip install 'psycopg[binary]' (here or --driver-python PY), and a "
                  "PostgreSQL with the vector extension"),
+    "qdrant-edge": ("akidb.bench.drivers.qdrant_edge_driver", "QdrantEdgeDriver",
+                    "Qdrant Edge: the Qdrant engine in-process (HNSW, payload indexes; beta)",
+                    "pip install qdrant-edge-py==0.9.0, or --driver-python PY"),
     "milvus": ("akidb.bench.drivers.milvus_driver", "MilvusLiteDriver",
                "Milvus Lite (embedded; FLAT/IVF indexes, no HNSW)",
                "pip install pymilvus milvus-lite, or --driver-python PY"),

@@ -47,10 +47,11 @@ def _importable(python: str | None, module: str) -> bool:
                         ("lancedb", {"python": PEER_PYTHON}),
                         ("qdrant", {"python": PEER_PYTHON}),
                         ("milvus", {"python": PEER_PYTHON}),
+                        ("qdrant-edge", {"python": PEER_PYTHON}),
                         ("pgvector", {"url": PG_URL})],
                 ids=["hnswlib", "akidb-rest", "akidb-grpc", "hnswlib-in-a-worker",
                      "chroma-embedded", "chroma-server", "lancedb", "qdrant-local",
-                     "milvus-lite", "pgvector"])
+                     "milvus-lite", "qdrant-edge", "pgvector"])
 def driver(request):
     name, options = request.param
     if name == "pgvector":
@@ -61,11 +62,11 @@ def driver(request):
             pytest.skip("psycopg is not installed here or in AKIDB_PEER_PYTHON")
         options = {**options, "python": None if here else PEER_PYTHON}
     module = {"chroma": "chromadb", "lancedb": "lancedb", "qdrant": "qdrant_client",
-              "milvus": "milvus_lite"}.get(name)
+              "milvus": "milvus_lite", "qdrant-edge": "qdrant_edge"}.get(name)
     if module and not _importable(options["python"], module):
         pytest.skip(f"{module} is not installed: set AKIDB_PEER_PYTHON to the python of a "
                     "venv that has the peers (pip install chromadb lancedb qdrant-client "
-                    "pymilvus milvus-lite)")
+                    "pymilvus milvus-lite qdrant-edge-py)")
     d = drivers.open_driver(name, **options)
     yield d
     d.close()
@@ -228,3 +229,26 @@ def test_bench_run_keeps_the_slowest_requests_traces(tmp_path):
                          text=True, timeout=60)
     assert bad.returncode == 2 and "--traces reads the spans of a server the run starts" in \
         bad.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["qps", "--concurrency", "0"], "--concurrency: expected counts of at least 1"),
+    (["qps", "--concurrency", "1,2000"], "--concurrency: each value must be at most 1024"),
+    (["sweep", "--ef-sweep", "5,x"], "--ef-sweep: expected numbers like 1,2,4"),
+    (["serial", "--driver", "pgvector"], "--driver pgvector needs --pgvector-url"),
+    (["nope"], "unknown scenario 'nope'"),
+])
+def test_bench_run_bad_options_exit_2_naming_them(argv, message):
+    env = {k: v for k, v in os.environ.items() if k != "AKIDB_PGVECTOR_URL"}
+    proc = subprocess.run([AKIDB, "bench", "run", *argv], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_a_benchmarks_bad_common_option_exits_2_naming_it(capsys):
+    from akidb.bench import filtered_search
+
+    with pytest.raises(SystemExit) as exc:
+        filtered_search.main(["--vectors", "0"])
+    assert exc.value.code == 2
+    assert "argument --vectors: must be at least 1, got 0" in capsys.readouterr().err
