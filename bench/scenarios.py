@@ -8,6 +8,9 @@
   server is driven from client *processes* (``clients``: merged HdrHistograms, every
   client's CPU recorded, a saturated client flagged); an embedded database from
   threads in its own process.
+- ``sweep``: recall@k against one-client QPS over search ef (ann-benchmarks' curve).
+- ``capacity``, ``streaming``, ``freshness``: the write-side cases
+  (``write_scenarios``).
 """
 
 from __future__ import annotations

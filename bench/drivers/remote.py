@@ -3,7 +3,8 @@
 Peers pin dependencies that conflict with ours (chromadb, lancedb, milvus-lite), so
 their drivers can run in a venv of their own: this side starts ``PY -m
 akidb.bench.drivers.remote NAME`` with the checkout on ``PYTHONPATH`` (the driver
-modules need only numpy and the peer's package) and speaks JSON lines over its
+modules need only numpy and the peer's package; load clients and the threaded loops
+run there too and need ``hdrhistogram``) and speaks JSON lines over its
 stdin/stdout, vectors as base64 float32. The worker's stderr goes to a log whose
 tail is in any error. Latencies measured through this pipe include it (~0.12 ms a
 call here), which the report says.
