@@ -124,6 +124,15 @@ def _lines(ax: Any, res: dict[str, Any], xs: Callable[[Any], Any],
         ax.plot(list(xs(r)), list(ys(r)), marker="o", label=name)
 
 
+def _percentile_bars(ax: Any, res: dict[str, Any], p50: str, p99: str, what: str) -> None:
+    """A P50 bar per driver with its P99 stacked on top."""
+    names = list(res)
+    ax.bar(names, [res[n][p50] for n in names], label=f"{what}P50")
+    ax.bar(names, [max(0.0, res[n][p99] - res[n][p50]) for n in names],
+           bottom=[res[n][p50] for n in names], alpha=0.5, label=f"{what}P99")
+    ax.set_ylabel("ms")
+
+
 def _plot(record: dict[str, Any], path: Path) -> bool:
     import matplotlib
 
@@ -151,11 +160,7 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("share of the stream inserted")
         ax.set_ylabel("search P99 ms")
     elif record["scenario"] == "freshness":
-        names = list(res)
-        ax.bar(names, [res[n]["lag_p50_ms"] for n in names], label="lag P50")
-        ax.bar(names, [max(0.0, res[n]["lag_p99_ms"] - res[n]["lag_p50_ms"]) for n in names],
-               bottom=[res[n]["lag_p50_ms"] for n in names], alpha=0.5, label="lag P99")
-        ax.set_ylabel("ms")
+        _percentile_bars(ax, res, "lag_p50_ms", "lag_p99_ms", "lag ")
     elif record["scenario"] == "qps":
         _lines(ax, res, lambda r: [x["clients"] for x in r["runs"]],
                lambda r: [x["qps"] for x in r["runs"]])
@@ -165,9 +170,7 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
         key = "p50_ms" if record["scenario"] == "serial" else None
         names = list(res)
         if key:
-            ax.bar(names, [res[n]["p50_ms"] for n in names], label="P50")
-            ax.bar(names, [res[n]["p99_ms"] - res[n]["p50_ms"] for n in names],
-                   bottom=[res[n]["p50_ms"] for n in names], alpha=0.5, label="P99")
+            _percentile_bars(ax, res, "p50_ms", "p99_ms", "")
         else:
             for i, sel in enumerate(("1%", "99%")):
                 ax.bar([f"{n}\n{sel}" for n in names],
