@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 import click
@@ -27,11 +27,14 @@ def proxy(host: str, port: int) -> None:
         server = ChaosProxy(host, port).start()
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    # The handler only sets a flag: setting a threading.Event from a signal handler can
+    # deadlock when the signal lands while the main thread holds the Event's lock.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     click.echo(f"chaos proxy API on {server.url} (Toxiproxy HTTP API)", err=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        while not stopping:
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import signal
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,11 @@ def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind the embedding service to {host}:{port}")
-    stop = threading.Event()
+    # A flag, not a threading.Event: setting an Event from a signal handler can deadlock
+    # when the signal lands while this (main) thread holds the Event's lock in wait().
+    stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: stopping.append(1))
     server.start()
     target = f"{host}:{bound}"
     if info_file is not None:
@@ -77,7 +79,8 @@ def serve(host: str, port: int, backend: str, batch_size: int, threads: int,
                                    **encoder.describe()}))
         os.replace(tmp, info_file)
     log.info("embedding service ready", extra={"grpc_target": target, **encoder.describe()})
-    stop.wait()
+    while not stopping:
+        time.sleep(0.1)
     server.stop(grace=2).wait(5)
     if info_file is not None:
         info_file.unlink(missing_ok=True)
