@@ -55,12 +55,6 @@ def record_ms(hist: HdrHistogram, ms: float) -> None:
     hist.record_value(min(HIGHEST_US, max(1, round(ms * 1000.0))))
 
 
-def decode(encoded: str | bytes) -> HdrHistogram:
-    hist = histogram()
-    hist.decode_and_add(encoded)
-    return hist
-
-
 def merge(encoded: list[str]) -> HdrHistogram:
     """One histogram from many clients' (or runs') encoded ones."""
     total = histogram()

@@ -12,9 +12,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from akidb.bench.clients import SATURATED, process_loop
-
-__all__ = ["SATURATED", "Request", "closed_loop"]
+from akidb.bench.clients import process_loop
 
 
 @dataclass(frozen=True)
