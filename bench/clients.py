@@ -132,9 +132,14 @@ def _driver_call(job: dict[str, Any]) -> tuple[Callable[[int], None], Any]:
     queries = np.load(job["queries"])
     k, ef = job["k"], job.get("ef")
     flt = Filter(**job["filter"]) if job.get("filter") else None
+    batch = int(job.get("batch", 1))  # > 1: each call is one batch search of that many
 
     def call(i: int) -> None:
-        driver.search(queries[i % len(queries)], k, ef, flt)
+        if batch > 1:
+            first = (i * batch) % len(queries)
+            driver.search_batch(queries[first:first + batch], k, ef)
+        else:
+            driver.search(queries[i % len(queries)], k, ef, flt)
 
     call(0)
     return call, driver

@@ -343,7 +343,7 @@ class Service:
         if req.include:
             hits = coll.attach_documents(hits, query)
         faults.delay("search_delay_ms")
-        return [views.hit_dict(h, req.include) for h in hits]
+        return views.hit_dicts(hits, req.include)
 
     def _plan(self, coll: Collection, req: schema.SearchIn, vector: np.ndarray | None
               ) -> Query:
@@ -351,7 +351,7 @@ class Service:
         if req.k > self.limits.max_k:
             raise Unprocessable(f"k={req.k} exceeds the limit of {self.limits.max_k}")
         if vector is None and req.vector is not None:
-            vector = np.asarray(req.vector, dtype=np.float32)
+            vector = schema.float32_vector(req.vector)
         if (vector is None and req.text and coll.row.embedding is not None
                 and req.mode in (None, "vector", "hybrid")):
             # A text query on an embedding collection is semantic by default; "hybrid"

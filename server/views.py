@@ -30,16 +30,24 @@ def vector_list(blob: bytes | None) -> list[float] | None:
     return None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist()
 
 
-def hit_dict(hit: Hit, include: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": hit.ext_id, "score": hit.score if math.isfinite(hit.score)
-                           else None}
-    doc = hit.document
-    if doc is not None:
-        if "payload" in include:
-            out["payload"] = doc.payload
-        if "text" in include:
-            out["text"] = doc.text
-        if "vector" in include:
-            out["vector"] = vector_list(doc.vector)
+def hit_dicts(hits: Sequence[Hit], include: Sequence[str]) -> list[dict[str, Any]]:
+    """Hits as the API returns them; a non-finite score (an ip/l2 overflow) becomes null,
+    which JSON can carry."""
+    isfinite = math.isfinite
+    if not include:  # the common case, one comprehension: no per-hit call
+        return [{"id": h.ext_id, "score": h.score if isfinite(h.score) else None}
+                for h in hits]
+    out = []
+    for hit in hits:
+        item: dict[str, Any] = {"id": hit.ext_id,
+                                "score": hit.score if isfinite(hit.score) else None}
+        doc = hit.document
+        if doc is not None:
+            if "payload" in include:
+                item["payload"] = doc.payload
+            if "text" in include:
+                item["text"] = doc.text
+            if "vector" in include:
+                item["vector"] = vector_list(doc.vector)
+        out.append(item)
     return out
-

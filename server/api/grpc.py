@@ -138,8 +138,7 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         req, vector = _search(request, "")
         out = self.service.search(principal, *_collection(request.collection), req,
                                   vector=vector)
-        return pb.SearchResponse(results=[_hit(h) for h in out["results"]],
-                                 took_ms=out["took_ms"])
+        return pb.SearchResponse(results=_hits(out["results"]), took_ms=out["took_ms"])
 
     def SearchBatch(self, request: pb.SearchBatchRequest,  # noqa: N802
                     context: grpc.ServicerContext) -> pb.SearchBatchResponse:
@@ -148,8 +147,8 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         out = self.service.search_batch(principal, *_collection(request.collection),
                                         [r for r, _ in decoded], [v for _, v in decoded])
         return pb.SearchBatchResponse(
-            searches=[pb.SearchResponse(results=[_hit(h) for h in s["results"]])
-                      for s in out["searches"]], took_ms=out["took_ms"])
+            searches=[pb.SearchResponse(results=_hits(s["results"])) for s in out["searches"]],
+            took_ms=out["took_ms"])
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext  # noqa: N802
             ) -> pb.GetResponse:
@@ -173,15 +172,23 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         return embed_response(vectors, info)
 
 
-def _hit(h: dict[str, Any]) -> pb.Hit:
-    hit = pb.Hit(id=h["id"], score=h["score"] if h["score"] is not None else float("nan"))
-    if "payload" in h:
-        hit.payload_json = orjson.dumps(h["payload"]).decode()
-    if h.get("vector") is not None:
-        hit.vector = np.asarray(h["vector"], "<f4").tobytes()
-    if h.get("text") is not None:
-        hit.text = h["text"]
-    return hit
+def _hits(hits: list[dict[str, Any]]) -> list[pb.Hit]:
+    """Result dicts as protobuf hits; a null score (non-finite) travels as NaN."""
+    nan = float("nan")
+    if not any(len(h) > 2 for h in hits):  # id and score only: one comprehension
+        return [pb.Hit(id=h["id"], score=nan if h["score"] is None else h["score"])
+                for h in hits]
+    out = []
+    for h in hits:
+        hit = pb.Hit(id=h["id"], score=nan if h["score"] is None else h["score"])
+        if "payload" in h:
+            hit.payload_json = orjson.dumps(h["payload"]).decode()
+        if h.get("vector") is not None:
+            hit.vector = np.asarray(h["vector"], "<f4").tobytes()
+        if h.get("text") is not None:
+            hit.text = h["text"]
+        out.append(hit)
+    return out
 
 
 def create_grpc_server(service: Service, auth: KeyAuthenticator, metrics: Metrics,

@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -318,6 +317,6 @@ def batch_from_request(req: schema.UpsertIn) -> UpsertBatch:
     docs = req.documents
     if not docs:
         raise BadRequest("documents must not be empty")
-    rows = [None if d.vector is None else np.asarray(d.vector, dtype=np.float32) for d in docs]
+    rows = [None if d.vector is None else schema.float32_vector(d.vector) for d in docs]
     return UpsertBatch.from_rows([d.id for d in docs], rows, [d.text for d in docs],
                                  [d.payload or {} for d in docs])

@@ -7,6 +7,7 @@ cosine similarity, inner product, and negative L2 distance.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,12 @@ class HnswIndex:
         self.ef_search = ef_search
         self.threads = threads
         self.lock = RWLock()
+        # Batch searches in flight: a batch spreads over every index thread when it is
+        # alone and takes its share when others run, so concurrent batches overlap their
+        # Python (parsing, shaping) with each other's graph work instead of oversubscribing
+        # the cores.
+        self._batches = 0
+        self._batches_lock = threading.Lock()
         self.clear()
 
     # -- size --------------------------------------------------------------------------
@@ -136,11 +143,16 @@ class HnswIndex:
                 empty = np.empty((len(vectors), 0))
                 return empty.astype(np.int64), empty.astype(np.float32)
             self._index.set_ef(max(ef or self.ef_search, k))
+            with self._batches_lock:
+                self._batches += 1
+                threads = max(1, self.threads // self._batches)
             try:
-                labels, distances = self._index.knn_query(vectors, k=k,
-                                                          num_threads=self.threads)
+                labels, distances = self._index.knn_query(vectors, k=k, num_threads=threads)
             except RuntimeError as exc:
                 raise ShortResult(str(exc)) from None
+            finally:
+                with self._batches_lock:
+                    self._batches -= 1
         return labels.astype(np.int64), self._scores(distances)
 
     # -- persistence -------------------------------------------------------------------

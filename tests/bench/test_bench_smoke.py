@@ -29,6 +29,8 @@ SMOKE: dict[str, list[str]] = {
     "import_throughput": ["--vectors", "1500", "--dim", "16", "--batch", "500"],
     "embeddings": ["--sentences", "20", "--batch", "8", "--backends", "numpy",
                    "--ingest-docs", "10"],
+    "throughput": ["--vectors", "1500", "--dim", "16", "--seconds", "0.5", "--clients", "1,2",
+                   "--fronts", "waitress"],
     "tracing_cost": ["--vectors", "500", "--dim", "16", "--queries", "30", "--rounds", "2"],
     "ab_calibrate": ["--aa", "2", "--runs", "1", "--slowdowns", "20", "--rounds", "2",
                      "--trials", "20", "--vectors", "400", "--dim", "16", "--queries", "30"],

@@ -48,6 +48,27 @@ def test_a_batch_answers_exactly_as_single_searches(akidb_cluster, coll, data_pl
     c.close()
 
 
+def test_concurrent_batches_answer_as_a_lone_batch(akidb_cluster, coll):
+    """Batches in flight together share the index threads (one each instead of all):
+    the answers must not change with that, nor any call fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = akidb_cluster.nodes[0]
+    rng = np.random.default_rng(21)
+    searches = [{"vector": q, "k": 7} for q in rng.standard_normal((64, DIM)).astype(np.float32)]
+    with node.admin_client() as c:
+        alone = [r.ids for r in c.search_batch(coll, searches)]
+
+    def call(_: int) -> list[list[str]]:
+        with node.admin_client() as c:
+            return [[r.ids for r in c.search_batch(coll, searches)] for _ in range(5)]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [a for runs in pool.map(call, range(4)) for a in runs]
+    assert len(answers) == 20
+    assert all(a == alone for a in answers)
+
+
 def test_bad_searches_are_named_and_limits_hold(client, coll):
     good = {"vector": np.ones(DIM), "k": 3}
     with pytest.raises(Unprocessable, match=r"searches\[1\]: query vector has dimension 3"):
