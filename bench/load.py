@@ -9,13 +9,18 @@ target rate, latency from the intended send time. ``--workers N`` runs locust's
 distributed mode with N local worker processes (``--master-port`` lets remote
 workers join: ``locust -f bench/locustfile.py --worker --master-host HOST``).
 Prints QPS, error rate and P50/P95/P99 overall and per operation; saves raw
-samples (for the regression gate) and a latency plot.
+samples (for the regression gate) and a latency plot. ``--find-max 200,300,500``
+then runs the same mix at each rate for ``--step-duration`` seconds, stopping at the
+first that misses P99 < 50 ms with 0 errors, and reports the highest that held,
+with the load generator's own CPU (a saturated generator is flagged: its figure is
+then the generator's limit, not the server's).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -94,6 +99,36 @@ def run_locust(url: str, key: str | None, *, qps: float, users: int, duration: f
         shutil.rmtree(samples_dir, ignore_errors=True)
 
 
+def children_cpu_s() -> float:
+    """CPU seconds of every finished child process so far (locust and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def find_max(url: str, key: str | None, rates: list[int], *, step_s: float, warmup_s: float,
+             users: int, dim: int, workers: int, master_port: int, seed: int, log: Path,
+             collection: str) -> list[dict[str, Any]]:
+    """The mix at each rate in turn until one misses P99 < 50 ms with 0 errors."""
+    steps = []
+    for rate in rates:
+        step_users = max(users, rate // 2)  # each sender at most every 2 s / rate apart
+        print(f"  .. {rate} QPS for {step_s:g}s ({step_users} users)", file=sys.stderr)
+        cpu0, t0 = children_cpu_s(), time.perf_counter()
+        samples = run_locust(url, key, qps=rate, users=step_users, duration=step_s + warmup_s,
+                             dim=dim, workers=workers, master_port=master_port, seed=seed,
+                             log=log, collection=collection)
+        generator_cores = (children_cpu_s() - cpu0) / (time.perf_counter() - t0)
+        s = summarize(samples, warmup_s)
+        held = s["all"]["p99"] < 50 and s["errors"] == 0
+        steps.append({"qps": rate, "offered_qps": s["offered_qps"], "errors": s["errors"],
+                      "p50": s["all"]["p50"], "p95": s["all"]["p95"], "p99": s["all"]["p99"],
+                      "held": held, "generator_cores": generator_cores,
+                      "generator_saturated": generator_cores > 0.9 * max(1, workers)})
+        if not held:
+            break
+    return steps
+
+
 def summarize(samples: list[tuple[str, float, float, bool]], warmup_s: float
               ) -> dict[str, Any]:
     if not samples:
@@ -143,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
     ap.add_argument("--workers", type=int, default=0, help="locust worker processes")
     ap.add_argument("--master-port", type=int, default=5557)
+    ap.add_argument("--find-max", type=common.count_list, default=None, metavar="RATES",
+                    help="then the mix at each of these rates (e.g. 200,300,400,500): the "
+                         "highest with P99 < 50 ms and 0 errors")
+    ap.add_argument("--step-duration", type=common.positive_float, default=20.0,
+                    help="seconds of load per --find-max rate")
     add_target_options(ap)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                              workers=args.workers, master_port=args.master_port,
                              seed=args.seed, log=args.out / "locust.log",
                              collection=collection)
+        steps = find_max(target.rest_url, target.api_key, args.find_max,
+                         step_s=args.step_duration, warmup_s=args.warmup, users=args.users,
+                         dim=args.dim, workers=args.workers, master_port=args.master_port,
+                         seed=args.seed, log=args.out / "locust.log",
+                         collection=collection) if args.find_max else []
     s = summarize(samples, args.warmup)
     _plot(samples, args.out / "latency.png",
           f"{args.qps:g} QPS hybrid mix, {args.vectors} x {args.dim}")
@@ -175,6 +220,20 @@ def main(argv: list[str] | None = None) -> int:
              *markdown_table(["operation", "n", "P50 ms", "P95 ms", "P99 ms", "max ms"], rows),
              "", f"Target P95 < 25 ms, P99 < 50 ms, 0 errors: {'met' if ok else 'missed'}.",
              "", "![latency percentiles](latency.png)"]
+    if steps:
+        held = [x["qps"] for x in steps if x["held"]]
+        lines += ["", "## Highest rate with P99 < 50 ms and 0 errors", "",
+                  *markdown_table(
+                      ["target QPS", "offered QPS", "P50 ms", "P95 ms", "P99 ms", "errors",
+                       "generator cores", "held"],
+                      [[str(x["qps"]), f"{x['offered_qps']:.0f}", f"{x['p50']:.2f}",
+                        f"{x['p95']:.2f}", f"{x['p99']:.2f}", str(x["errors"]),
+                        f"{x['generator_cores']:.2f}"
+                        + (" SATURATED" if x["generator_saturated"] else ""),
+                        "yes" if x["held"] else "no"] for x in steps]),
+                  "", f"Highest held: {max(held) if held else 'none'} QPS"
+                  + ("" if steps[-1]["held"] is False else " (every rate tried held)") + "."]
+        s["find_max"] = {"steps": steps, "highest_held_qps": max(held) if held else None}
     t0 = min(x[1] for x in samples) + args.warmup
     metrics = {"load_latency_ms": Samples.of(x[2] for x in samples if x[1] >= t0).metric()}
     publish(args.out, record("load", args, {"results": s, "metrics": metrics}), lines)

@@ -10,7 +10,8 @@ from akidb.bench import load, recall_sweep
 
 def test_load_scenario_open_loop_with_locust(tmp_path):
     assert load.main(["--vectors", "2000", "--dim", "16", "--qps", "40", "--users", "10",
-                      "--duration", "3", "--warmup", "1", "--out", str(tmp_path)]) == 0
+                      "--duration", "3", "--warmup", "1", "--find-max", "20,40",
+                      "--step-duration", "2", "--out", str(tmp_path)]) == 0
     rec = json.loads((tmp_path / "load.json").read_text())
     res = rec["results"]
     assert res["requests"] > 0 and res["errors"] == 0
@@ -23,6 +24,16 @@ def test_load_scenario_open_loop_with_locust(tmp_path):
     assert (tmp_path / "latency.png").stat().st_size > 1000
     html = (tmp_path / "load.html").read_text()
     assert '<img src="latency.png"' in html and "<table>" in html
+    # --find-max: the rates in order, stopping after the first that missed
+    steps = res["find_max"]["steps"]
+    assert [x["qps"] for x in steps] == [20, 40][:len(steps)]
+    for x in steps:
+        assert x["held"] == (x["p99"] < 50 and x["errors"] == 0)
+        assert x["offered_qps"] > 0 and x["generator_cores"] > 0
+    assert all(x["held"] for x in steps[:-1])
+    held = [x["qps"] for x in steps if x["held"]]
+    assert res["find_max"]["highest_held_qps"] == (max(held) if held else None)
+    assert "Highest held" in (tmp_path / "load.md").read_text()
 
 
 def test_recall_sweep_curve(tmp_path):
