@@ -34,6 +34,7 @@ import orjson
 from akidb.bench import common
 from akidb.bench import raw as reference
 from akidb.bench.clients import process_loop
+from akidb.bench.drivers.akidb_driver import AkiDBDriver
 from akidb.bench.loadgen import Request, closed_loop
 from akidb.bench.results import markdown_table, publish, record
 from akidb.datagen import usable_cores, vectors
@@ -143,15 +144,17 @@ def batch_search(node: Node, ref: reference.RawIndex, queries: np.ndarray, data_
         measured = closed_loop(Request(node.rest_url, "POST", SEARCH_PATH + "/batch", body,
                                        _headers(node)), clients, seconds)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "queries.npy"
-            np.save(path, block)
-            measured = process_loop(
-                {"kind": "driver", "driver": "akidb", "queries": str(path), "k": K,
-                 "batch": len(block),
-                 "options": {"target": node.rest_url, "api_key": node.admin_key,
-                             "grpc_target": node.grpc_target, "transport": data_plane,
-                             "collection": COLL}}, clients, seconds)
+        driver = AkiDBDriver(node.rest_url, node.admin_key, node.grpc_target,
+                             transport=data_plane, collection=COLL)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "queries.npy"
+                np.save(path, block)
+                measured = process_loop({"kind": "driver", **driver.attach_options(),
+                                         "queries": str(path), "k": K,
+                                         "batch": len(block)}, clients, seconds)
+        finally:
+            driver.close()
     raw = (raw_before + ref.batch_qps(queries, K, seconds / 2, size=100)) / 2
     qps = measured["qps"] * len(block)
     return {"clients": clients, "qps": qps, "raw_qps": raw, "ratio": qps / raw,

@@ -175,9 +175,6 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
 def _hits(hits: list[dict[str, Any]]) -> list[pb.Hit]:
     """Result dicts as protobuf hits; a null score (non-finite) travels as NaN."""
     nan = float("nan")
-    if not any(len(h) > 2 for h in hits):  # id and score only: one comprehension
-        return [pb.Hit(id=h["id"], score=nan if h["score"] is None else h["score"])
-                for h in hits]
     out = []
     for h in hits:
         hit = pb.Hit(id=h["id"], score=nan if h["score"] is None else h["score"])
