@@ -27,7 +27,7 @@ from akidb.server.config import Settings
 from akidb.server.errors import NotFound, Unavailable
 from akidb.server.index.flat import FlatVectors
 from akidb.server.index.hnsw import HnswIndex, ShortResult
-from akidb.server.index.payload import PayloadIndex
+from akidb.server.index.payload import Matches, PayloadIndex
 from akidb.server.query import filters
 from akidb.server.query.hybrid import reciprocal_rank_fusion
 from akidb.server.query.plan import Query
@@ -256,7 +256,7 @@ class Collection(Recovery):
                 for i, hits in enumerate(out)]
 
     def _vector(self, vector: np.ndarray, k: int, ef: int | None,
-                allowed: set[int] | None) -> list[Hit]:
+                allowed: Matches | None) -> list[Hit]:
         if allowed is not None:
             return self._filtered_vector_search(vector, k, ef, allowed)
         try:
@@ -277,38 +277,35 @@ class Collection(Recovery):
         return np.fromiter(self.ext_ids.keys(), dtype=np.int64, count=len(self.ext_ids))
 
     def _filtered_vector_search(self, vector: np.ndarray, k: int, ef: int | None,
-                                allowed: set[int]) -> list[Hit]:
+                                allowed: Matches) -> list[Hit]:
         """Exact over a small matching set; oversample + post-filter when most documents
         match; otherwise walk the graph skipping non-matching labels."""
         total = self.index.count
         if not allowed or total == 0:
             return []
-        def allowed_arr() -> np.ndarray:
-            return np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-
         if len(allowed) <= EXACT_SEARCH_MAX:
             self.strategies["exact"] += 1
-            return self._hits(*self.flat.exact(vector, allowed_arr(), k))
+            return self._hits(*self.flat.exact(vector, allowed.labels(), k))
         selectivity = len(allowed) / total
         if selectivity >= OVERSAMPLE_MIN_SELECTIVITY:
             wanted = min(total, int(3 * k / selectivity) + 10)
             try:
                 labels, scores = self.index.search(vector, wanted, max(ef or 0, wanted))
-                keep = [i for i, label in enumerate(labels.tolist()) if label in allowed][:k]
+                keep = np.flatnonzero(allowed.keep(labels))[:k]
                 if len(keep) >= k:
                     self.strategies["oversample"] += 1
                     return self._hits(labels[keep], scores[keep])
             except ShortResult:
                 pass
         try:
-            labels, scores = self.index.search(vector, k, ef, filter=allowed.__contains__)
+            labels, scores = self.index.search(vector, k, ef, allowed=allowed)
             self.strategies["filtered_walk"] += 1
         except ShortResult:
-            labels, scores = self.flat.exact(vector, allowed_arr(), k)
+            labels, scores = self.flat.exact(vector, allowed.labels(), k)
             self.strategies["exact_fallback"] += 1
         return self._hits(labels, scores)
 
-    def _text(self, match: str, k: int, allowed: set[int] | None) -> list[Hit]:
+    def _text(self, match: str, k: int, allowed: Matches | None) -> list[Hit]:
         """FTS5 BM25 top-k; with a filter, ranked matches are read in growing pages and
         kept when they are in the allowed set, until k are found or none are left."""
         if allowed is None:

@@ -8,12 +8,12 @@ cosine similarity, inner product, and negative L2 distance.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 
+from akidb.server.index.payload import Matches
 from akidb.server.index.rwlock import RWLock
 
 # Inserts are applied in chunks so that searches can run between them instead of
@@ -93,18 +93,24 @@ class HnswIndex:
         return 1.0 - distances
 
     def search(self, vector: np.ndarray, k: int, ef: int | None = None,
-               filter: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (labels, scores); fewer when the index holds fewer live elements."""
+               allowed: Matches | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (labels, scores); fewer when the index holds fewer live elements.
+        ``allowed``: only these labels (the graph walk skips the others)."""
         with self.lock.read():
             k = min(k, self.count)
             if k <= 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             ef = max(ef or self.ef_search, k)
+            # hnswlib calls the filter (with the GIL) for each candidate: the bound
+            # ``__getitem__`` of a bytes mask is a C call, and the mask covers every
+            # label the graph can hold while the read lock keeps it from growing.
+            keep = (None if allowed is None
+                    else allowed.padded(self._index.max_elements).tobytes().__getitem__)
             try:
                 # set_ef is a plain store read by each query; concurrent readers with
                 # different ef race benignly (a query may use the other's ef).
                 self._index.set_ef(ef)
-                labels, distances = self._index.knn_query(vector, k=k, filter=filter,
+                labels, distances = self._index.knn_query(vector, k=k, filter=keep,
                                                           num_threads=1)
             except RuntimeError as exc:
                 # hnswlib raises when it finds fewer than k (heavy deletes or a very

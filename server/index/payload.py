@@ -9,11 +9,17 @@ through objects (array elements included, as the filter semantics say);
 ``present`` records which paths exist (for ``$exists``); numeric values also
 feed a sorted array per path, rebuilt lazily after writes, for range queries.
 The semantics are those of ``server.query.filters.matches``.
+
+A filter's answer is a boolean mask over labels (``Matches``), built from cached
+numpy arrays of each posting list and combined with numpy ``&``/``|``: evaluating a
+50% price band at 100k documents built a 50k-element Python set under the GIL
+(7.1 ms; a 50-category ``$in`` 3.9 ms); as a mask it is a slice assignment.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,6 +52,46 @@ def _flatten(payload: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return out
 
 
+class Matches:
+    """The labels a filter matched: a boolean mask indexed by label (labels past its
+    end, written after the filter was evaluated, do not match)."""
+
+    __slots__ = ("mask", "count")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.count = int(np.count_nonzero(mask))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, label: object) -> bool:
+        return (isinstance(label, int | np.integer) and 0 <= label < len(self.mask)
+                and bool(self.mask[label]))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.labels().tolist())
+
+    def labels(self) -> np.ndarray:
+        """The matching labels, ascending (int64)."""
+        return np.flatnonzero(self.mask)
+
+    def keep(self, labels: np.ndarray) -> np.ndarray:
+        """For each of ``labels`` (int64), whether it matches."""
+        inside = (labels >= 0) & (labels < len(self.mask))
+        out = np.zeros(len(labels), dtype=bool)
+        out[inside] = self.mask[labels[inside]]
+        return out
+
+    def padded(self, size: int) -> np.ndarray:
+        """The mask extended with False to at least ``size`` labels."""
+        if len(self.mask) >= size:
+            return self.mask
+        out = np.zeros(size, dtype=bool)
+        out[: len(self.mask)] = self.mask
+        return out
+
+
 class PayloadIndex:
     def __init__(self) -> None:
         self.lock = RWLock()
@@ -53,22 +99,31 @@ class PayloadIndex:
         self._present: dict[str, set[int]] = defaultdict(set)
         self._doc: dict[int, list[tuple[str, Key | None]]] = {}
         self._sorted: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+        # Posting lists, present-path lists and the live set as int64 arrays, built on
+        # first use after a write touched them (readers may race to build one: benign).
+        self._arrays: dict[tuple[str, Key | None], np.ndarray] = {}
+        self._live_array: np.ndarray | None = None
+        self._size = 0  # one past the highest label ever put
         self.live: set[int] = set()
 
     # -- writes (caller holds the collection's write lock) -----------------------------
     def put(self, items: list[tuple[int, dict[str, Any]]]) -> None:
         with self.lock.write():
+            self._live_array = None
             for label, payload in items:
                 self._remove(label)
+                self._size = max(self._size, label + 1)
                 entries: list[tuple[str, Key | None]] = []
                 for path, value in _flatten(payload):
                     self._present[path].add(label)
+                    self._arrays.pop((path, None), None)
                     entries.append((path, None))
                     elements = value if isinstance(value, list) else [value]
                     for element in elements:
                         key = _key(element)
                         if key is not None:
                             self._postings[path][key].add(label)
+                            self._arrays.pop((path, key), None)
                             entries.append((path, key))
                             if key[0] == "n":
                                 self._sorted.pop(path, None)
@@ -78,12 +133,14 @@ class PayloadIndex:
 
     def remove(self, labels: list[int]) -> None:
         with self.lock.write():
+            self._live_array = None
             for label in labels:
                 self._remove(label)
 
     def _remove(self, label: int) -> None:
         self.live.discard(label)
         for path, key in self._doc.pop(label, ()):
+            self._arrays.pop((path, key), None)
             if key is None:
                 self._present[path].discard(label)
             else:
@@ -92,32 +149,54 @@ class PayloadIndex:
                     self._sorted.pop(path, None)
 
     # -- reads -------------------------------------------------------------------------
-    def evaluate(self, node: Node) -> set[int]:
+    def evaluate(self, node: Node) -> Matches:
         """Labels of live documents matching a parsed filter."""
         with self.lock.read():
-            return self._eval(node)
+            return Matches(self._eval(node))
 
-    def _eval(self, node: Node) -> set[int]:
+    def _mask(self, *arrays: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self._size, dtype=bool)
+        for labels in arrays:
+            mask[labels] = True
+        return mask
+
+    def _array(self, path: str, key: Key | None) -> np.ndarray:
+        """The labels holding ``key`` at ``path`` (``None``: the labels where it exists)."""
+        cached = self._arrays.get((path, key))
+        if cached is None:
+            labels = (self._present.get(path, ()) if key is None
+                      else self._postings.get(path, {}).get(key, ()))
+            cached = np.fromiter(labels, dtype=np.int64, count=len(labels))
+            self._arrays[(path, key)] = cached
+        return cached
+
+    def _live(self) -> np.ndarray:
+        live = self._live_array
+        if live is None:
+            live = np.fromiter(self.live, dtype=np.int64, count=len(self.live))
+            self._live_array = live
+        return live
+
+    def _eval(self, node: Node) -> np.ndarray:
         if isinstance(node, Cmp):
             if node.op == "$eq":
                 key = _key(node.value)
-                postings = self._postings.get(node.path, {})
-                return set(postings.get(key, ())) if key is not None else set()
+                return self._mask(self._array(node.path, key)) if key is not None \
+                    else self._mask()
             return self._range(node.path, node.op, float(node.value))
         if isinstance(node, AnyOf):
-            postings = self._postings.get(node.path, {})
-            out: set[int] = set()
-            for value in node.values:
-                out |= postings.get(_key(value), set())  # type: ignore[arg-type]
-            return out
+            keys = [k for k in map(_key, node.values) if k is not None]
+            return self._mask(*(self._array(node.path, k) for k in keys))
         if isinstance(node, Exists):
-            return set(self._present.get(node.path, ()))
+            return self._mask(self._array(node.path, None))
         if isinstance(node, Not):
-            return self.live - self._eval(node.node)
+            out = self._mask(self._live())
+            out &= ~self._eval(node.node)
+            return out
         if isinstance(node, And):
             # Range bounds on one path become a single slice of its sorted values: a
             # 10% price band is then 10% of the labels, not the intersection of two
-            # sets holding most of them (19 ms -> ~1 ms at 100k documents here).
+            # masks holding most of them.
             ranges: dict[str, list[Cmp]] = defaultdict(list)
             rest: list[Node] = []
             for n in node.nodes:
@@ -133,20 +212,17 @@ class PayloadIndex:
                     # different element (filter semantics), so no single band
                     parts.extend(self._eval(c) for c in cmps)
             parts += [self._eval(n) for n in rest]
-        else:
-            parts = [self._eval(n) for n in node.nodes]
-        if isinstance(node, And):
-            parts.sort(key=len)
             result = parts[0]
             for p in parts[1:]:
                 result &= p
             return result
+        parts = [self._eval(n) for n in node.nodes]
         result = parts[0]
         for p in parts[1:]:
             result |= p
         return result
 
-    def _band(self, path: str, cmps: list[Cmp]) -> set[int]:
+    def _band(self, path: str, cmps: list[Cmp]) -> np.ndarray:
         """Labels whose numeric value at ``path`` satisfies every range bound in ``cmps``."""
         values, labels, _ = self._sorted_arrays(path)
         start, end = 0, len(values)
@@ -158,7 +234,7 @@ class PayloadIndex:
             else:
                 side = "left" if c.op == "$lt" else "right"
                 end = min(end, int(np.searchsorted(values, bound, side=side)))
-        return set(labels[start:end].tolist()) if start < end else set()
+        return self._mask(labels[start:end]) if start < end else self._mask()
 
     def _sorted_arrays(self, path: str) -> tuple[np.ndarray, np.ndarray, bool]:
         """(values, labels) sorted by value, and whether a label holds several values."""
@@ -173,11 +249,10 @@ class PayloadIndex:
             self._sorted[path] = arrays
         return arrays
 
-    def _range(self, path: str, op: str, bound: float) -> set[int]:
+    def _range(self, path: str, op: str, bound: float) -> np.ndarray:
         values, labels, _ = self._sorted_arrays(path)
         if op in ("$gt", "$gte"):
             start = np.searchsorted(values, bound, side="right" if op == "$gt" else "left")
-            return set(labels[start:].tolist())
+            return self._mask(labels[start:])
         end = np.searchsorted(values, bound, side="left" if op == "$lt" else "right")
-        return set(labels[:end].tolist())
-
+        return self._mask(labels[:end])

@@ -111,9 +111,9 @@ def graph_calls(filled, monkeypatch):
     calls: list[tuple[int, int | None, bool]] = []
     real_search, real_batch = coll.index.search, coll.index.search_batch
 
-    def search(vector, k, ef=None, filter=None):
-        calls.append((k, ef, filter is not None))
-        return real_search(vector, k, ef, filter=filter)
+    def search(vector, k, ef=None, allowed=None):
+        calls.append((k, ef, allowed is not None))
+        return real_search(vector, k, ef, allowed=allowed)
 
     def search_batch(vectors, k, ef=None):
         calls.append((k, ef, False))
@@ -245,9 +245,9 @@ def batch_calls(filled, monkeypatch):
     calls: list[tuple[str, int]] = []
     real_search, real_batch = coll.index.search, coll.index.search_batch
 
-    def search(vector, k, ef=None, filter=None):
+    def search(vector, k, ef=None, allowed=None):
         calls.append(("one", k))
-        return real_search(vector, k, ef, filter=filter)
+        return real_search(vector, k, ef, allowed=allowed)
 
     def search_batch(vectors, k, ef=None):
         calls.append(("batch", len(vectors)))
