@@ -141,7 +141,7 @@ class Documents(SqliteStore):
         lower-is-better, so it is negated. Filters are applied by the caller."""
         rows = self._reader().execute(
             "SELECT d.label, bm25(documents_fts) AS rank FROM documents_fts"
-            " JOIN documents d ON d.id = documents_fts.rowid"
+            " JOIN documents d INDEXED BY documents_fts_join ON d.id = documents_fts.rowid"
             " WHERE documents_fts MATCH ? AND d.collection_id = ?"
             " ORDER BY rank, d.label LIMIT ?",
             (match, collection_id, limit),
