@@ -153,3 +153,27 @@ def test_parsed_shapes_and_error_places():
         with pytest.raises(BadRequest) as info:
             filters.parse(bad)
         assert message in str(info.value), (bad, str(info.value))
+
+
+def test_matches_of_labels_written_after_the_evaluation_are_false():
+    """A document written after a filter was evaluated lies past the end of its mask:
+    it does not match, whichever way it is asked (membership, a batch of graph labels,
+    the padded mask the graph walk reads)."""
+    import numpy as np
+
+    from akidb.server.index.payload import PayloadIndex
+    from akidb.server.query import filters as f
+
+    idx = PayloadIndex()
+    idx.put([(0, {"a": 1}), (1, {"a": 2}), (2, {"a": 1})])
+    matched = idx.evaluate(f.parse({"a": 1}))
+    idx.put([(3, {"a": 1}), (7, {"a": 1})])
+    assert len(matched) == 2 and list(matched) == [0, 2]
+    assert 0 in matched and 1 not in matched and 3 not in matched and 7 not in matched
+    assert matched.keep(np.array([2, 3, 1, 0, 99])).tolist() == [True, False, False, True,
+                                                                 False]
+    assert np.flatnonzero(matched.padded(16)).tolist() == [0, 2]
+    assert list(idx.evaluate(f.parse({"a": 1}))) == [0, 2, 3, 7]  # evaluated anew
+    idx.remove([0])
+    assert list(idx.evaluate(f.parse({"a": {"$ne": 1}}))) == [1]  # Not over the live set
+    assert list(idx.evaluate(f.parse({"a": {"$in": [1, 2]}}))) == [1, 2, 3, 7]
