@@ -97,9 +97,13 @@ def test_interrupted_or_killed_runner_leaves_no_server(pytester, isolated_tmp, s
     """)
     log = pytester.path / "runner.log"
     with log.open("wb") as out:
+        # Ctrl-C as from a terminal: a suite started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and Python then leaves it so
+        # (that made this test fail in a backgrounded fresh-clone run).
         runner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", str(pytester.path)],
                                   cwd=pytester.path, env=os.environ.copy(), stdout=out,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while not list(isolated_tmp.glob("akidb-*/node0/server.json")):
