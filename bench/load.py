@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{x['generator_cores']:.2f}"
                         + (" SATURATED" if x["generator_saturated"] else ""),
                         "yes" if x["held"] else "no"] for x in steps]),
-                  "", f"Highest held: {max(held) if held else 'none'} QPS"
+                  "", (f"Highest held: {max(held)} QPS" if held else
+                       "Highest held: none (the lowest rate tried, "
+                       f"{min(x['qps'] for x in steps)} QPS, missed)")
                   + ("" if steps[-1]["held"] is False else " (every rate tried held)") + "."]
         s["find_max"] = {"steps": steps, "highest_held_qps": max(held) if held else None}
     t0 = min(x[1] for x in samples) + args.warmup

@@ -43,3 +43,45 @@ def test_a_newer_database_is_refused(tmp_path, monkeypatch):
     MetadataStore(path).close()
     with pytest.raises(RuntimeError, match="newer than this server"):
         SqliteStore(path, MIGRATIONS[:1])  # a server that knows fewer migrations
+
+
+def test_document_rows_survive_the_one_statement_upsert_exactly(tmp_path):
+    """Upserts go to SQLite as one JSON-driven statement; every value must come back
+    byte for byte: awkward text, JSON-looking strings, missing vectors, replacements."""
+    store = MetadataStore(tmp_path / "m.db")
+    store.create_tenant("t", {})
+    store.create_database("t", "d")
+    cid = store.create_collection("t", "d", "c", dimension=3, metric="l2", m=8,
+                                  ef_construction=16, ef_search=16).id
+    texts = ["plain", "naïve ☃ 😀", "nul\x00inside", 'quote"back\\slash', '{"json": 1}',
+             "123", "", "tab\tnewline\n"]
+    rows = [(f"id-{i}", i, t if i % 2 else None, '{"t":' + f'"{i}"' + "}",
+             None if i == 3 else bytes(range(i, i + 12))) for i, t in enumerate(texts)]
+    store.apply_upsert(cid, 5, rows)
+    read = store._reader()
+
+    def stored() -> list[tuple]:
+        return read.execute("SELECT ext_id, label, text, payload, vector FROM documents"
+                            " WHERE collection_id = ? ORDER BY label", (cid,)).fetchall()
+
+    assert stored() == rows
+    assert read.execute("SELECT DISTINCT seq FROM documents").fetchall() == [(5,)]
+    assert read.execute("SELECT typeof(label) FROM documents LIMIT 1").fetchone() == ("integer",)
+    store.apply_upsert(cid, 6, [("id-0", 99, "fresh words", "{}", b"\x01" * 12)])
+    assert stored()[-1] == ("id-0", 99, "fresh words", "{}", b"\x01" * 12)
+    assert [label for label, _ in store.text_search(cid, "fresh", 5)] == [99]
+    store.apply_upsert(cid, 7, [(f"w{i}", 100 + i, "fresh " * (i % 4 + 1) + "other " * i, "{}",
+                                 None) for i in range(12)])
+    exact = read.execute(
+        "SELECT d.label, bm25(documents_fts) FROM documents_fts JOIN documents d"
+        " ON d.id = documents_fts.rowid WHERE documents_fts MATCH 'fresh'"
+        " ORDER BY bm25(documents_fts), d.label LIMIT 8").fetchall()
+    assert store.text_search(cid, "fresh", 8) == [(label, -rank) for label, rank in exact]
+    store.apply_delete(cid, 7, [f"w{i}" for i in range(12)])
+    store.apply_delete(cid, 7, ["id-1", "id-2", "never-written"])
+    assert [r[0] for r in stored()] == [f"id-{i}" for i in range(3, 8)] + ["id-0"]
+    assert store.text_search(cid, "naïve", 5) == []
+    store.apply_upsert(cid, 8, [])
+    assert read.execute("SELECT applied_seq FROM collections WHERE id = ?",
+                        (cid,)).fetchone() == (8,)
+    store.close()
