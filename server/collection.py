@@ -38,10 +38,13 @@ from akidb.server.storage.wal import OP_DELETE, OP_UPSERT, WalRecord, WriteAhead
 
 log = logging.getLogger("akidb.collection")
 
-# Filtered vector search picks a strategy from the exact matching count (measured
-# with bench.filtered_search, 20k x 384): exact search over up to this many matches
-# (0.4 ms at 2k where a filtered graph walk took 2.7 ms) ...
-EXACT_SEARCH_MAX = 5000
+# Filtered vector search picks a strategy from the exact matching count: exact search
+# over up to this many matches ... The filtered graph walk calls back into Python, GIL
+# and all, for every candidate, so beside one busy Python thread its median rose from
+# 4-7 ms to 1.5 s at 5k-10k matches of 100k x 512, where exact search (recall 1.0
+# against the walk's 0.79-0.87) went from 9-38 to 12-20 ms; at 20k, exact 46 ms and
+# the walk 34 ms (P95 94 and 448 ms).
+EXACT_SEARCH_MAX = 20000
 # ... oversampled graph search + post-filter when at least this share matches ...
 OVERSAMPLE_MIN_SELECTIVITY = 0.25
 # ... and otherwise a graph walk that skips non-matching labels.

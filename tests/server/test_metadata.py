@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -65,6 +66,11 @@ def test_document_rows_survive_the_one_statement_upsert_exactly(tmp_path):
                             " WHERE collection_id = ? ORDER BY label", (cid,)).fetchall()
 
     assert stored() == rows
+    docs = store.documents_by_labels(cid, [7, 0, 3, 2, 12345])
+    assert sorted(docs) == [0, 2, 3, 7]
+    assert [(d.ext_id, d.label, d.text, d.payload, d.vector) for d in docs.values()] == [
+        (e, label, t, json.loads(p), v) for e, label, t, p, v in rows if label in docs]
+    assert store.vectors_by_labels(cid, list(range(1200))) == {r[1]: r[4] for r in rows}
     assert read.execute("SELECT DISTINCT seq FROM documents").fetchall() == [(5,)]
     assert read.execute("SELECT typeof(label) FROM documents LIMIT 1").fetchone() == ("integer",)
     store.apply_upsert(cid, 6, [("id-0", 99, "fresh words", "{}", b"\x01" * 12)])
