@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("all", "vector", "filtered", "hybrid") if kind in s]
     ok = s["all"]["p95"] < 25 and s["all"]["p99"] < 50 and s["errors"] == 0
     spread = f", {args.workers} workers" if args.workers else ""
+    if args.http_server and not args.target:
+        spread += f", {args.http_server} front"
     lines = [f"# Load: {args.qps:g} QPS hybrid mix on {args.vectors} x {args.dim} "
              f"(open loop, {args.users} users{spread})",
              "", f"Offered {s['offered_qps']:.1f} QPS over {args.duration:g}s after a "

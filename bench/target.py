@@ -25,6 +25,9 @@ def add_target_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--api-key", default=os.environ.get("AKIDB_API_KEY"),
                     help="admin key for --target (default: $AKIDB_API_KEY)")
     ap.add_argument("--grpc-target", metavar="HOST:PORT", help="the --target's gRPC address")
+    ap.add_argument("--http-server", choices=["waitress", "granian"], default=None,
+                    help="REST front of the server started here (default: the server's); "
+                         "not used with --target")
 
 
 @dataclass
@@ -74,6 +77,9 @@ def open_target(args: argparse.Namespace, **node_options: Any) -> Iterator[Targe
         return
     from akidb.harness import Node
 
+    if getattr(args, "http_server", None):
+        node_options["extra_args"] = [*node_options.get("extra_args", []),
+                                      "--http-server", args.http_server]
     node = Node(**node_options).start()
     try:
         yield Target(node.rest_url, node.admin_key, node.grpc_target, node)
