@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     spread = f", {args.workers} workers" if args.workers else ""
     if args.http_server and not args.target:
         spread += f", {args.http_server} front"
+    if args.server_threads and not args.target:
+        spread += f", {args.server_threads} server threads"
     lines = [f"# Load: {args.qps:g} QPS hybrid mix on {args.vectors} x {args.dim} "
              f"(open loop, {args.users} users{spread})",
              "", f"Offered {s['offered_qps']:.1f} QPS over {args.duration:g}s after a "

@@ -28,6 +28,9 @@ def add_target_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--http-server", choices=["waitress", "granian"], default=None,
                     help="REST front of the server started here (default: the server's); "
                          "not used with --target")
+    ap.add_argument("--server-threads", type=int, default=None, metavar="N",
+                    help="HTTP worker threads of the server started here (default: the "
+                         "server's); not used with --target")
 
 
 @dataclass
@@ -80,6 +83,9 @@ def open_target(args: argparse.Namespace, **node_options: Any) -> Iterator[Targe
     if getattr(args, "http_server", None):
         node_options["extra_args"] = [*node_options.get("extra_args", []),
                                       "--http-server", args.http_server]
+    if getattr(args, "server_threads", None):
+        node_options["extra_args"] = [*node_options.get("extra_args", []),
+                                      "--threads", str(args.server_threads)]
     node = Node(**node_options).start()
     try:
         yield Target(node.rest_url, node.admin_key, node.grpc_target, node)

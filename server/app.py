@@ -24,7 +24,7 @@ from akidb.server.api.grpc import create_grpc_server
 from akidb.server.api.http_server import HttpServer, raise_open_file_limit
 from akidb.server.api.rest import create_app
 from akidb.server.auth.keys import KeyAuthenticator, load_or_create_admin_key
-from akidb.server.config import PARENT_PID_ENV, Settings
+from akidb.server.config import PARENT_PID_ENV, Settings, http_threads
 from akidb.server.embeddings.embedder import create_embedder
 from akidb.server.engine import Engine
 from akidb.server.metrics import Metrics
@@ -78,11 +78,11 @@ class AkiServer:
             from akidb.server.api.granian_front import GranianFront
 
             self.http = GranianFront(self.app, host=settings.host, port=settings.port,
-                                     threads=settings.threads, connection_limit=limit,
+                                     threads=http_threads(settings), connection_limit=limit,
                                      request_timeout_s=settings.http_request_timeout_s)
         else:
             self.http = HttpServer(
-                self.app, host=settings.host, port=settings.port, threads=settings.threads,
+                self.app, host=settings.host, port=settings.port, threads=http_threads(settings),
                 max_body_bytes=settings.limits.max_body_bytes + (1 << 20),
                 connection_limit=limit, idle_timeout_s=settings.http_idle_timeout_s,
                 request_timeout_s=settings.http_request_timeout_s)

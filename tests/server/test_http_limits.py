@@ -6,12 +6,14 @@ import resource
 import select
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from akidb.harness import Node
 from akidb.server.client import Client
+from akidb.server.config import DEFAULT_THREADS, Settings, http_threads
 
 
 @pytest.fixture(autouse=True)
@@ -164,9 +166,30 @@ def test_the_granian_front_serves_the_same_api_and_stops_gracefully(tmp_path):
                 .ids == ["a"]
             status, body = admin.transport.request("GET", "/v1/tenants/nope")
             assert status == 404 and b'"not_found"' in body
+        # More callers than the front's 3 request threads: each is answered, none refused.
+        def search_from_own_client(_: int) -> list[str]:
+            with node.admin_client() as c:
+                return [c.search("t/db/c", np.array([1, 0, 0, 0]), k=1).ids[0]
+                        for _ in range(5)]
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(search_from_own_client, range(12)))
+        assert answers == [["a"] * 5] * 12
         assert node.stop() == 0
         node.start()
         with node.admin_client() as admin:
             assert admin.get("t/db/c", "a")["id"] == "a"
     finally:
         node.close()
+
+
+def test_request_threads_default_per_front_and_an_explicit_count_wins(tmp_path):
+    def threads(**kw: object) -> int:
+        return http_threads(Settings(data_dir=tmp_path, **kw))
+
+    assert threads() == DEFAULT_THREADS["waitress"] == 8
+    assert threads(http_server="granian") == DEFAULT_THREADS["granian"] == 3
+    assert threads(http_server="granian", threads=5) == 5
+    assert threads(threads=2) == 2
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        Settings(data_dir=tmp_path, threads=-1)
