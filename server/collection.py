@@ -380,14 +380,12 @@ class Collection(Recovery):
         vector's norm for cosine (hnswlib keeps only the unit vector)."""
         with open(path, "wb") as fh:
             for rows in self.store.iter_catalogue_documents(self.row.id):
-                norms: dict[int, float] = {}
+                norms = [1.0] * len(rows)
                 if self.row.metric == "cosine":
                     labels = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
-                    present, vectors = self._exact_vectors(labels)
-                    norms = dict(zip(present.tolist(),
-                                     np.linalg.norm(vectors, axis=1).tolist(), strict=True))
-                fh.write(b"".join(orjson.dumps([r[0], r[1], r[2], r[3], norms.get(r[0], 1.0)])
-                                  + b"\n" for r in rows))
+                    norms = self.flat.norms(labels).tolist()
+                fh.write(b"".join(orjson.dumps([r[0], r[1], r[2], r[3], norm]) + b"\n"
+                                  for r, norm in zip(rows, norms, strict=True)))
 
     def needs_snapshot(self, min_wal_bytes: int, ratio: float, min_vectors: int = 0) -> bool:
         """Is restarting now costlier than the policy allows? Without any snapshot a

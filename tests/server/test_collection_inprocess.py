@@ -231,6 +231,31 @@ def test_the_snapshot_catalogue_holds_every_document_with_its_norm(tmp_path):
     store.close()
 
 
+def test_catalogue_norms_follow_replaced_vectors_and_survive_a_restart(tmp_path):
+    """The norms come from memory, not from reading the vectors back: a replaced
+    vector's new norm must show, and recovery (snapshot plus log) must refill them."""
+    coll = open_collection(tmp_path, dim=4, metric="cosine")
+    coll.upsert(["a", "b"], np.asarray([[3, 4, 0, 0], [0, 0, 5, 12]], np.float32),
+                [None, None], ["{}", "{}"])
+    coll.snapshot()
+    coll.upsert(["a", "c"], np.asarray([[0, 6, 8, 0], [0, 0, 0, 2]], np.float32),
+                [None, None], ["{}", "{}"])  # "a" replaced after the snapshot
+    coll.delete(["b"])
+
+    def catalogue_norms() -> list[tuple[str, float]]:
+        lines = (coll.snapshot().path / "documents.jsonl").read_bytes().splitlines()
+        return sorted((d[1], d[4]) for d in map(json.loads, lines))
+
+    assert catalogue_norms() == [("a", 10.0), ("c", 2.0)]
+    coll.upsert(["c"], np.asarray([[0, 0, 0, 3]], np.float32), [None], ["{}"])
+    coll.close()
+    coll.store.close()
+    coll = open_collection(tmp_path, dim=4, metric="cosine")  # the last upsert is replayed
+    assert catalogue_norms() == [("a", 10.0), ("c", 3.0)]
+    coll.close()
+    coll.store.close()
+
+
 def test_l2_catalogue_norms_are_one_and_the_index_keeps_raw_vectors(tmp_path):
     coll = _open(tmp_path)
     coll.upsert(["x"], np.full((1, DIM), 2, np.float32), [None], ["{}"])
