@@ -64,3 +64,81 @@ def test_a_client_process_that_cannot_start_says_why():
             "bodies": [""], "headers": {}}
     with pytest.raises(RuntimeError, match="ConnectionRefusedError"):
         clients.process_loop(http, 1, 0.5)
+
+
+class _ScriptedServer:
+    """A loopback server answering each connection's requests with the scripted
+    replies in turn (each reply a list of byte pieces sent apart), then closing."""
+
+    def __init__(self, *connections: list[list[bytes]]) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, args=(list(connections),),
+                                        daemon=True)
+        self._thread.start()
+
+    def _serve(self, connections: list[list[list[bytes]]]) -> None:
+        import time
+
+        for replies in connections:
+            conn, _ = self.sock.accept()
+            self.accepted += 1
+            with conn:
+                for pieces in replies:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    self.received.append(head + b"\r\n\r\n" + body)
+                    for piece in pieces:
+                        conn.sendall(piece)
+                        time.sleep(0.01)  # separate segments: the client must reassemble
+
+    def close(self) -> None:
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+def test_the_raw_http_client_frames_split_responses_and_keeps_the_connection():
+    ok = [b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 11\r\ncontent-type: x\r\n\r\nhello", b" world"]
+    bad = [b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"]
+    server = _ScriptedServer([ok, bad, ok])
+    try:
+        conn = clients.HttpConnection("127.0.0.1", server.port)
+        request = clients.encode_request("POST", "127.0.0.1", server.port, "/s",
+                                         {"Authorization": "Bearer k"}, b'{"k": 1}')
+        assert conn.exchange(request) == (200, b"hello world")
+        assert conn.exchange(request) == (404, b"{}")
+        assert conn.exchange(request) == (200, b"hello world")
+        conn.close()
+    finally:
+        server.close()
+    assert server.accepted == 1  # one keep-alive connection for all three
+    assert server.received[0] == (b"POST /s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: "
+                                  b"Bearer k\r\nContent-Length: 8\r\n\r\n{\"k\": 1}" % server.port)
+
+
+def test_the_raw_http_client_reconnects_after_close_and_refuses_what_it_cannot_frame():
+    closing = [b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\na"]
+    chunked = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"]
+    cut = [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]
+    server = _ScriptedServer([closing], [chunked], [cut])
+    try:
+        conn = clients.HttpConnection("127.0.0.1", server.port)
+        request = clients.encode_request("GET", "127.0.0.1", server.port, "/", {}, b"")
+        assert conn.exchange(request) == (200, b"a")
+        with pytest.raises(ValueError, match="Content-Length"):
+            conn.exchange(request)  # a second connection: the first was closed
+        with pytest.raises(ConnectionError, match="mid-response"):
+            conn.exchange(request)
+    finally:
+        server.close()
+    assert server.accepted == 3
