@@ -5,7 +5,8 @@ holds the GIL, so throughput rises with concurrent clients where the waitress fr
 (its I/O loop is Python) flattens. The trade-off, measured (NOTES, hardening): a slow
 request body holds one of granian's Python worker threads with no timeout, and past
 its concurrency limit it stops accepting, where the waitress front sheds connections
-and times slow requests out. The default stays waitress; pick this one behind a proxy
+and times slow requests out. With its default of 3 request threads (fewer GIL
+contenders: a shorter tail, see config.DEFAULT_THREADS) three such bodies stall it. The default stays waitress; pick this one behind a proxy
 that buffers request bodies, or for benchmarks of the database rather than its front.
 
 granian's thread-worker server refuses to start on a Python with the GIL (it was made
