@@ -6,8 +6,9 @@ holds the GIL, so throughput rises with concurrent clients where the waitress fr
 request body holds one of granian's Python worker threads with no timeout, and past
 its concurrency limit it stops accepting, where the waitress front sheds connections
 and times slow requests out. With its default of 3 request threads (fewer GIL
-contenders: a shorter tail, see config.DEFAULT_THREADS) three such bodies stall it. The default stays waitress; pick this one behind a proxy
-that buffers request bodies, or for benchmarks of the database rather than its front.
+contenders: a shorter tail, see config.DEFAULT_THREADS) three such bodies stall it.
+The default stays waitress; pick this one behind a proxy that buffers request bodies,
+or for benchmarks of the database rather than its front.
 
 granian's thread-worker server refuses to start on a Python with the GIL (it was made
 for free-threaded builds); the check is lifted here, which is safe for one worker: the
