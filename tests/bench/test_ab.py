@@ -88,9 +88,17 @@ def test_bad_sides_and_env_are_usage_errors(tmp_path):
         parse_env(["NOEQUALS"], "--candidate-env")
 
 
-def _ab(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+def _ab(*args: str, cwd: Path = REPO, timeout: float = 300, tmp: Path | None = None
+        ) -> subprocess.CompletedProcess:
     return subprocess.run([AKIDB, "bench", "ab", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env=_in_tmp(tmp))
+
+
+def _in_tmp(tmp: Path | None) -> dict[str, str]:
+    """The environment with TMPDIR at ``tmp``: the run's work dir (its worktrees and
+    server data dirs) lands there, so the checks below see this test's servers only,
+    not those of a test running beside it (pytest -n)."""
+    return {**os.environ, **({"TMPDIR": str(tmp)} if tmp else {})}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -106,8 +114,9 @@ def test_cli_usage_errors_exit_2(args, message):
     assert message in proc.stderr
 
 
-def _servers_of(workdir_prefix: str) -> list[int]:
-    """Pids of live processes whose command line names an A/B data dir."""
+def _servers_of(tmp: Path) -> list[int]:
+    """Pids of live servers whose command line names an A/B work dir under ``tmp``."""
+    workdir_prefix = f"{tmp}/akidb-ab-"
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -120,10 +129,18 @@ def _servers_of(workdir_prefix: str) -> list[int]:
     return found
 
 
-def _no_worktrees(repo: Path) -> bool:
+def _no_worktrees(repo: Path, tmp: Path) -> bool:
     out = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True,
                          text=True).stdout
-    return "akidb-ab-" not in out
+    return f"{tmp}/akidb-ab-" not in out
+
+
+@pytest.fixture
+def ab_tmp(tmp_path: Path) -> Path:
+    """TMPDIR for this test's A/B runs (see ``_in_tmp``)."""
+    path = tmp_path / "tmp"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture
@@ -154,10 +171,10 @@ def clone(tmp_path):
     return dest
 
 
-def test_a_slower_candidate_commit_fails_and_a_trailer_accepts_it(clone, tmp_path):
+def test_a_slower_candidate_commit_fails_and_a_trailer_accepts_it(clone, tmp_path, ab_tmp):
     out = tmp_path / "ab"
     proc = _ab("HEAD~1", "HEAD", "--scenario", "search", "--rounds", "2", *SMALL,
-               "--ignore-accepted", "--out", str(out), cwd=clone)
+               "--ignore-accepted", "--out", str(out), cwd=clone, tmp=ab_tmp)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     result = json.loads((out / "ab.json").read_text())
     m = result["metrics"]["search_p50_ms"]
@@ -170,41 +187,41 @@ def test_a_slower_candidate_commit_fails_and_a_trailer_accepts_it(clone, tmp_pat
     assert '<img src="ab.png"' in (out / "ab.html").read_text()
     assert (out / "ab.png").stat().st_size > 1000
     accepted = _ab("HEAD~1", "HEAD", "--scenario", "search", "--rounds", "2", *SMALL,
-                   "--out", str(tmp_path / "ab2"), cwd=clone)
+                   "--out", str(tmp_path / "ab2"), cwd=clone, tmp=ab_tmp)
     assert accepted.returncode == 0, accepted.stderr
     assert "accepted" in accepted.stderr and "3 ms on purpose" in accepted.stderr
-    assert _no_worktrees(clone) and not _servers_of("akidb-ab-")
+    assert _no_worktrees(clone, ab_tmp) and not _servers_of(ab_tmp)
 
 
-def test_aa_stays_green_and_injected_delay_fails(tmp_path):
+def test_aa_stays_green_and_injected_delay_fails(tmp_path, ab_tmp):
     """A/A at a threshold far above this machine's noise passes; the same build with a
     5 ms search delay (several times the search itself) fails on search latency only."""
     aa = _ab(".", ".", "--scenario", "search", "--scenario", "recall", "--rounds", "2",
-             *SMALL, "--threshold", "search_p50_ms=50%", "--out", str(tmp_path / "aa"))
+             *SMALL, "--threshold", "search_p50_ms=50%", "--out", str(tmp_path / "aa"), tmp=ab_tmp)
     assert aa.returncode == 0, aa.stdout + aa.stderr
     slow = _ab(".", ".", "--scenario", "search", "--scenario", "recall", "--rounds", "2",
                *SMALL, "--candidate-env", "AKIDB_TEST_SEARCH_DELAY_MS=5",
-               "--out", str(tmp_path / "slow"))
+               "--out", str(tmp_path / "slow"), tmp=ab_tmp)
     assert slow.returncode == 1, slow.stdout + slow.stderr
     result = json.loads((tmp_path / "slow" / "ab.json").read_text())
     assert result["regressions"] == ["search_p50_ms"]
     assert result["candidate"]["env"] == {"AKIDB_TEST_SEARCH_DELAY_MS": "5"}
-    assert not _servers_of("akidb-ab-")
+    assert not _servers_of(ab_tmp)
 
 
-def test_interrupted_run_stops_both_sides_servers_and_removes_worktrees(tmp_path):
+def test_interrupted_run_stops_both_sides_servers_and_removes_worktrees(tmp_path, ab_tmp):
     proc = subprocess.Popen([AKIDB, "bench", "ab", "HEAD", ".", "--rounds", "20", *SMALL,
                              "--out", str(tmp_path / "ab")], cwd=REPO, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**_in_tmp(ab_tmp), "PYTHONUNBUFFERED": "1"})
     try:
         for line in proc.stderr:
             if "warm-up" in line:
                 break
         deadline = time.monotonic() + 30
-        while not _servers_of("akidb-ab-") and time.monotonic() < deadline:
+        while not _servers_of(ab_tmp) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _servers_of("akidb-ab-"), "no A/B server seen running"
+        assert _servers_of(ab_tmp), "no A/B server seen running"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
@@ -212,7 +229,7 @@ def test_interrupted_run_stops_both_sides_servers_and_removes_worktrees(tmp_path
             proc.kill()
             proc.wait()
     deadline = time.monotonic() + 30
-    while _servers_of("akidb-ab-") and time.monotonic() < deadline:
+    while _servers_of(ab_tmp) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _servers_of("akidb-ab-")
-    assert _no_worktrees(REPO)
+    assert not _servers_of(ab_tmp)
+    assert _no_worktrees(REPO, ab_tmp)
