@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from akidb.server import faults, schema, tracing
 from akidb.server.api import arrow
+from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
@@ -41,7 +42,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
                max_body_bytes: int, metrics_token: str = "") -> Flask:
-    app = Flask("akidb")
+    app = AkiFlask("akidb")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
     def principal() -> Principal:
