@@ -234,3 +234,25 @@ def test_request_bodies_by_length_chunked_short_or_empty(tmp_path, front):
         assert status == 400 and b"malformed JSON" in body
     finally:
         node.close()
+
+
+def test_the_granian_front_hands_over_whole_bodies_and_closes_the_app_iterable():
+    from akidb.server.api.granian_front import whole_bodies
+
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self):
+            return iter([b'{"a":', b"1}"])
+
+        def close(self) -> None:
+            closed.append(True)
+
+    started: list[str] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return Body()
+
+    out = whole_bodies(app)({}, lambda status, headers: started.append(status))
+    assert out == [b'{"a":1}'] and started == ["200 OK"] and closed == [True]
