@@ -19,14 +19,19 @@ class RWLock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._read_side = _ReadSide(self)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
         self._readers_waiting = 0
         self._readers_turn = False
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> _ReadSide:
+        """``with lock.read():`` -- a plain context object, not a generator: a search
+        takes it once, and ``@contextmanager`` cost more than the lock itself."""
+        return self._read_side
+
+    def _acquire_read(self) -> None:
         with self._cond:
             self._readers_waiting += 1
             while self._writer or (self._writers_waiting and not self._readers_turn):
@@ -36,13 +41,13 @@ class RWLock:
             if self._readers_waiting == 0 and self._readers_turn:
                 self._readers_turn = False  # every reader that waited is in
                 self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+
+    def _release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            # Only writers wait for the reader count; nobody to wake otherwise.
+            if self._readers == 0 and self._writers_waiting:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -59,3 +64,16 @@ class RWLock:
                 self._writer = False
                 self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()
+
+
+class _ReadSide:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock._acquire_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock._release_read()
