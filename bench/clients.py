@@ -12,8 +12,10 @@ of processes or runs add up exactly) and its own CPU time; a client on CPU for m
 than ``SATURATED`` of the window was the bottleneck, and the result says so.
 
 What a client sends is a job: ``http`` (pre-encoded requests sent in turn, the
-leanest client there is) or ``driver`` (a driver attached to a collection another process created;
-see ``Driver.attach_options``). A database that lives inside its client's process
+leanest client there is), ``grpc`` (pre-serialized messages of one unary method, the
+answers left undecoded: what the REST client does, over gRPC) or ``driver`` (a driver
+attached to a collection another process created; see ``Driver.attach_options``). A
+database that lives inside its client's process
 (hnswlib, embedded chroma, LanceDB, Milvus Lite, qdrant local) cannot be shared by
 processes: ``thread_loop`` drives it from threads in that process, and its CPU figure
 is the database's and the clients' together.
@@ -194,6 +196,22 @@ def _http_call(job: dict[str, Any]) -> Callable[[int], None]:
     return call
 
 
+def _grpc_call(job: dict[str, Any]) -> tuple[Callable[[int], None], Any]:
+    import grpc
+
+    channel = grpc.insecure_channel(job["target"], options=[
+        ("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)])
+    method = channel.unary_unary(job["method"])  # bytes in, bytes out: nothing decoded
+    messages = [base64.b64decode(m) for m in job["messages"]]
+    metadata = tuple((k.lower(), v) for k, v in job.get("metadata", {}).items())
+
+    def call(i: int) -> None:
+        method(messages[i % len(messages)], timeout=30.0, metadata=metadata)
+
+    call(0)
+    return call, channel
+
+
 def _driver_call(job: dict[str, Any]) -> tuple[Callable[[int], None], Any]:
     from akidb.bench import drivers
     from akidb.bench.drivers import Filter
@@ -224,6 +242,8 @@ def serve() -> int:
     try:
         if job["kind"] == "http":
             call = _http_call(job)
+        elif job["kind"] == "grpc":
+            call, driver = _grpc_call(job)
         else:
             call, driver = _driver_call(job)
     except Exception as exc:  # noqa: BLE001 - the parent reports it

@@ -46,6 +46,17 @@ def _documents(ids: Sequence[str], vectors: np.ndarray,
     return docs
 
 
+SEARCH_BATCH_METHOD = "/akidb.v1.DataPlane/SearchBatch"
+
+
+def search_batch_request(collection: str, searches: Sequence[Mapping[str, Any]]
+                         ) -> pb.SearchBatchRequest:
+    """The ``SearchBatch`` message for searches given as REST search bodies (public so a
+    load generator can serialize one once and send its bytes)."""
+    return pb.SearchBatchRequest(collection=collection,
+                                 searches=[_search_request("", s) for s in searches])
+
+
 def _search_request(collection: str, search: Mapping[str, Any]) -> pb.SearchRequest:
     req = pb.SearchRequest(collection=collection, k=search.get("k", 10),
                            include=list(search.get("include") or ()))
@@ -139,9 +150,7 @@ class GrpcDataPlane:
 
     def search_batch(self, collection: str, searches: Sequence[Mapping[str, Any]]
                      ) -> list[SearchResult]:
-        req = pb.SearchBatchRequest(collection=collection, searches=[
-            _search_request("", s) for s in searches])
-        out = self._call(self.stub.SearchBatch, req)
+        out = self._call(self.stub.SearchBatch, search_batch_request(collection, searches))
         return [SearchResult(_hits(r.results, s.get("include") or ()), out.took_ms)
                 for r, s in zip(out.searches, searches, strict=True)]
 

@@ -3,6 +3,8 @@ errors and saturation are counted where they happen."""
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,27 @@ def test_the_raw_http_client_reconnects_after_close_and_refuses_what_it_cannot_f
     finally:
         server.close()
     assert server.accepted == 3
+
+
+def test_grpc_client_processes_send_pre_serialized_messages(akidb_cluster, tenant):
+    from akidb.server.client.grpc import SEARCH_BATCH_METHOD, search_batch_request
+
+    node = akidb_cluster.nodes[0]
+    coll = f"{tenant}/db/c"
+    rng = np.random.default_rng(5)
+    with node.admin_client() as admin:
+        admin.create_collection(coll, dimension=8, metric="cosine")
+        admin.upsert_arrays(coll, [str(i) for i in range(50)],
+                            rng.standard_normal((50, 8)).astype(np.float32))
+
+    def job(collection: str) -> dict:
+        message = search_batch_request(collection, [{"vector": rng.standard_normal(8),
+                                                     "k": 3} for _ in range(4)])
+        return {"kind": "grpc", "target": node.grpc_target, "method": SEARCH_BATCH_METHOD,
+                "messages": [base64.b64encode(message.SerializeToString()).decode()],
+                "metadata": {"Authorization": f"Bearer {node.admin_key}"}}
+
+    r = clients.process_loop(job(coll), 2, 0.5)
+    assert r["requests"] > 0 and r["errors"] == 0 and r["client_kind"] == "processes"
+    with pytest.raises(RuntimeError, match="NOT_FOUND"):  # the warm-up call fails first
+        clients.process_loop(job(f"{tenant}/db/missing"), 1, 0.5)
