@@ -38,6 +38,14 @@ SERVER_FILE = "server.json"
 LOCK_FILE = "LOCK"
 
 
+# Collector thresholds once serving: a young collection per 50k net allocations
+# instead of per 700. A 100-query batch search allocates ~3000 tracked objects (hits,
+# result dicts, the parsed body), and with the default thresholds collections cost
+# ~0.5 ms of its ~12 ms; objects that die by reference count before a collection are
+# never walked at all.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
 class DataDirLocked(Exception):
     pass
 
@@ -117,6 +125,7 @@ class AkiServer:
             # 48 ms (279 ms in 20 s) became at most 5 ms (32 ms in all).
             gc.collect()
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             self.grpc_health.serving()
             self._write_server_file()
             log.info("ready", extra={"rest_url": self.rest_url,
