@@ -28,6 +28,7 @@ from akidb.server.errors import NotFound, Unavailable
 from akidb.server.index.flat import FlatVectors
 from akidb.server.index.hnsw import HnswIndex, ShortResult
 from akidb.server.index.payload import Matches, PayloadIndex
+from akidb.server.index.turns import Turns
 from akidb.server.query import filters
 from akidb.server.query.hybrid import reciprocal_rank_fusion
 from akidb.server.query.plan import Query
@@ -72,6 +73,7 @@ class Collection(Recovery):
         self.payloads = PayloadIndex()
         self.flat = FlatVectors(row.dimension, row.metric, self._exact_vectors)
         self.write_lock = threading.Lock()
+        self.graph_turns = Turns()
         self.labels: dict[str, int] = {}
         self.ext_ids: dict[int, str] = {}
         self.next_label = 0
@@ -134,14 +136,19 @@ class Collection(Recovery):
             record = WalRecord(seq, OP_UPSERT, meta, vectors)
             self._apply_logged(record)
             label_arr = np.asarray(labels, dtype=np.int64)
-            with tracing.span("index.insert", **{"akidb.documents": len(ids)}):
-                self.flat.put(label_arr, vectors)
-                self.index.add(label_arr, vectors)
+            self.flat.put(label_arr, vectors)
             self.payloads.put([(label, orjson.loads(p)) for label, p in zip(labels, payloads,
                                                                               strict=True)])
             for ext_id, label in zip(ids, labels, strict=True):
                 self.labels[ext_id] = label
                 self.ext_ids[label] = ext_id
+            ticket = self.graph_turns.ticket()
+        # The graph insert, in log order, while the next batch is logged and stored
+        # (server/index/turns.py); the answer waits for it, so a search after the
+        # acknowledgement finds the documents.
+        with self.graph_turns.turn(ticket), tracing.span("index.insert",
+                                                         **{"akidb.documents": len(ids)}):
+            self.index.add(label_arr, vectors)
         self._wait_durable(token)
         return len(ids)
 
@@ -162,6 +169,7 @@ class Collection(Recovery):
             for ext_id, label in zip(ids, labels, strict=True):
                 del self.labels[ext_id]
                 self.ext_ids.pop(label, None)
+            self.graph_turns.settle()  # an earlier upsert of these labels goes in first
             self.index.delete(labels)
             self.payloads.remove(labels)
         self._wait_durable(token)
@@ -358,6 +366,7 @@ class Collection(Recovery):
     def snapshot(self) -> snapshots.Snapshot:
         """Save the index at the current log position, then drop the log it covers."""
         with self.write_lock:
+            self.graph_turns.settle()  # the graph holds everything up to seq
             seq = self.wal.last_seq
             snap = snapshots.write(
                 self.dir / "snapshots", seq, self.index.save,
@@ -411,5 +420,6 @@ class Collection(Recovery):
 
     def close(self) -> None:
         with self.write_lock:
+            self.graph_turns.settle()
             self.wal.close()
 
