@@ -111,8 +111,10 @@ class Collection(Recovery):
                               f"failure ({self.broken}); restart the server to recover")
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str | None],
-               payloads: Sequence[str]) -> int:
-        """Durably upsert validated documents (payloads are canonical JSON strings)."""
+               payloads: Sequence[str], on_logged: Callable[[], None] | None = None) -> int:
+        """Durably upsert validated documents (payloads are canonical JSON strings).
+        ``on_logged`` is called once the batch holds its place in the log, before its
+        graph insert: a stream may send the next batch from then on."""
         if faults.lose_write():
             return len(ids)  # the deliberately broken mode: acknowledged, never written
         with self.write_lock:
@@ -143,6 +145,8 @@ class Collection(Recovery):
                 self.labels[ext_id] = label
                 self.ext_ids[label] = ext_id
             ticket = self.graph_turns.ticket()
+        if on_logged is not None:
+            on_logged()
         # The graph insert, in log order, while the next batch is logged and stored
         # (server/index/turns.py); the answer waits for it, so a search after the
         # acknowledgement finds the documents.

@@ -9,7 +9,7 @@ plain dicts ready to serialize.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -242,7 +242,9 @@ class Service:
         return vectors
 
     def upsert(self, principal: Principal, tenant: str, database: str, name: str,
-               batch: UpsertBatch) -> dict[str, Any]:
+               batch: UpsertBatch, on_logged: Callable[[], None] | None = None
+               ) -> dict[str, Any]:
+        """Validate and durably apply one batch (``on_logged``: see Collection.upsert)."""
         self.guard.authorize(principal, "write", tenant, database, name)
         coll = self._collection(tenant, database, name)
         check_ids(batch.ids, self.limits)
@@ -256,7 +258,7 @@ class Service:
             if current + fresh > max_vectors:
                 raise QuotaExceeded(f"tenant {tenant!r} holds {current} vectors; {fresh} more "
                                     f"would exceed its quota of {max_vectors} (batch rejected)")
-        upserted = coll.upsert(batch.ids, vectors, batch.texts, payloads)
+        upserted = coll.upsert(batch.ids, vectors, batch.texts, payloads, on_logged)
         return {"upserted": upserted}
 
     def get_document(self, principal: Principal, tenant: str, database: str, name: str,

@@ -7,11 +7,14 @@ the exact error class in the ``akidb-error-code`` trailing metadata.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import grpc
@@ -113,23 +116,42 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
 
     def Upsert(self, request_iterator: Iterator[pb.UpsertRequest],  # noqa: N802
                context: grpc.ServicerContext) -> pb.UpsertResponse:
+        """A stream of batches, each applied whole, in stream order. Two are in flight:
+        the next batch is read and logged while the previous one goes into the graph
+        (one loader alone left a core idle for the log and store phase). A batch that
+        fails validation or storage stops the stream with nothing of it applied; one
+        whose graph insert fails after the next batch was logged leaves that next one
+        applied too (both are in the log, so a restart applies them either way)."""
         principal = self._principal(context)
         path: str | None = None
         upserted = batches = 0
-        for request in request_iterator:
-            if request.collection:
-                if path is not None and request.collection != path:
-                    raise BadRequest(f"one stream writes one collection: {path!r}, then "
-                                     f"{request.collection!r}")
-                path = request.collection
-            if path is None:
-                raise BadRequest("the first UpsertRequest of a stream must name the collection")
-            docs = request.documents
-            if not docs:
-                raise BadRequest(f"batch {batches} of the stream has no documents")
-            upserted += self.service.upsert(principal, *_collection(path),
-                                            _batch(docs))["upserted"]
-            batches += 1
+        inflight: deque[Future[dict[str, Any]]] = deque()
+        with ThreadPoolExecutor(STREAM_DEPTH, thread_name_prefix="grpc-stream") as pool:
+            try:
+                for request in request_iterator:
+                    if request.collection:
+                        if path is not None and request.collection != path:
+                            raise BadRequest(f"one stream writes one collection: {path!r}, "
+                                             f"then {request.collection!r}")
+                        path = request.collection
+                    if path is None:
+                        raise BadRequest("the first UpsertRequest of a stream must name the "
+                                         "collection")
+                    docs = request.documents
+                    if not docs:
+                        raise BadRequest(f"batch {batches} of the stream has no documents")
+                    batch = _batch(docs)
+                    while len(inflight) >= STREAM_DEPTH:
+                        upserted += inflight.popleft().result()["upserted"]
+                    inflight.append(_logged_upsert(pool, self.service.upsert, principal,
+                                                   *_collection(path), batch))
+                    batches += 1
+            finally:
+                # every batch in flight finishes (durably) before the stream answers,
+                # whether it succeeded or not
+                wait(inflight)
+            for fut in inflight:
+                upserted += fut.result()["upserted"]
         return pb.UpsertResponse(upserted=upserted, batches=batches)
 
     def Search(self, request: pb.SearchRequest,  # noqa: N802
@@ -170,6 +192,25 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         vectors, info = self.service.embed(self._principal(context),
                                            schema.EmbedIn(texts=list(request.texts)))
         return embed_response(vectors, info)
+
+
+# Batches of one upsert stream in flight at once (see DataPlaneServicer.Upsert).
+STREAM_DEPTH = 2
+
+
+def _logged_upsert(pool: ThreadPoolExecutor, upsert: Callable[..., dict[str, Any]],
+                   *args: Any) -> Future[dict[str, Any]]:
+    """Run ``upsert(*args, on_logged=...)`` on the pool and return once the batch holds
+    its place in the log or has failed, so the stream's next batch is logged after it
+    (stream order is log order). Raises at once what failed before that point."""
+    logged = threading.Event()
+    ctx = contextvars.copy_context()  # the request's trace and log context
+    fut = pool.submit(ctx.run, upsert, *args, on_logged=logged.set)
+    fut.add_done_callback(lambda _: logged.set())
+    logged.wait()
+    if fut.done() and fut.exception() is not None:
+        fut.result()
+    return fut
 
 
 def _hits(hits: list[dict[str, Any]]) -> list[pb.Hit]:

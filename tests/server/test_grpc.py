@@ -172,3 +172,39 @@ def test_a_stream_cut_off_mid_way_keeps_exactly_the_batches_applied(clients, ten
     for b in range(batches):
         for i in (0, size - 1):
             rest.get(path, f"b{b}-{i}")
+
+
+def test_a_stream_applies_its_batches_in_order_and_stops_at_a_bad_one(clients, tenant):
+    """Batches of one stream are pipelined (the next is logged while the previous is
+    indexed), yet applied in stream order: the same ids replaced by every batch end with
+    the last good batch's vectors; a bad batch stops the stream and what follows it is
+    never applied."""
+    rest, over_grpc = clients
+    path = f"{tenant}/db/order"
+    rest.create_collection(path, dimension=DIM, metric="l2")
+    rng = np.random.default_rng(11)
+    good = [rng.standard_normal((20, DIM)).astype("<f4") for _ in range(6)]
+
+    def batch(b: int, vecs: np.ndarray) -> pb.UpsertRequest:
+        docs = [pb.Document(id=f"s{i}", vector=vecs[i].tobytes()) for i in range(len(vecs))]
+        docs.append(pb.Document(id=f"marker{b}", vector=vecs[0].tobytes()))
+        return pb.UpsertRequest(collection=path if b == 0 else "", documents=docs)
+
+    def requests():
+        yield from (batch(b, good[b]) for b in range(4))
+        yield batch(4, np.ones((20, DIM + 1), "<f4"))  # wrong dimension
+        yield batch(5, good[5])
+
+    stub = pb_grpc.DataPlaneStub(over_grpc.grpc.channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upsert(requests(), metadata=over_grpc.grpc.metadata, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dimension" in info.value.details()
+    assert rest.get_collection(path)["count"] == 20 + 4
+    for i in range(20):
+        assert rest.get(path, f"s{i}")["vector"] == pytest.approx(good[3][i].tolist())
+        assert rest.search(path, good[3][i], k=1).ids[0] in (f"s{i}", "marker3")
+    with pytest.raises(NotFound):
+        rest.get(path, "marker5")
+    assert over_grpc.upsert_stream(path, [([f"s{i}" for i in range(20)], good[5], None, None)
+                                          for _ in range(3)]) == 60
