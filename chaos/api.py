@@ -184,10 +184,15 @@ class ChaosProxy:
 
     def close(self) -> None:
         self.http.task_dispatcher.shutdown(timeout=5)
-        # Closing every channel (not just the listener) lets the accept loop end now.
-        wasyncore.close_all(self.http._map)
-        if self._thread is not None:
-            self._thread.join(5)
+        # Closing every channel (not just the listener) lets the accept loop end now. It
+        # is done from the loop's own thread: closed from here, a socket could vanish
+        # under the loop's select() (EBADF in the chaos-api thread, seen in a CI run).
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self.http.trigger.pull_trigger(lambda: wasyncore.close_all(self.http._map))
+            thread.join(5)
+        if thread is None or thread.is_alive():
+            wasyncore.close_all(self.http._map)
         self.server.close()
 
     def __enter__(self) -> ChaosProxy:
