@@ -46,7 +46,8 @@ def _documents(ids: Sequence[str], vectors: np.ndarray,
     return docs
 
 
-SEARCH_BATCH_METHOD = "/akidb.v1.DataPlane/SearchBatch"
+# The method's path on the wire, from the generated descriptor (for raw channel calls).
+SEARCH_BATCH_METHOD = f"/{pb.DESCRIPTOR.services_by_name['DataPlane'].full_name}/SearchBatch"
 
 
 def search_batch_request(collection: str, searches: Sequence[Mapping[str, Any]]
