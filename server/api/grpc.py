@@ -14,7 +14,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -126,30 +126,27 @@ class DataPlaneServicer(pb_grpc.DataPlaneServicer):
         path: str | None = None
         upserted = batches = 0
         inflight: deque[Future[dict[str, Any]]] = deque()
+        # Leaving the pool waits for every batch in flight (durably applied or failed)
+        # before the stream answers, also when a later batch raised.
         with ThreadPoolExecutor(STREAM_DEPTH, thread_name_prefix="grpc-stream") as pool:
-            try:
-                for request in request_iterator:
-                    if request.collection:
-                        if path is not None and request.collection != path:
-                            raise BadRequest(f"one stream writes one collection: {path!r}, "
-                                             f"then {request.collection!r}")
-                        path = request.collection
-                    if path is None:
-                        raise BadRequest("the first UpsertRequest of a stream must name the "
-                                         "collection")
-                    docs = request.documents
-                    if not docs:
-                        raise BadRequest(f"batch {batches} of the stream has no documents")
-                    batch = _batch(docs)
-                    while len(inflight) >= STREAM_DEPTH:
-                        upserted += inflight.popleft().result()["upserted"]
-                    inflight.append(_logged_upsert(pool, self.service.upsert, principal,
-                                                   *_collection(path), batch))
-                    batches += 1
-            finally:
-                # every batch in flight finishes (durably) before the stream answers,
-                # whether it succeeded or not
-                wait(inflight)
+            for request in request_iterator:
+                if request.collection:
+                    if path is not None and request.collection != path:
+                        raise BadRequest(f"one stream writes one collection: {path!r}, then "
+                                         f"{request.collection!r}")
+                    path = request.collection
+                if path is None:
+                    raise BadRequest("the first UpsertRequest of a stream must name the "
+                                     "collection")
+                docs = request.documents
+                if not docs:
+                    raise BadRequest(f"batch {batches} of the stream has no documents")
+                batch = _batch(docs)
+                while len(inflight) >= STREAM_DEPTH:
+                    upserted += inflight.popleft().result()["upserted"]
+                inflight.append(_logged_upsert(pool, self.service.upsert, principal,
+                                               *_collection(path), batch))
+                batches += 1
             for fut in inflight:
                 upserted += fut.result()["upserted"]
         return pb.UpsertResponse(upserted=upserted, batches=batches)
