@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
-import os
-import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from akidb.server import faults, schema, tracing
 from akidb.server.api import arrow
 from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
+from akidb.server.api.rest_front import (
+    REQUEST_ID,
+    ROUTE,
+    RestFront,
+    error_answer,
+    internal_error,
+)
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
 from akidb.server.errors import (
     AkiError,
     BadRequest,
-    Internal,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -40,18 +43,24 @@ def _json(body: Any, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
+# Answered by RestFront without Flask once their path has been matched (rest_front.py).
+HOT_ROUTES = ("search", "search_batch", "upsert")
+
+
 def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
-               max_body_bytes: int, metrics_token: str = "") -> Flask:
+               max_body_bytes: int, metrics_token: str = "") -> RestFront:
     app = AkiFlask("akidb")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
-    # The hot path reads the WSGI environ itself: werkzeug's header view, content-length
+    # Handlers read the WSGI environ itself: werkzeug's header view, content-length
     # parsing and limited stream were ~9% of the GIL time of a search under load (py-spy).
-    def principal() -> Principal:
-        return auth.authenticate(request.environ.get("HTTP_AUTHORIZATION"))
+    # Hot handlers are handed the environ; the others read Flask's request's.
+    def principal(environ: dict[str, Any] | None = None) -> Principal:
+        environ = request.environ if environ is None else environ
+        return auth.authenticate(environ.get("HTTP_AUTHORIZATION"))
 
-    def body() -> bytes:
-        environ = request.environ
+    def body(environ: dict[str, Any] | None = None) -> bytes:
+        environ = request.environ if environ is None else environ
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isascii() and length.isdigit():
             size = int(length)
@@ -61,7 +70,7 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             data = environ["wsgi.input"].read(size) if size else b""
             if len(data) != size:
                 raise BadRequest(f"request body ended after {len(data)} of {size} bytes")
-        else:  # chunked or a malformed length: werkzeug decides
+        else:  # chunked or a malformed length (never a hot route's): werkzeug decides
             data = request.get_data(cache=False)
         if not data:
             raise BadRequest("request body is empty; send a JSON object")
@@ -83,7 +92,7 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             g.span = g.span_scope.__enter__()
             trace_id = tracing.trace_id()
             if trace_id:
-                g.request_id = trace_id
+                request.environ[REQUEST_ID] = trace_id
 
         @app.after_request
         def _span_status(response: Response) -> Response:
@@ -98,34 +107,20 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             if scope is not None:
                 scope.__exit__(None, None, None)
 
+    # Request ids, metrics and the failure log are RestFront's, for every request.
     @app.before_request
-    def _start() -> None:
-        g.started = time.perf_counter()
+    def _route_and_readiness() -> None:
         environ = request.environ
-        if "request_id" not in g:
-            g.request_id = environ.get("HTTP_X_REQUEST_ID") or os.urandom(8).hex()
+        rule = request.url_rule
+        if rule is not None:
+            environ[ROUTE] = rule.rule
         if environ.get("PATH_INFO", "").startswith("/v1/"):
             needs_ready()
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe(route, request.method, response.status_code, elapsed)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        if response.status_code >= 400:
-            log.info("request failed", extra={"request_id": g.get("request_id"),
-                                              "method": request.method, "path": request.path,
-                                              "status": response.status_code,
-                                              "ms": round(elapsed * 1000, 3)})
-        return response
-
     @app.errorhandler(AkiError)
     def _aki_error(exc: AkiError) -> Response:
-        response = _json(exc.to_dict(), exc.http_status)
-        if isinstance(exc.details, dict) and "retry_after" in exc.details:
-            response.headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after"])))
-        return response
+        status, headers, content = error_answer(exc)
+        return Response(content, status=status, headers=headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -147,9 +142,7 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-        err = Internal(f"internal error (request id {g.get('request_id')}); see server log")
-        return _json(err.to_dict(), 500)
+        return _aki_error(internal_error(request.environ.get(REQUEST_ID)))
 
     # -- operational -------------------------------------------------------------------
     def health() -> Response:
@@ -260,14 +253,15 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
         return _json({"deleted": collection})
 
     # -- documents, search, snapshots --------------------------------------------------
-    def upsert(tenant: str, database: str, collection: str) -> Response:
-        who = principal()
-        content_type = (request.mimetype or "").lower()
+    # Hot handlers: (environ, view args) -> the JSON answer (status 200).
+    def upsert(environ: dict[str, Any], tenant: str, database: str, collection: str) -> Any:
+        who = principal(environ)
+        content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if content_type == ARROW_STREAM:
-            batch = arrow.decode_upsert(body())
+            batch = arrow.decode_upsert(body(environ))
         else:
-            batch = batch_from_request(schema.parse(schema.UpsertIn, body()))
-        return _json(service.upsert(who, tenant, database, collection, batch))
+            batch = batch_from_request(schema.parse(schema.UpsertIn, body(environ)))
+        return service.upsert(who, tenant, database, collection, batch)
 
     def list_documents(tenant: str, database: str, collection: str) -> Response:
         try:
@@ -284,15 +278,16 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     def delete_document(tenant: str, database: str, collection: str, doc_id: str) -> Response:
         return _json(service.delete_document(principal(), tenant, database, collection, doc_id))
 
-    def search(tenant: str, database: str, collection: str) -> Response:
-        who = principal()
-        req = schema.parse(schema.SearchIn, body())
-        return _json(service.search(who, tenant, database, collection, req))
+    def search(environ: dict[str, Any], tenant: str, database: str, collection: str) -> Any:
+        who = principal(environ)
+        req = schema.parse(schema.SearchIn, body(environ))
+        return service.search(who, tenant, database, collection, req)
 
-    def search_batch(tenant: str, database: str, collection: str) -> Response:
-        who = principal()
-        req = schema.parse(schema.SearchBatchIn, body())
-        return _json(service.search_batch(who, tenant, database, collection, req.searches))
+    def search_batch(environ: dict[str, Any], tenant: str, database: str,
+                     collection: str) -> Any:
+        who = principal(environ)
+        req = schema.parse(schema.SearchBatchIn, body(environ))
+        return service.search_batch(who, tenant, database, collection, req.searches)
 
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
@@ -319,9 +314,20 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
     missing = set(BY_NAME) - set(handlers)
     if missing:
         raise RuntimeError(f"routes without a REST handler: {sorted(missing)}")
+    hot = {name: handlers[name] for name in HOT_ROUTES}
     for r in ROUTES:
-        app.add_url_rule(r.flask_rule, r.name, handlers[r.name], methods=[r.method])
-    return app
+        view = handlers[r.name]
+        if r.name in hot:  # the first request on a path, and all while tracing
+            view = _flask_view(view)
+        app.add_url_rule(r.flask_rule, r.name, view, methods=[r.method])
+    return RestFront(app, hot, metrics)
+
+
+def _flask_view(handler: Any) -> Any:
+    def view(**view_args: str) -> Response:
+        return _json(handler(request.environ, **view_args))
+
+    return view
 
 
 def batch_from_request(req: schema.UpsertIn) -> UpsertBatch:
