@@ -16,10 +16,7 @@ from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
 from akidb.server.api.rest_front import (
     REQUEST_ID,
-    ROUTE,
     RestFront,
-    error_answer,
-    internal_error,
 )
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
@@ -107,20 +104,12 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             if scope is not None:
                 scope.__exit__(None, None, None)
 
-    # Request ids, metrics and the failure log are RestFront's, for every request.
+    # Request ids, metrics, the failure log and the encoding of API errors and
+    # unexpected exceptions are RestFront's (rest_front.py), for every request.
     @app.before_request
-    def _route_and_readiness() -> None:
-        environ = request.environ
-        rule = request.url_rule
-        if rule is not None:
-            environ[ROUTE] = rule.rule
-        if environ.get("PATH_INFO", "").startswith("/v1/"):
+    def _readiness() -> None:
+        if request.environ.get("PATH_INFO", "").startswith("/v1/"):
             needs_ready()
-
-    @app.errorhandler(AkiError)
-    def _aki_error(exc: AkiError) -> Response:
-        status, headers, content = error_answer(exc)
-        return Response(content, status=status, headers=headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -140,9 +129,6 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             mapped.http_status = exc.code or 400
         return _json(mapped.to_dict(), mapped.http_status)
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        return _aki_error(internal_error(request.environ.get(REQUEST_ID)))
 
     # -- operational -------------------------------------------------------------------
     def health() -> Response:

@@ -30,6 +30,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+from flask import Response, request
 
 from akidb.server import tracing
 from akidb.server.api.flask_app import AkiFlask
@@ -90,6 +91,7 @@ class RestFront:
         self.flask = flask
         self.hot = hot
         self.metrics = metrics
+        _install_flask_side(flask)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -148,3 +150,25 @@ class RestFront:
             return error_answer(exc)
         except Exception:
             return error_answer(internal_error(environ.get(REQUEST_ID)))
+
+
+def _install_flask_side(flask: AkiFlask) -> None:
+    """What Flask's path needs from the front: the matched route recorded for the
+    metrics (first of the app's hooks, so an early refusal keeps its route), and API
+    errors and unexpected exceptions encoded as the hot path encodes them."""
+
+    def record_route() -> None:
+        rule = request.url_rule
+        if rule is not None:
+            request.environ[ROUTE] = rule.rule
+
+    flask.before_request_funcs.setdefault(None, []).insert(0, record_route)
+
+    @flask.errorhandler(AkiError)
+    def _api_error(exc: AkiError) -> Response:
+        status, headers, content = error_answer(exc)
+        return Response(content, status=status, headers=headers)
+
+    @flask.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        return _api_error(internal_error(request.environ.get(REQUEST_ID)))

@@ -13,15 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Response, request
 from werkzeug.test import Client as WsgiClient
 
 from akidb.harness import Node
 from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.rest import _flask_view
-from akidb.server.api.rest_front import REQUEST_ID, ROUTE, RestFront, error_answer, internal_error
+from akidb.server.api.rest_front import RestFront
 from akidb.server.client import Client
-from akidb.server.errors import AkiError, PermissionDenied, QuotaExceeded
+from akidb.server.errors import PermissionDenied, QuotaExceeded
 
 BODY_LIMIT = 64 * 1024 * 1024
 
@@ -188,19 +187,8 @@ def _toy_front(fail: BaseException) -> RestFront:
     app.config["flask_requests"] = 0
 
     @app.before_request
-    def _route() -> None:
+    def _count() -> None:
         app.config["flask_requests"] += 1
-        if request.url_rule is not None:
-            request.environ[ROUTE] = request.url_rule.rule
-
-    @app.errorhandler(AkiError)
-    def _aki(exc: AkiError) -> Response:
-        status, headers, content = error_answer(exc)
-        return Response(content, status=status, headers=headers)
-
-    @app.errorhandler(Exception)
-    def _other(exc: Exception) -> Response:
-        return _aki(internal_error(request.environ.get(REQUEST_ID)))
 
     app.add_url_rule("/things/<name>", "boom", _flask_view(boom), methods=["POST"])
     return RestFront(app, {"boom": boom}, Metrics())  # type: ignore[arg-type]
