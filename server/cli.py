@@ -22,7 +22,7 @@ from akidb.server.embeddings.encoder import BACKENDS
 @click.option("--fsync", "fsync_policy", type=click.Choice(FSYNC_POLICIES), default=None,
               help="WAL fsync policy: always (default), batch (group commit) or none.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
-              help="HTTP request threads (default: 8 with waitress, 3 with granian).")
+              help="HTTP request threads (default: 8 with waitress, 2 with granian).")
 @click.option("--http-server", type=click.Choice(["waitress", "granian"]), default=None,
               help="REST front: waitress (default; sheds connections, times slow requests "
                    "out) or granian (Rust; more throughput, no request-body timeout).")

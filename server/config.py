@@ -128,9 +128,12 @@ class Settings:
 # blocking threads and every one of them contends for the GIL: with 8, the hand-offs
 # stretch the tail (NOTES, fifth pass: P99 at 16 connections 25-29 ms with 8 threads,
 # 14-20 ms with 2-3, the same or more QPS; the 100k hybrid mix held 300 QPS with 2-4
-# threads and not with 8). waitress with 3 collapsed at 64 connections (367 QPS
-# against 1255 with 8), so it keeps 8.
-DEFAULT_THREADS = {"waitress": 8, "granian": 3}
+# threads and not with 8). Once the data plane skipped Flask's per-request machinery
+# (eighth pass), 2 beat 3 and 4 at 4, 16 and 64 connections in two rounds (2846-3106
+# QPS at 16 against 2363-2463) and held the mix's 300 QPS at P99 25 ms against 39.
+# waitress with 3 collapsed at 64 connections (367 QPS against 1255 with 8), so it
+# keeps 8.
+DEFAULT_THREADS = {"waitress": 8, "granian": 2}
 
 
 def http_threads(settings: Settings) -> int:

@@ -5,8 +5,8 @@ holds the GIL, so throughput rises with concurrent clients where the waitress fr
 (its I/O loop is Python) flattens. The trade-off, measured (NOTES, hardening): a slow
 request body holds one of granian's Python worker threads with no timeout, and past
 its concurrency limit it stops accepting, where the waitress front sheds connections
-and times slow requests out. With its default of 3 request threads (fewer GIL
-contenders: a shorter tail, see config.DEFAULT_THREADS) three such bodies stall it.
+and times slow requests out. With its default of 2 request threads (fewer GIL
+contenders: a shorter tail, see config.DEFAULT_THREADS) two such bodies stall it.
 The default stays waitress; pick this one behind a proxy that buffers request bodies,
 or for benchmarks of the database rather than its front.
 

@@ -188,7 +188,7 @@ def test_request_threads_default_per_front_and_an_explicit_count_wins(tmp_path):
         return http_threads(Settings(data_dir=tmp_path, **kw))
 
     assert threads() == DEFAULT_THREADS["waitress"] == 8
-    assert threads(http_server="granian") == DEFAULT_THREADS["granian"] == 3
+    assert threads(http_server="granian") == DEFAULT_THREADS["granian"] == 2
     assert threads(http_server="granian", threads=5) == 5
     assert threads(threads=2) == 2
     with pytest.raises(ValueError, match="threads must be >= 1"):
