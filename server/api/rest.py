@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import Any
 
 import orjson
@@ -14,10 +13,7 @@ from akidb.server import faults, schema, tracing
 from akidb.server.api import arrow
 from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
-from akidb.server.api.rest_front import (
-    REQUEST_ID,
-    RestFront,
-)
+from akidb.server.api.rest_front import REQUEST_ID, RestFront
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
 from akidb.server.errors import (
@@ -31,8 +27,6 @@ from akidb.server.errors import (
 from akidb.server.metrics import Metrics
 from akidb.server.routes import ARROW_STREAM, BY_NAME, ROUTES
 from akidb.server.service import Service
-
-log = logging.getLogger("akidb.rest")
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -128,7 +122,6 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
             mapped = BadRequest(exc.description or str(exc))
             mapped.http_status = exc.code or 400
         return _json(mapped.to_dict(), mapped.http_status)
-
 
     # -- operational -------------------------------------------------------------------
     def health() -> Response:
