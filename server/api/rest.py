@@ -13,7 +13,7 @@ from akidb.server import faults, schema, tracing
 from akidb.server.api import arrow
 from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
-from akidb.server.api.rest_front import REQUEST_ID, RestFront
+from akidb.server.api.rest_front import REQUEST_ID, RestFront, json_body
 from akidb.server.auth.keys import KeyAuthenticator, Principal
 from akidb.server.batches import UpsertBatch
 from akidb.server.errors import (
@@ -30,8 +30,7 @@ from akidb.server.service import Service
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                    mimetype="application/json")
+    return Response(json_body(body), status=status, mimetype="application/json")
 
 
 # Answered by RestFront without Flask once their path has been matched (rest_front.py).

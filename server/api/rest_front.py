@@ -70,6 +70,12 @@ def new_request_id(environ: dict[str, Any]) -> str:
     return environ.get("HTTP_X_REQUEST_ID") or f"{random.getrandbits(64):016x}"
 
 
+def json_body(answer: Any) -> bytes:
+    """A JSON answer's bytes (numpy arrays and scalars as numbers): one encoding for both
+    paths and every route."""
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def error_answer(exc: AkiError) -> tuple[int, list[tuple[str, str]], bytes]:
     """An API error as (status, headers, JSON body): one encoding for both paths."""
     headers = [("Content-Type", JSON)]
@@ -144,8 +150,7 @@ class RestFront:
                 ) -> tuple[int, list[tuple[str, str]], bytes]:
         try:
             answer = handler(environ, **view_args)
-            return 200, [("Content-Type", JSON)], orjson.dumps(
-                answer, option=orjson.OPT_SERIALIZE_NUMPY)
+            return 200, [("Content-Type", JSON)], json_body(answer)
         except AkiError as exc:
             return error_answer(exc)
         except Exception:
