@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,7 @@ class RWLock:
         self._writers_waiting = 0
         self._readers_waiting = 0
         self._readers_turn = False
+        self.last_read = float("-inf")  # monotonic time of the latest read acquisition
 
     def read(self) -> _ReadSide:
         """``with lock.read():`` -- a plain context object, not a generator: a search
@@ -38,6 +40,7 @@ class RWLock:
                 self._cond.wait()
             self._readers_waiting -= 1
             self._readers += 1
+            self.last_read = time.monotonic()
             if self._readers_waiting == 0 and self._readers_turn:
                 self._readers_turn = False  # every reader that waited is in
                 self._cond.notify_all()
