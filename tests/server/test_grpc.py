@@ -66,6 +66,8 @@ def _state(client, path, vecs):
         except NotFound:
             docs[f"d{i}"] = None
     searches = [client.search(path, q, k=5, include=["payload"]) for q in vecs[:10]]
+    searches += [client.search(path, q, k=5, include=["payload", "text", "vector"])
+                 for q in vecs[28:32]]  # documents with and without text
     filtered = [client.search(path, q, k=5, filter={"odd": True}) for q in vecs[:5]]
     text = client.search(path, vecs[0], text="number 12", k=5, mode="hybrid")
     return docs, searches, filtered, text
@@ -79,11 +81,17 @@ def test_rest_and_grpc_give_identical_state_and_results(clients, tenant):
     _ops(over_grpc, f"{tenant}/db/g")
     r_docs, r_search, r_filtered, r_text = _state(rest, f"{tenant}/db/r", vecs)
     g_docs, g_search, g_filtered, g_text = _state(over_grpc, f"{tenant}/db/g", vecs)
+    assert any(h.text for h in r_search[-1].hits) and r_search[-1].hits[0].vector
     assert r_docs == g_docs and r_docs["d7"] is None and r_docs["d3"]["payload"] == {"moved": 1}
     for a, b in zip(r_search + r_filtered + [r_text], g_search + g_filtered + [g_text],
                     strict=True):
         assert a.ids == b.ids
         assert [h.payload for h in a.hits] == [h.payload for h in b.hits]
+        assert [h.text for h in a.hits] == [h.text for h in b.hits]
+        assert [h.vector is None for h in a.hits] == [h.vector is None for h in b.hits]
+        for x, y in zip(a.hits, b.hits, strict=True):
+            if x.vector is not None:
+                assert np.allclose(x.vector, y.vector, atol=1e-6)
         assert np.allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
     assert rest.get_collection(f"{tenant}/db/r")["count"] == 59
     assert rest.get_collection(f"{tenant}/db/g")["count"] == 59
