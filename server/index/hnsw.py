@@ -24,8 +24,7 @@ from akidb.server.index.rwlock import RWLock
 # threads; Arrow ingest from 2 loaders read 0.82-0.85x raw at 64 against 0.89-0.90x
 # at 512), so while no search has come for READ_QUIET_S the chunk doubles
 # up to INSERT_CHUNK_MAX (~90 ms at 384-d), and the first search after a quiet spell
-# sets it back: only a search that finds the index idle for a second can wait longer
-# than one small chunk.
+# sets it back: only that first search can wait longer than one small chunk.
 INSERT_CHUNK = 64
 INSERT_CHUNK_MAX = 512
 READ_QUIET_S = 1.0
