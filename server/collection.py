@@ -67,7 +67,8 @@ class Collection(Recovery):
         self.dir = directory
         self.index = HnswIndex(dimension=row.dimension, metric=row.metric, m=row.m,
                                ef_construction=row.ef_construction, ef_search=row.ef_search,
-                               threads=settings.index_threads)
+                               threads=settings.index_threads,
+                               insert_chunk_max=settings.index_insert_chunk_max)
         self.wal = WriteAheadLog(directory / "wal", fsync=settings.fsync,
                                  segment_bytes=settings.wal_segment_bytes)
         self.payloads = PayloadIndex()

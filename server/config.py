@@ -62,6 +62,10 @@ class Settings:
     rebuild_metadata: bool = False
     # hnswlib build threads for one upsert batch; searches are single-threaded each.
     index_threads: int = 2
+    # The largest graph-insert chunk while no search comes (server/index/hnsw.py): bulk
+    # loads run faster with larger chunks, and the first search after a quiet second may
+    # wait for one; 64 keeps every wait to one small chunk.
+    index_insert_chunk_max: int = 512
     # WAL segments are sealed and a new one started past this size.
     wal_segment_bytes: int = 64 * 1024 * 1024
     # batch policy: how long the group-commit leader waits for more writers.
@@ -112,6 +116,9 @@ class Settings:
         if self.http_server not in ("waitress", "granian"):
             raise ValueError(f"http_server must be waitress or granian, got "
                              f"{self.http_server!r}")
+        if not 1 <= self.index_insert_chunk_max <= 100_000:
+            raise ValueError(f"index_insert_chunk_max must be 1..100000, got "
+                             f"{self.index_insert_chunk_max}")
         if self.http_connection_limit < 1:
             raise ValueError(f"http_connection_limit must be >= 1, got "
                              f"{self.http_connection_limit}")

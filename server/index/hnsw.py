@@ -18,13 +18,14 @@ from akidb.server.index.payload import Matches
 from akidb.server.index.rwlock import RWLock
 
 # Inserts are applied in chunks so that searches can run between them instead of
-# waiting for a whole batch (hnswlib forbids search during insert): a search waits
-# for one chunk at most (the lock is phase-fair). 64 vectors take ~12-15 ms at 384-d
-# here. Small chunks cost bulk ingest ~5% (every call starts and joins hnswlib's
-# threads; Arrow ingest from 2 loaders read 0.82-0.85x raw at 64 against 0.89-0.90x
-# at 512), so while no search has come for READ_QUIET_S the chunk doubles
-# up to INSERT_CHUNK_MAX (~90 ms at 384-d), and the first search after a quiet spell
-# sets it back: only that first search can wait longer than one small chunk.
+# waiting for a whole batch (hnswlib forbids search during insert): a search waits for
+# one chunk at most (the lock is phase-fair). 64 vectors take ~12-15 ms at 384-d here.
+# Small chunks cost bulk ingest ~5% (every call starts and joins hnswlib's threads;
+# Arrow ingest from 2 loaders read 0.82-0.85x raw at 64 against 0.89-0.90x at 512), so
+# while no search has come for READ_QUIET_S the chunk doubles up to INSERT_CHUNK_MAX
+# (~90 ms at 384-d; the server's index_insert_chunk_max setting), and the first search
+# after a quiet spell sets it back: only that first search can wait longer than one
+# small chunk.
 INSERT_CHUNK = 64
 INSERT_CHUNK_MAX = 512
 READ_QUIET_S = 1.0
@@ -37,7 +38,8 @@ class ShortResult(Exception):
 
 class HnswIndex:
     def __init__(self, *, dimension: int, metric: str, m: int, ef_construction: int,
-                 ef_search: int, threads: int = 2) -> None:
+                 ef_search: int, threads: int = 2,
+                 insert_chunk_max: int = INSERT_CHUNK_MAX) -> None:
         self.dimension = dimension
         self.metric = metric
         self.m = m
@@ -52,7 +54,9 @@ class HnswIndex:
         self._batches = 0
         self._batches_lock = threading.Lock()
         self.read_quiet_s = READ_QUIET_S
-        self._chunk = INSERT_CHUNK
+        self.chunk_min = min(INSERT_CHUNK, insert_chunk_max)
+        self.chunk_max = insert_chunk_max
+        self._chunk = self.chunk_min
         self.clear()
 
     # -- size --------------------------------------------------------------------------
@@ -84,7 +88,7 @@ class HnswIndex:
                 self._index.add_items(chunk_vectors, chunk_labels, num_threads=self.threads)
             start += size
             quiet = time.monotonic() - self.lock.last_read > self.read_quiet_s
-            self._chunk = min(2 * size, INSERT_CHUNK_MAX) if quiet else INSERT_CHUNK
+            self._chunk = min(2 * size, self.chunk_max) if quiet else self.chunk_min
 
     @property
     def insert_chunk(self) -> int:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from akidb.server.index.hnsw import INSERT_CHUNK, INSERT_CHUNK_MAX, HnswIndex
+
+from .collections import open_collection
 
 DIM = 8
 
@@ -54,3 +61,42 @@ def test_every_vector_goes_in_once_whatever_the_chunks():
     for i in (0, 511, 512, 1299):
         found, _ = index.search(vectors[i], 1)
         assert found[0] == labels[i]
+
+
+def test_a_cap_of_64_or_less_keeps_every_chunk_at_the_cap():
+    for cap in (64, 16):
+        index = HnswIndex(dimension=DIM, metric="l2", m=8, ef_construction=100,
+                          ef_search=200, insert_chunk_max=cap)
+        index.read_quiet_s = 0.0
+        index.add(*_rows(0, 700))
+        assert index.insert_chunk == cap
+        assert index.count == 700
+
+
+def test_the_server_setting_reaches_the_collections_index(tmp_path):
+    (tmp_path / "small").mkdir()
+    (tmp_path / "default").mkdir()
+    coll = open_collection(tmp_path / "small", dim=DIM, index_insert_chunk_max=64)
+    default = open_collection(tmp_path / "default", dim=DIM)
+    try:
+        for c in (coll, default):
+            c.index.read_quiet_s = 0.0
+            labels, vectors = _rows(0, 700)
+            c.upsert([str(i) for i in labels], vectors, [None] * 700, ["{}"] * 700)
+        assert coll.index.insert_chunk == 64
+        assert default.index.insert_chunk == INSERT_CHUNK_MAX
+    finally:
+        for c in (coll, default):
+            c.close()
+            c.store.close()
+
+
+@pytest.mark.parametrize("value", ["0", "100001", "many"])
+def test_a_bad_chunk_setting_stops_serve_with_exit_2(tmp_path, value):
+    done = subprocess.run([sys.executable, "-m", "akidb", "serve", "--data-dir",
+                           str(tmp_path / "data"), "--port", "0"],
+                          env={**os.environ, "AKIDB_INDEX_INSERT_CHUNK_MAX": value},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "INDEX_INSERT_CHUNK_MAX" in done.stderr.upper() and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "metadata.db").exists()
