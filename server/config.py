@@ -64,7 +64,9 @@ class Settings:
     index_threads: int = 2
     # The largest graph-insert chunk while no search comes (server/index/hnsw.py): bulk
     # loads run faster with larger chunks, and the first search after a quiet second may
-    # wait for one; 64 keeps every wait to one small chunk.
+    # wait for one; 64 keeps every wait to one small chunk. The default is the index's
+    # INSERT_CHUNK_MAX (not imported: this module stays free of hnswlib); a test checks
+    # that a collection opened with default settings reaches that cap.
     index_insert_chunk_max: int = 512
     # WAL segments are sealed and a new one started past this size.
     wal_segment_bytes: int = 64 * 1024 * 1024
