@@ -1,8 +1,9 @@
 """A closed-loop HTTP load generator whose clients are processes, not threads.
 
-Each client is a process of ``akidb.bench.clients`` with one keep-alive connection,
-sending one pre-encoded request as fast as answers come back: the leanest client
-there is, so the figure is the server's. Latencies come back as HdrHistograms merged
+Each client is a keep-alive connection sending pre-encoded requests as fast as answers
+come back, from processes of ``akidb.bench.clients`` that each drive several
+connections from one epoll loop (as ``wrk`` does): the leanest client there is, so the
+figure is the server's. Latencies come back as HdrHistograms merged
 across clients; every client's CPU is recorded and a saturated one flagged.
 """
 
@@ -32,5 +33,5 @@ class Request:
 
 
 def closed_loop(req: Request, clients: int, duration_s: float) -> dict[str, Any]:
-    """``clients`` processes for ``duration_s``: QPS, latency percentiles, client CPU."""
+    """``clients`` connections for ``duration_s``: QPS, latency percentiles, client CPU."""
     return process_loop(req.job(), clients, duration_s)

@@ -10,8 +10,10 @@ top-10):
 - ingest into each server: Arrow and JSON batches of 1000 from 2 loaders, each against
   raw ``add_items`` builds of the same batches timed just before and after it;
 - search QPS, P50 and P99 at each concurrency, from ``loadgen`` client *processes*
-  (each client's CPU is recorded and a saturated client flagged), and from ``wrk`` at
-  the same concurrencies where it is installed (a C load generator: no client doubt);
+  (keep-alive connections multiplexed over one process per two cores, as ``wrk`` drives
+  its connections; each process's CPU is recorded and a saturated one flagged), and
+  from ``wrk`` at the same concurrencies where it is installed (a C load generator: no
+  client doubt);
 - batch search (100 queries per call) over REST and gRPC from 1, 2 and 4 clients.
 
 No assertion: the figures and their ratios are printed and saved (JSON/Markdown/HTML).
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = common.parser(__doc__, vectors=50_000, dim=384, batch=1000, seconds=5.0, seed=0,
                        out="reports/throughput")
     ap.add_argument("--clients", type=common.count_list, default=[1, 2, 4, 8, 16, 32, 64],
-                    help="concurrencies to measure (client processes)")
+                    help="concurrencies to measure (client connections)")
     ap.add_argument("--fronts", default="waitress,granian", help="REST fronts to compare")
     args = ap.parse_args(argv)
     concurrencies = args.clients
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             # sweep's minutes went into the ratio.
             raw_before = ref.threaded_qps(queries, K, args.seconds)
             for c in concurrencies:
-                _progress(f"{front}: {c} client processes")
+                _progress(f"{front}: {c} client connections")
                 cpu0 = process_cpu_s(node.pid)
                 measured_lg = closed_loop(request, c, args.seconds)
                 cpu1 = process_cpu_s(node.pid)
@@ -251,7 +253,8 @@ def _batch(b: dict[str, Any]) -> str:
 
 def _best_single(r: dict[str, Any], best: dict[str, Any]) -> str:
     raw = r["raw_single"]
-    line = (f"Best single-search QPS {best['qps']:.0f} at {best['clients']} client processes "
+    line = (f"Best single-search QPS {best['qps']:.0f} at {best['clients']} client "
+            f"connections ({best.get('processes', best['clients'])} processes) "
             f"= {best['qps'] / raw['qps']:.2f}x raw single queries from every core, timed "
             f"just before and after the sweep ({raw['before']:.0f} / {raw['after']:.0f})")
     if r["wrk"]:
@@ -283,15 +286,16 @@ def _report(results: dict[str, Any], seconds: float) -> list[str]:
         rows = []
         for lg in r["loadgen"]:
             w = next((x for x in r["wrk"] if x["clients"] == lg["clients"]), None)
-            rows.append([str(lg["clients"]), f"{lg['qps']:.0f}", f"{lg['p50_ms']:.2f}",
+            rows.append([f"{lg['clients']} ({lg.get('processes', lg['clients'])})",
+                         f"{lg['qps']:.0f}", f"{lg['p50_ms']:.2f}",
                          f"{lg['p99_ms']:.2f}", f"{lg['client_busiest']:.0%}"
                          + (" SATURATED" if lg["client_saturated"] else ""),
                          str(lg["errors"]),
                          f"{lg['client_cpu_s'] / seconds:.2f}",
                          "-" if lg.get("server_cores") is None else f"{lg['server_cores']:.2f}",
                          f"{w['qps']:.0f} / {w.get('p99_ms', float('nan')):.2f}" if w else "-"])
-        lines += markdown_table(["clients", "QPS", "P50 ms", "P99 ms", "busiest client CPU",
-                                 "errors", "client cores", "server cores",
+        lines += markdown_table(["clients (processes)", "QPS", "P50 ms", "P99 ms",
+                                 "busiest client CPU", "errors", "client cores", "server cores",
                                  "wrk QPS / P99 ms"], rows) + [""]
     return lines
 

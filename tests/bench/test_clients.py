@@ -7,6 +7,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from akidb.bench import clients
 
@@ -168,3 +170,112 @@ def test_grpc_client_processes_send_pre_serialized_messages(akidb_cluster, tenan
     assert r["requests"] > 0 and r["errors"] == 0 and r["client_kind"] == "processes"
     with pytest.raises(RuntimeError, match="NOT_FOUND"):  # the warm-up call fails first
         clients.process_loop(job(f"{tenant}/db/missing"), 1, 0.5)
+
+
+RESPONSES = [(200, b"hello world", False), (404, b"{}", False), (200, b"", True),
+             (503, b"x" * 70_000, False)]
+
+
+def _wire(status: int, body: bytes, close: bool) -> bytes:
+    head = f"HTTP/1.1 {status} Whatever\r\ncontent-LENGTH: {len(body)}\r\nX-Other: 1\r\n"
+    return (head + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
+
+
+@given(st.lists(st.integers(0, 100), max_size=12), st.permutations(range(4)))
+def test_the_framer_cuts_the_same_responses_wherever_the_stream_is_split(cuts, order):
+    stream = b"".join(_wire(*RESPONSES[i]) for i in order)
+    framer, got = clients.ResponseFramer(), []
+    points = sorted({min(len(stream), c * len(stream) // 100) for c in cuts} | {len(stream)})
+    at = 0
+    for point in points:
+        framer.feed(stream[at:point])
+        at = point
+        while (answer := framer.next()) is not None:
+            got.append(answer)
+    assert got == [RESPONSES[i] for i in order] and not framer.buf
+
+
+def test_the_framer_refuses_what_it_cannot_frame():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for wire, why in ((chunked, "Content-Length"), (b"SSH-2.0-OpenSSH\r\n\r\n", "status line")):
+        framer = clients.ResponseFramer()
+        framer.feed(wire)
+        with pytest.raises(ValueError, match=why):
+            framer.next()
+
+
+class _EchoServer:
+    """A threaded keep-alive HTTP server answering by request body: ``ok`` 200,
+    ``bad`` 404, ``close`` 200 and closes, anything else 200 with its length; it
+    records every body it received whole and every connection it accepted."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[bytes] = []
+        peers: set[int] = set()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append(body)
+                peers.add(self.client_address[1])
+                status = 404 if body == b"bad" else 200
+                reply = b"%d" % len(body)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(reply)))
+                if body == b"close":
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.seen, self.peers = seen, peers
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def test_multiplexed_connections_count_failures_reconnect_and_send_whole_bodies():
+    import time
+
+    big = b"y" * 3_000_000  # larger than a socket buffer: sent over several writes
+    bodies = [b"ok", b"bad", b"close", big]
+    server = _EchoServer()
+    try:
+        job = {"kind": "http", "url": server.url, "method": "POST", "path": "/",
+               "headers": {}, "bodies": [base64.b64encode(b).decode() for b in bodies]}
+        # 3 connections, stride 3, over 4 bodies: each one cycles through all four (and
+        # none starts on "bad": a failing warm-up call stops a client before the run)
+        mux = clients.Multiplexed(job, [0, 2, 3], 3)
+        start = time.time() + 0.05
+        r = mux.run(start, start + 1.0)
+    finally:
+        server.close()
+    assert set(server.seen) == set(bodies)  # the big body arrived whole, every time
+    assert r["errors"] > 0 and r["error_sample"] == "RuntimeError: HTTP 404"
+    assert r["count"] >= 2 * r["errors"]  # three of every four answers are recorded
+    assert len(server.peers) > 3  # connections closed by the server were reopened
+    assert clients.summary(clients.merge([r["histogram"]]))["p50_ms"] > 0
+
+
+def test_http_clients_share_processes_and_report_every_connection(akidb_cluster):
+    job = {"kind": "http", "url": akidb_cluster.nodes[0].rest_url, "method": "GET",
+           "path": "/health", "headers": {}, "bodies": [""]}
+    r = clients.process_loop(job, 4, 0.5)
+    assert r["clients"] == 4 and r["processes"] == clients.client_processes(job, 4) <= 4
+    assert r["requests"] > 0 and r["errors"] == 0
+    assert clients.client_processes({"kind": "grpc"}, 4) == 4  # one per gRPC client
