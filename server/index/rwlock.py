@@ -19,7 +19,10 @@ class RWLock:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # Held through the mutex itself: ``with`` on the Condition adds two Python-level
+        # calls (its __enter__/__exit__) to every search.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._read_side = _ReadSide(self)
         self._readers = 0
         self._writer = False
@@ -34,7 +37,11 @@ class RWLock:
         return self._read_side
 
     def _acquire_read(self) -> None:
-        with self._cond:
+        with self._mutex:
+            if not (self._writer or self._writers_waiting):  # nobody to wait for
+                self._readers += 1
+                self.last_read = time.monotonic()
+                return
             self._readers_waiting += 1
             while self._writer or (self._writers_waiting and not self._readers_turn):
                 self._cond.wait()
@@ -46,7 +53,7 @@ class RWLock:
                 self._cond.notify_all()
 
     def _release_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
             # Only writers wait for the reader count; nobody to wake otherwise.
             if self._readers == 0 and self._writers_waiting:
@@ -54,7 +61,7 @@ class RWLock:
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._cond:
+        with self._mutex:
             self._writers_waiting += 1
             while self._writer or self._readers or self._readers_turn:
                 self._cond.wait()
@@ -63,7 +70,7 @@ class RWLock:
         try:
             yield
         finally:
-            with self._cond:
+            with self._mutex:
                 self._writer = False
                 self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()

