@@ -247,8 +247,8 @@ class Multiplexed:
     """Several keep-alive connections driven by one process from one epoll loop, as
     ``wrk`` drives its connections: a process per connection costs a wake-up (two
     context switches) per request, and on a 2-core machine 16 such processes took
-    ~0.3 cores from the server they measured against ~0.15-0.2 for two multiplexed
-    ones (NOTES, tenth pass). Connection ``c`` sends requests ``first[c]``,
+    0.29-0.31 cores from the server they measured against 0.17-0.18 for 16
+    connections in one process (NOTES, tenth pass). Connection ``c`` sends requests ``first[c]``,
     ``first[c] + stride``, ...; a latency runs from a request's first byte sent to its
     response's last byte read. A failed request (a status >= 400, a dropped or
     unframeable response) is counted, its connection reopened, and the loop goes on."""
@@ -273,10 +273,10 @@ class Multiplexed:
         retry = [f for f in self.flights if not self._begin(f)]
         while (now := time.time()) < end:
             retry = [f for f in retry if not self._begin(f)]
-            for key, mask in self.selector.select(0.01 if retry else min(0.05, end - now)):
+            for key, _ in self.selector.select(0.01 if retry else min(0.05, end - now)):
                 flight = key.data
                 try:
-                    if not self._progress(flight, mask):
+                    if not self._progress(flight):
                         continue
                 except BlockingIOError:
                     continue
@@ -319,7 +319,7 @@ class Multiplexed:
                     else selectors.EVENT_WRITE)
         return True
 
-    def _progress(self, flight: _InFlight, mask: int) -> bool:
+    def _progress(self, flight: _InFlight) -> bool:
         """Move the flight on after an event; True when its response is complete."""
         sock = flight.conn.sock
         assert sock is not None
