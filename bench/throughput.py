@@ -157,10 +157,11 @@ def batch_search(node: Node, ref: reference.RawIndex, queries: np.ndarray, data_
     """QPS of 100-query batch calls from ``clients`` clients (REST: connections of the
     multiplexed client; gRPC: a process each), with raw ``knn_query`` batches of the
     same queries timed just before and after (machine speed drifts 10-20% over a run;
-    the ratio is taken against the mean of the two). Both planes' clients send one pre-encoded request (REST: the JSON body, as the
-    single-search load does; gRPC: the serialized ``SearchBatchRequest`` with packed
-    float32 vectors) and leave the answers undecoded, so the two figures compare the
-    server's planes, not two clients' decoding costs."""
+    the ratio is taken against the mean of the two). Both planes' clients send one
+    pre-encoded request (REST: the JSON body, as the single-search load does; gRPC: the
+    serialized ``SearchBatchRequest`` with packed float32 vectors) and leave the answers
+    undecoded, so the two figures compare the server's planes, not two clients'
+    decoding costs."""
     raw_before = ref.batch_qps(queries, K, seconds / 2, size=100)
     block = queries[:100]
     if data_plane == "rest":
