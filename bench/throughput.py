@@ -255,7 +255,7 @@ def _batch(b: dict[str, Any]) -> str:
 def _best_single(r: dict[str, Any], best: dict[str, Any]) -> str:
     raw = r["raw_single"]
     line = (f"Best single-search QPS {best['qps']:.0f} at {best['clients']} client "
-            f"connections ({best.get('processes', best['clients'])} processes) "
+            f"connections ({best['processes']} processes) "
             f"= {best['qps'] / raw['qps']:.2f}x raw single queries from every core, timed "
             f"just before and after the sweep ({raw['before']:.0f} / {raw['after']:.0f})")
     if r["wrk"]:
@@ -287,7 +287,7 @@ def _report(results: dict[str, Any], seconds: float) -> list[str]:
         rows = []
         for lg in r["loadgen"]:
             w = next((x for x in r["wrk"] if x["clients"] == lg["clients"]), None)
-            rows.append([f"{lg['clients']} ({lg.get('processes', lg['clients'])})",
+            rows.append([f"{lg['clients']} ({lg['processes']})",
                          f"{lg['qps']:.0f}", f"{lg['p50_ms']:.2f}",
                          f"{lg['p99_ms']:.2f}", f"{lg['client_busiest']:.0%}"
                          + (" SATURATED" if lg["client_saturated"] else ""),
