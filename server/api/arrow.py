@@ -84,13 +84,15 @@ def _vectors(column: Any) -> tuple[np.ndarray | None, list[int]]:
         raise BadRequest("Arrow column 'vector' must be fixed_size_list<float32> or "
                          f"list<float32>, got {kind}")
     array = column.combine_chunks()
-    missing = [i for i, valid in enumerate(array.is_valid().to_pylist()) if not valid]
+    missing = ([] if not array.null_count else
+               [i for i, valid in enumerate(array.is_valid().to_pylist()) if not valid])
     if pa.types.is_fixed_size_list(kind):
         dim = kind.list_size
         flat = array.flatten() if not missing else array.fill_null([0.0] * dim).flatten()
     else:
         lengths = array.value_lengths().to_numpy(zero_copy_only=False)
-        present = [i for i in range(len(array)) if i not in set(missing)]
+        absent = set(missing)
+        present = [i for i in range(len(array)) if i not in absent]
         sizes = sorted({int(lengths[i]) for i in present})
         if len(sizes) > 1:
             raise Unprocessable(f"documents have vectors of different lengths: {sizes}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from akidb.server import faults
 from akidb.server.storage.fsync import fsync_path, mkdirs_durable
@@ -83,7 +84,7 @@ class OpenReport:
 
 
 def encode(seq: int, op: int, meta: dict[str, Any], vectors: np.ndarray | None) -> bytes:
-    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
+    meta_bytes = orjson.dumps(meta)  # JSON as before (json.loads reads both), 10x cheaper
     vec_bytes = b"" if vectors is None else np.ascontiguousarray(vectors, np.float32).tobytes()
     payload = HEADER.pack(seq, op, len(meta_bytes)) + meta_bytes + vec_bytes
     length = len(payload).to_bytes(4, "little")
