@@ -90,6 +90,14 @@ def test_the_client_sends_large_columnar_batches_as_arrow(client, tenant):
      "must be a JSON object"),
     (lambda ids, v: _stream({"id": pa.array(ids), "vector": pa.array(
         v.astype(np.float64).tolist(), pa.list_(pa.float64()))}), BadRequest, "float32"),
+    # A null vector row is a document without a vector (no embedding model here): it
+    # must be found as such, not stored as zeros.
+    (lambda ids, v: _stream({"id": pa.array(ids), "vector": pa.FixedSizeListArray.from_arrays(
+        pa.array(v.reshape(-1)), v.shape[1], mask=pa.array([i == 4 for i in range(len(v))]))}),
+     Unprocessable, r"documents\[4\] \(id 'd4'\) has no vector"),
+    (lambda ids, v: _stream({"id": pa.array(ids), "vector": pa.array(
+        [None if i == 7 else r.tolist() for i, r in enumerate(v)], pa.list_(pa.float32()))}),
+     Unprocessable, r"documents\[7\] \(id 'd7'\) has no vector"),
 ])
 def test_bad_arrow_bodies_are_refused_and_change_nothing(client, tenant, make, error,
                                                          fragment):
