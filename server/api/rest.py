@@ -10,7 +10,7 @@ from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from akidb.server import faults, schema, tracing
-from akidb.server.api import arrow
+from akidb.server.api import arrow, search_body
 from akidb.server.api.flask_app import AkiFlask
 from akidb.server.api.openapi import openapi_document
 from akidb.server.api.rest_front import REQUEST_ID, RestFront, json_body
@@ -258,14 +258,14 @@ def create_app(service: Service, auth: KeyAuthenticator, metrics: Metrics,
 
     def search(environ: dict[str, Any], tenant: str, database: str, collection: str) -> Any:
         who = principal(environ)
-        req = schema.parse(schema.SearchIn, body(environ))
-        return service.search(who, tenant, database, collection, req)
+        req, vector = search_body.decode_search(body(environ))
+        return service.search(who, tenant, database, collection, req, vector)
 
     def search_batch(environ: dict[str, Any], tenant: str, database: str,
                      collection: str) -> Any:
         who = principal(environ)
-        req = schema.parse(schema.SearchBatchIn, body(environ))
-        return service.search_batch(who, tenant, database, collection, req.searches)
+        reqs, vectors = search_body.decode_search_batch(body(environ))
+        return service.search_batch(who, tenant, database, collection, reqs, vectors)
 
     def snapshot(tenant: str, database: str, collection: str) -> Response:
         return _json(service.create_snapshot(principal(), tenant, database, collection), 201)
