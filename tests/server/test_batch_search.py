@@ -45,6 +45,13 @@ def test_a_batch_answers_exactly_as_single_searches(akidb_cluster, coll, data_pl
         assert [h.score for h in b.hits] == pytest.approx([h.score for h in s.hits], abs=1e-6)
     assert batch[-1].hits[0].payload is not None
     assert all(len(r.ids) == s["k"] for r, s in zip(batch[:12], searches, strict=False))
+    # Only plain vector searches: planned as one matrix, answered by one graph batch
+    # per (k, ef).
+    plain = [{**s, "include": ["payload"]} if i % 3 == 0 else s
+             for i, s in enumerate(searches[:13])]
+    answers = c.search_batch(coll, plain)
+    assert [r.ids for r in answers] == [c.search(coll, **s).ids for s in plain]
+    assert answers[0].hits[0].payload is not None and answers[1].hits[0].payload is None
     c.close()
 
 
@@ -77,10 +84,31 @@ def test_bad_searches_are_named_and_limits_hold(client, coll):
         client.search_batch(coll, [good, good, {"vector": np.ones(DIM), "filter": {"$x": 1}}])
     with pytest.raises(Unprocessable, match=r"searches\[0\]: k=5000 exceeds"):
         client.search_batch(coll, [{"vector": np.ones(DIM), "k": 5000}])
+    # Plain vector batches are checked as one matrix first; a failing check still names
+    # its search.
+    with pytest.raises(Unprocessable, match=r"searches\[3\]: a zero query vector"):
+        client.search_batch(coll, [good, good, good, {"vector": np.zeros(DIM), "k": 3}])
+    with pytest.raises(Unprocessable, match=r"searches\[0\]: k=5000 exceeds"):
+        client.search_batch(coll, [{"vector": np.ones(DIM), "k": 5000}, good])
     with pytest.raises(BadRequest, match="must not be empty"):
         client.search_batch(coll, [])
     with pytest.raises(PayloadTooLarge, match="1025 searches in one call; the limit is 1024"):
         client.search_batch(coll, [good] * 1025)
+
+
+def test_a_non_finite_vector_in_a_packed_batch_is_named(akidb_cluster, coll):
+    """gRPC's packed float32 vectors can carry NaN and infinity, which JSON cannot."""
+    node = akidb_cluster.nodes[0]
+    with node.admin_client(data_plane="grpc") as c:
+        good = {"vector": np.ones(DIM, np.float32), "k": 3}
+        for bad in (np.nan, np.inf):
+            vector = np.ones(DIM, np.float32)
+            vector[5] = bad
+            with pytest.raises(Unprocessable, match=r"searches\[2\]: query vector contains NaN"):
+                c.search_batch(coll, [good, good, {"vector": vector, "k": 3}, good])
+        with pytest.raises(Unprocessable, match=r"searches\[1\]: query vector has dimension 7"):
+            c.search_batch(coll, [good, {"vector": np.ones(7, np.float32), "k": 3}])
+        assert [len(r.ids) for r in c.search_batch(coll, [good] * 3)] == [3, 3, 3]
 
 
 def test_one_batch_is_one_authorization_and_one_rate_token(client, tenant, akidb_cluster):
