@@ -111,6 +111,17 @@ def test_a_non_finite_vector_in_a_packed_batch_is_named(akidb_cluster, coll):
         assert [len(r.ids) for r in c.search_batch(coll, [good] * 3)] == [3, 3, 3]
 
 
+@pytest.mark.parametrize("data_plane", ["rest", "grpc"])
+def test_a_field_out_of_range_names_its_search(akidb_cluster, coll, data_plane):
+    node = akidb_cluster.nodes[0]
+    with node.admin_client(data_plane=data_plane) as c:
+        good = {"vector": np.ones(DIM, np.float32), "k": 3}
+        with pytest.raises(BadRequest, match=r"searches\.2\.ef: Input should be less than"):
+            c.search_batch(coll, [good, good, {**good, "ef": 5000}])
+        with pytest.raises(BadRequest, match=r"searches\.1\.include\.0: Input should be"):
+            c.search_batch(coll, [good, {**good, "include": ["vectors"]}])
+
+
 def test_one_batch_is_one_authorization_and_one_rate_token(client, tenant, akidb_cluster):
     client.delete_tenant(tenant)
     client.create_tenant(tenant, quotas={"requests_per_second": 0.001, "burst": 1})
