@@ -74,9 +74,8 @@ def process_cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest(node: Node, base: np.ndarray, batch: int, arrow: bool) -> float:
-    """Vectors/s into a fresh collection from 2 loaders (Arrow or JSON bodies)."""
-    name = COLL if arrow else COLL + "-json"
+def ingest(node: Node, base: np.ndarray, batch: int, arrow: bool, name: str) -> float:
+    """Vectors/s into a fresh collection ``name`` from 2 loaders (Arrow or JSON bodies)."""
     with node.admin_client(timeout=600) as admin:
         admin.create_collection(name, dimension=base.shape[1], metric="cosine",
                                 hnsw={"m": M, "ef_construction": EFC, "ef_search": EF},
@@ -99,21 +98,42 @@ def ingest(node: Node, base: np.ndarray, batch: int, arrow: bool) -> float:
     return len(base) / (time.perf_counter() - t0)
 
 
-def bracketed_ingest(node: Node, base: np.ndarray, batch: int) -> dict[str, Any]:
+def bracketed_ingest(node: Node, base: np.ndarray, batch: int, rounds: int = 1
+                     ) -> dict[str, Any]:
     """Arrow then JSON ingest, each rated against the mean of raw ``add_items`` builds
-    of the same batches just before and just after it (raw, Arrow, raw, JSON, raw).
-    Raw builds moved between 3500 and 5900/s within one afternoon here, and against a
-    single raw figure taken minutes earlier the same code read 0.51x and 0.91x."""
+    of the same batches just before and just after it (raw, Arrow, raw, JSON, raw; with
+    ``rounds`` > 1 each format is loaded that many times into fresh collections, each
+    load between its own raw builds). Raw builds moved between 3500 and 5900/s within one
+    afternoon here, and against a single raw figure taken minutes earlier the same code
+    read 0.51x and 0.91x; consecutive builds still differ by up to 25%."""
     raws = [reference.build(base, m=M, ef_construction=EFC, ef=EF, batch=batch).ingest_per_s]
     out: dict[str, Any] = {}
     for fmt in ("arrow", "json"):
-        per_s = ingest(node, base, batch, fmt == "arrow")
-        raws.append(reference.build(base, m=M, ef_construction=EFC, ef=EF,
-                                    batch=batch).ingest_per_s)
-        raw = (raws[-2] + raws[-1]) / 2
-        out[fmt] = {"per_s": per_s, "raw_before": raws[-2], "raw_after": raws[-1],
-                    "raw_per_s": raw, "ratio": per_s / raw}
+        trials = []
+        for r in range(rounds):
+            # The first Arrow collection stays: the search scenarios query it.
+            name = (COLL if fmt == "arrow" else COLL + "-json") + (f"-{r}" if r else "")
+            per_s = ingest(node, base, batch, fmt == "arrow", name)
+            if name != COLL:
+                with node.admin_client(timeout=600) as admin:
+                    admin.delete_collection(name)
+            raws.append(reference.build(base, m=M, ef_construction=EFC, ef=EF,
+                                        batch=batch).ingest_per_s)
+            raw = (raws[-2] + raws[-1]) / 2
+            trials.append({"per_s": per_s, "raw_before": raws[-2], "raw_after": raws[-1],
+                           "raw_per_s": raw, "ratio": per_s / raw})
+        out[fmt] = median_round(trials)
     return out
+
+
+def median_round(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median ratio (the lower of the two middle ones for an even
+    count: a figure that was measured, not an average of two), with every round and
+    the range of their ratios beside it."""
+    ranked = sorted(trials, key=lambda t: t["ratio"])
+    ratios = [t["ratio"] for t in ranked]
+    return {**ranked[(len(ranked) - 1) // 2], "rounds": trials,
+            "ratio_min": ratios[0], "ratio_max": ratios[-1]}
 
 
 def wrk(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict[str, Any] | None:
@@ -153,7 +173,14 @@ def _wrk_ms(value: str) -> float:
 
 
 def batch_search(node: Node, ref: reference.RawIndex, queries: np.ndarray, data_plane: str,
-                 clients: int, seconds: float) -> dict[str, Any]:
+                 clients: int, seconds: float, rounds: int = 1) -> dict[str, Any]:
+    """``batch_round`` ``rounds`` times; the median round, with the range."""
+    return median_round([batch_round(node, ref, queries, data_plane, clients, seconds)
+                         for _ in range(rounds)])
+
+
+def batch_round(node: Node, ref: reference.RawIndex, queries: np.ndarray, data_plane: str,
+                clients: int, seconds: float) -> dict[str, Any]:
     """QPS of 100-query batch calls from ``clients`` clients (REST: connections of the
     multiplexed client; gRPC: a process each), with raw ``knn_query`` batches of the
     same queries timed just before and after (machine speed drifts 10-20% over a run;
@@ -195,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=common.count_list, default=[1, 2, 4, 8, 16, 32, 64],
                     help="concurrencies to measure (client connections)")
     ap.add_argument("--fronts", default="waitress,granian", help="REST fronts to compare")
+    ap.add_argument("--rounds", type=common.positive_int, default=1,
+                    help="repeat each ingest and batch-search measurement, each beside raw "
+                         "runs of its own; the median round is reported with the range")
     args = ap.parse_args(argv)
     concurrencies = args.clients
     fronts = [f for f in args.fronts.split(",") if f]
@@ -212,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         node.start()
         try:
             _progress(f"{front}: ingest (Arrow, JSON), raw builds between")
-            r: dict[str, Any] = {"ingest": bracketed_ingest(node, base, args.batch)}
+            r: dict[str, Any] = {"ingest": bracketed_ingest(node, base, args.batch,
+                                                            args.rounds)}
             request = Request(node.rest_url, "POST", SEARCH_PATH, body, _headers(node))
             r["loadgen"] = []
             r["wrk"] = []
@@ -235,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             r["raw_single"] = {"before": raw_before, "after": raw_after,
                                "qps": (raw_before + raw_after) / 2}
             _progress(f"{front}: batch search, REST and gRPC, beside raw batches")
-            r["batch100"] = {plane: [batch_search(node, ref, queries, plane, c, args.seconds)
+            r["batch100"] = {plane: [batch_search(node, ref, queries, plane, c, args.seconds,
+                                                  args.rounds)
                                      for c in BATCH_CLIENTS] for plane in ("rest", "grpc")}
             results["fronts"][front] = r
         finally:
@@ -245,11 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _spread(m: dict[str, Any]) -> str:
+    """`` (median of 3: 0.88-0.93x)`` when a figure is the median of several rounds."""
+    n = len(m.get("rounds", ()))
+    return f" (median of {n}: {m['ratio_min']:.2f}-{m['ratio_max']:.2f}x)" if n > 1 else ""
+
+
 def _batch(b: dict[str, Any]) -> str:
     return (f"{b['clients']} client(s) {b['qps']:.0f} QPS = {b['ratio']:.2f}x raw "
-            f"({b['raw_qps']:.0f}), P99 {b['p99_ms']:.1f} ms, {b['errors']} errors, busiest "
-            f"client {b['client_busiest']:.0%}" + (" SATURATED" if b["client_saturated"]
-                                                   else ""))
+            f"({b['raw_qps']:.0f}){_spread(b)}, P99 {b['p99_ms']:.1f} ms, {b['errors']} "
+            f"errors, busiest client {b['client_busiest']:.0%}"
+            + (" SATURATED" if b["client_saturated"] else ""))
 
 
 def _best_single(r: dict[str, Any], best: dict[str, Any]) -> str:
@@ -276,7 +314,7 @@ def _report(results: dict[str, Any], seconds: float) -> list[str]:
         lines += [f"## {front}", "",
                   "Ingest (2 loaders; raw builds just before and after each): "
                   + "; ".join(f"{fmt} {i['per_s']:.0f}/s = {i['ratio']:.2f}x raw "
-                              f"({i['raw_before']:.0f} / {i['raw_after']:.0f})"
+                              f"({i['raw_before']:.0f} / {i['raw_after']:.0f}){_spread(i)}"
                               for fmt, i in r["ingest"].items()) + ".",
                   "Batch search of 100 per call (raw batches timed beside each): "
                   + "; ".join(f"{plane} {_batch(b)}" for plane, runs in r["batch100"].items()

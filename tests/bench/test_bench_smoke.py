@@ -30,7 +30,7 @@ SMOKE: dict[str, list[str]] = {
     "embeddings": ["--sentences", "20", "--batch", "8", "--backends", "numpy",
                    "--ingest-docs", "10"],
     "throughput": ["--vectors", "1500", "--dim", "16", "--seconds", "0.5", "--clients", "1,2",
-                   "--fronts", "waitress"],
+                   "--fronts", "waitress", "--rounds", "2"],
     "tracing_cost": ["--vectors", "500", "--dim", "16", "--queries", "30", "--rounds", "2"],
     "ab_calibrate": ["--aa", "2", "--runs", "1", "--slowdowns", "20", "--rounds", "2",
                      "--trials", "20", "--vectors", "400", "--dim", "16", "--queries", "30"],
@@ -68,6 +68,8 @@ def test_benchmark_runs_small_and_reports_honestly(name, tmp_path, capsys):
     assert not negative, f"negative figures: {negative[:5]}"
     assert json_file.with_suffix(".md").exists()
     assert json_file.with_suffix(".html").exists()
+    if name == "throughput":
+        _check_throughput_rounds(record, json_file.with_suffix(".md").read_text())
     assert capsys.readouterr().out.strip(), "nothing printed"
 
 
@@ -83,3 +85,25 @@ def test_bench_calibrate_writes_a_thresholds_file(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "akidb", "bench", "calibrate", "--runs", "1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
+
+
+
+def test_the_median_round_is_a_measured_one_with_the_range_beside_it():
+    from akidb.bench.throughput import median_round
+
+    trials = [{"ratio": r, "qps": 100 * r} for r in (0.9, 0.7, 1.1, 0.8)]
+    m = median_round(trials)
+    assert (m["ratio"], m["qps"]) == (0.8, 80.0)  # the lower middle one, not an average
+    assert (m["ratio_min"], m["ratio_max"], m["rounds"]) == (0.7, 1.1, trials)
+    assert median_round(trials[:3])["ratio"] == 0.9
+
+
+def _check_throughput_rounds(record: dict, report: str) -> None:
+    """The smoke run asks for 2 rounds: each ingest and batch figure carries both."""
+    front = record["results"]["fronts"]["waitress"]
+    for figure in [front["ingest"]["arrow"], front["ingest"]["json"],
+                   *front["batch100"]["rest"], *front["batch100"]["grpc"]]:
+        assert len(figure["rounds"]) == 2
+        assert figure["ratio_min"] <= figure["ratio"] <= figure["ratio_max"]
+        assert figure["ratio"] in [t["ratio"] for t in figure["rounds"]]
+    assert "(median of 2: " in report
